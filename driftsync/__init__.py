@@ -1,0 +1,1 @@
+"""driftsync: the `drift` command dispatcher and distribution metadata."""

@@ -1,0 +1,5 @@
+import sys
+
+from driftsync.cli import main
+
+sys.exit(main())

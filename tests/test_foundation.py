@@ -1,0 +1,32 @@
+"""The ground every package stands on: the dispatcher and the layering contract."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from driftsync.cli import GROUPS, available_groups, main
+
+
+def test_help_lists_only_groups_that_exist(capsys) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name in available_groups():
+        assert f"  {name}" in out
+    for name in set(GROUPS) - set(available_groups()):
+        assert f"  {name} " not in out
+
+
+def test_unknown_command_is_a_usage_error(capsys) -> None:
+    assert main(["frobnicate"]) == 2
+    assert "unknown command 'frobnicate'" in capsys.readouterr().err
+
+
+def test_help_imports_no_command_group() -> None:
+    code = (
+        "import sys; from driftsync.cli import main; main(['--help']); "
+        "heavy = [m for m in sys.modules if m.endswith('.cli') or m.endswith('.demo') "
+        "or m.split('.')[0] in ('aiohttp', 'pycrdt', 'boto3', 'nacl')]; print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().endswith("[]")
