@@ -1,0 +1,241 @@
+"""The per-share update log: sequence allocation, idempotent appends, fork and gap detection,
+catch-up by cursor or by version vector, and the blocks envelopes reference but the relay lacks.
+
+Every function takes an open transaction. :func:`append` must run in a write transaction: it
+locks the share's head row first, so appends to one share allocate and commit sequence numbers
+strictly in order (a reader paging ``seq > cursor`` can never see ``n + 1`` before ``n``), and the
+``UNIQUE(share, device, counter)`` constraint backs the fork check.
+
+The log stores envelope bodies opaquely: the service verifies them (with ``protocol``) and
+passes the header fields the log needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from relay.db import Tx
+from relay.errors import BrokenHashChain, CounterGap, Fork, NotFound
+
+
+@dataclass(frozen=True, slots=True)
+class NewEnvelope:
+    """What the log needs of a verified envelope. ``prev_hash`` is None for a device's first."""
+
+    device_id: str
+    counter: int
+    envelope_hash: bytes
+    prev_hash: bytes | None
+    body: bytes
+    block_ids: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    seq: int
+    device_id: str
+    counter: int
+    envelope_hash: bytes
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """Sequence number per submitted envelope (original ones for resends) and the new head."""
+
+    seqs: tuple[int, ...]
+    appended: int
+    last_seq: int
+    owed_added: int
+
+
+async def append(tx: Tx, share_id: str, items: Sequence[NewEnvelope], now_ms: int) -> AppendResult:
+    """Append envelopes of one share, in order, all or nothing.
+
+    A resend identical to a stored envelope gets its original sequence; a different envelope for a
+    taken counter raises :class:`Fork` (with the stored one); a counter that does not follow the
+    device's last raises :class:`CounterGap`; a previous-hash that does not name the device's
+    last envelope raises :class:`BrokenHashChain`. Errors carry ``index``, the failing item.
+    """
+    head = await tx.select_for_update("SELECT last_seq FROM shares WHERE share_id = ?", share_id)
+    if head is None:
+        raise NotFound(f"share {share_id} does not exist")
+    last_seq = int(head[0])  # type: ignore[call-overload]
+    vectors: dict[str, tuple[int, bytes | None]] = {}
+    seqs: list[int] = []
+    appended = owed_added = 0
+    for index, item in enumerate(items):
+        stored = await tx.fetchone(
+            "SELECT seq, envelope_hash, body FROM envelopes "
+            "WHERE share_id = ? AND device_id = ? AND counter = ?",
+            share_id,
+            item.device_id,
+            item.counter,
+        )
+        if stored is not None:
+            if bytes(stored[1]) == item.envelope_hash:  # type: ignore[arg-type]
+                seqs.append(int(stored[0]))  # type: ignore[call-overload]
+                continue
+            raise Fork(
+                f"device {item.device_id} already has a different envelope at counter "
+                f"{item.counter}",
+                index=index,
+                seq=int(stored[0]),
+                stored=bytes(stored[2]),  # type: ignore[arg-type,call-overload]
+            )
+        if item.device_id not in vectors:
+            row = await tx.fetchone(
+                "SELECT counter, last_hash FROM share_vectors WHERE share_id = ? AND device_id = ?",
+                share_id,
+                item.device_id,
+            )
+            vectors[item.device_id] = (
+                (int(row[0]), bytes(row[1])) if row else (0, None)  # type: ignore[arg-type,call-overload]
+            )
+        have, last_hash = vectors[item.device_id]
+        if item.counter != have + 1:
+            raise CounterGap(
+                f"device {item.device_id} is at counter {have}; {item.counter} does not follow",
+                index=index,
+                have=have,
+            )
+        if item.prev_hash != last_hash:
+            raise BrokenHashChain(
+                f"envelope {item.counter} of device {item.device_id} does not name the device's "
+                "previous envelope",
+                index=index,
+            )
+        last_seq += 1
+        await tx.execute(
+            "INSERT INTO envelopes (share_id, seq, device_id, counter, envelope_hash, body, "
+            "received_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            share_id,
+            last_seq,
+            item.device_id,
+            item.counter,
+            item.envelope_hash,
+            item.body,
+            now_ms,
+        )
+        await tx.execute(
+            "INSERT INTO share_vectors (share_id, device_id, counter, last_hash) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (share_id, device_id) "
+            "DO UPDATE SET counter = excluded.counter, last_hash = excluded.last_hash",
+            share_id,
+            item.device_id,
+            item.counter,
+            item.envelope_hash,
+        )
+        vectors[item.device_id] = (item.counter, item.envelope_hash)
+        for block_id in dict.fromkeys(item.block_ids):
+            present = await tx.fetchone(
+                "SELECT 1 FROM share_blocks WHERE share_id = ? AND block_id = ?",
+                share_id,
+                block_id,
+            )
+            if present is None:
+                owed_added += await tx.execute(
+                    "INSERT INTO owed_blocks (share_id, block_id, first_seq) VALUES (?, ?, ?) "
+                    "ON CONFLICT (share_id, block_id) DO NOTHING",
+                    share_id,
+                    block_id,
+                    last_seq,
+                )
+        seqs.append(last_seq)
+        appended += 1
+    if appended:
+        await tx.execute("UPDATE shares SET last_seq = ? WHERE share_id = ?", last_seq, share_id)
+    return AppendResult(tuple(seqs), appended, last_seq, owed_added)
+
+
+def _entry(row: tuple[object, ...]) -> LogEntry:
+    return LogEntry(
+        seq=int(row[0]),  # type: ignore[call-overload]
+        device_id=str(row[1]),
+        counter=int(row[2]),  # type: ignore[call-overload]
+        envelope_hash=bytes(row[3]),  # type: ignore[arg-type]
+        body=bytes(row[4]),  # type: ignore[arg-type]
+    )
+
+
+_COLUMNS = "seq, device_id, counter, envelope_hash, body"
+
+
+async def last_seq(tx: Tx, share_id: str) -> int:
+    row = await tx.fetchone("SELECT last_seq FROM shares WHERE share_id = ?", share_id)
+    if row is None:
+        raise NotFound(f"share {share_id} does not exist")
+    return int(row[0])  # type: ignore[call-overload]
+
+
+async def since(tx: Tx, share_id: str, cursor: int, limit: int) -> list[LogEntry]:
+    """Entries with ``seq > cursor`` in sequence order, at most ``limit``."""
+    rows = await tx.fetchall(
+        f"SELECT {_COLUMNS} FROM envelopes WHERE share_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        share_id,
+        cursor,
+        limit,
+    )
+    return [_entry(r) for r in rows]
+
+
+async def server_vector(tx: Tx, share_id: str) -> dict[str, int]:
+    rows = await tx.fetchall(
+        "SELECT device_id, counter FROM share_vectors WHERE share_id = ?", share_id
+    )
+    return {str(r[0]): int(r[1]) for r in rows}  # type: ignore[call-overload]
+
+
+async def missing_from(
+    tx: Tx, share_id: str, vector: Mapping[str, int], limit: int
+) -> list[LogEntry]:
+    """Entries the holder of ``vector`` lacks, in sequence order (so causally), at most ``limit``.
+
+    The scan starts at the earliest missing entry of any device, and skips what the vector has.
+    """
+    server = await server_vector(tx, share_id)
+    starts: list[int] = []
+    for device, counter in server.items():
+        have = vector.get(device, 0)
+        if counter > have:
+            row = await tx.fetchone(
+                "SELECT seq FROM envelopes WHERE share_id = ? AND device_id = ? AND counter = ?",
+                share_id,
+                device,
+                have + 1,
+            )
+            if row is not None:
+                starts.append(int(row[0]))  # type: ignore[call-overload]
+    if not starts:
+        return []
+    cursor = min(starts) - 1
+    out: list[LogEntry] = []
+    while len(out) < limit:
+        batch = await since(tx, share_id, cursor, limit)
+        if not batch:
+            break
+        for entry in batch:
+            if entry.counter > vector.get(entry.device_id, 0):
+                out.append(entry)
+                if len(out) == limit:
+                    break
+        cursor = batch[-1].seq
+    return out
+
+
+async def owed_blocks(tx: Tx, share_id: str, after: bytes | None, limit: int) -> list[bytes]:
+    """Block ids envelopes of the share reference that nobody has uploaded yet, by id."""
+    rows = await tx.fetchall(
+        "SELECT block_id FROM owed_blocks WHERE share_id = ? AND block_id > ? "
+        "ORDER BY block_id LIMIT ?",
+        share_id,
+        after or b"",
+        limit,
+    )
+    return [bytes(r[0]) for r in rows]  # type: ignore[arg-type]
+
+
+async def count_owed(tx: Tx) -> int:
+    row = await tx.fetchone("SELECT COUNT(*) FROM owed_blocks")
+    return int(row[0]) if row else 0  # type: ignore[call-overload]
