@@ -1,0 +1,195 @@
+"""Ingest: a file → chunks → sealed blocks in a store → the reference to its version.
+
+Ingest and restore (storage.restore) hold a bounded number of chunks in flight
+(``max_in_flight``), never a whole file, so a 5 GB file needs the same memory as a 5 MB one. The
+CPU work (reading + chunking, hashing, compressing, sealing, opening) runs on the injected executor
+(``None``: the loop's default one); BLAKE3, SHA-256, AES-GCM, zstd and FastCDC all release the GIL,
+so on two cores the reader and the sealers overlap. Called from asyncio; ``asyncio.run`` makes it
+usable from plain code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from concurrent.futures import Executor
+from contextlib import suppress
+from dataclasses import dataclass, field
+from typing import BinaryIO, TypeVar
+
+from storage.blockstore import BlockStore
+from storage.chunking import DEFAULT_CHUNKING, Chunker, ChunkingParams
+from storage.errors import SourceError, StorageError
+from storage.hashing import BlockId, ContentHasher
+from storage.keys import SealingKey, ShareKeys
+from storage.manifest import (
+    FileRef,
+    Manifest,
+    ManifestEntry,
+    RefKind,
+    seal_manifest,
+)
+from storage.offload import Offload
+from storage.sealing import SealedBlock, SealedChunk, seal_chunk
+
+T = TypeVar("T")
+
+DEFAULT_MAX_IN_FLIGHT = 4
+# Blocks asked about in one has_many (one S3 HEAD fan-out); bounded like everything else.
+_HAS_BATCH = 8
+
+
+@dataclass(slots=True)
+class IngestStats:
+    bytes_read: int = 0
+    chunks: int = 0
+    new_blocks: int = 0  # blocks this ingest added to the store (data and manifest)
+    new_block_bytes: int = 0
+    reused_blocks: int = 0  # chunks whose block the store already had
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    ref: FileRef
+    manifest: Manifest | None
+    stats: IngestStats = field(compare=False)
+
+
+class _Writer:
+    """Stores sealed blocks, skipping those the store (or this ingest) already has."""
+
+    def __init__(self, store: BlockStore, stats: IngestStats) -> None:
+        self.store = store
+        self.stats = stats
+        self.seen: set[BlockId] = set()
+
+    async def store_blocks(self, blocks: list[SealedBlock]) -> None:
+        unseen = [b for b in blocks if b.block_id not in self.seen]
+        present = await self.store.has_many({b.block_id for b in unseen})
+        for block in blocks:
+            if block.block_id in self.seen or block.block_id in present:
+                self.stats.reused_blocks += 1
+            elif await self.store.put(block.block_id, block.data):
+                self.stats.new_blocks += 1
+                self.stats.new_block_bytes += len(block.data)
+            else:
+                self.stats.reused_blocks += 1
+            self.seen.add(block.block_id)
+
+
+async def ingest_file(
+    path: str | os.PathLike[str],
+    store: BlockStore,
+    share: ShareKeys,
+    key: SealingKey,
+    *,
+    params: ChunkingParams = DEFAULT_CHUNKING,
+    executor: Executor | None = None,
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+) -> IngestResult:
+    """Chunk, seal and store one file; returns the reference to record for this version."""
+    run = Offload(executor)
+    try:
+        reader: BinaryIO = await run(open, path, "rb")
+    except OSError as exc:
+        raise SourceError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        return await ingest_stream(
+            reader,
+            store,
+            share,
+            key,
+            params=params,
+            executor=executor,
+            max_in_flight=max_in_flight,
+            name=str(path),
+        )
+    finally:
+        reader.close()
+
+
+async def ingest_stream(
+    reader: BinaryIO,
+    store: BlockStore,
+    share: ShareKeys,
+    key: SealingKey,
+    *,
+    params: ChunkingParams = DEFAULT_CHUNKING,
+    executor: Executor | None = None,
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+    name: str = "stream",
+) -> IngestResult:
+    """Like :func:`ingest_file`, for any binary file object (read in a worker thread)."""
+    if max_in_flight < 1:
+        raise ValueError("max_in_flight must be at least 1")
+    run = Offload(executor)
+    stats = IngestStats()
+    writer = _Writer(store, stats)
+    hasher = ContentHasher(share.chunk_id_key)
+    chunks = Chunker(share.chunking_key, params).stream(reader)
+
+    def next_chunk() -> bytes | None:
+        try:
+            view = next(chunks, None)
+        except OSError as exc:
+            raise SourceError(f"cannot read {name}: {exc.strerror or exc}") from exc
+        if view is None:
+            return None
+        data = bytes(view)  # the chunker's view is only valid until its next chunk
+        hasher.update(data)
+        return data
+
+    # Reader → (bounded queue of sealing futures) → writer, in order.
+    queue: asyncio.Queue[asyncio.Future[SealedChunk] | None] = asyncio.Queue(max_in_flight)
+
+    async def produce() -> None:
+        while (data := await run(next_chunk)) is not None:
+            await queue.put(run(seal_chunk, share, key, data))
+        await queue.put(None)
+
+    producer = asyncio.create_task(produce())
+    entries: list[ManifestEntry] = []
+    try:
+        finished = False
+        while not finished:
+            first = await queue.get()
+            if first is None:
+                break
+            futures = [first]
+            # Whatever else is already queued joins the batch: one has_many for all of it.
+            while len(futures) < _HAS_BATCH and not queue.empty():
+                more = queue.get_nowait()
+                if more is None:
+                    finished = True
+                    break
+                futures.append(more)
+            batch = [await f for f in futures]
+            entries.extend(
+                ManifestEntry(s.chunk_id, s.block.block_id, key.epoch, s.size) for s in batch
+            )
+            stats.chunks += len(batch)
+            await writer.store_blocks([s.block for s in batch])
+        await producer
+    finally:
+        if not producer.done():
+            producer.cancel()
+            with suppress(asyncio.CancelledError, StorageError):
+                await producer
+        while not queue.empty():
+            pending = queue.get_nowait()
+            if pending is not None:
+                pending.cancel()
+    stats.bytes_read = hasher.size
+    content_hash = hasher.digest()
+    if not entries:
+        return IngestResult(FileRef(RefKind.EMPTY, 0, content_hash, None), None, stats)
+    if len(entries) == 1:
+        ref = FileRef(RefKind.CHUNK, hasher.size, content_hash, entries[0].block_id)
+        return IngestResult(ref, None, stats)
+    manifest = Manifest(hasher.size, content_hash, tuple(entries))
+    block = await run(seal_manifest, share, key, manifest)
+    await writer.store_blocks([block])
+    return IngestResult(
+        FileRef(RefKind.MANIFEST, hasher.size, content_hash, block.block_id), manifest, stats
+    )
+
