@@ -1,0 +1,89 @@
+"""Fan-out of (share, seq) to the subscribers of one relay process.
+
+A subscriber never queues: it holds, per share, the highest sequence number it has not taken yet,
+so its memory is bounded by the shares it follows however slow it is, and a publisher never waits
+on it. A consumer wakes, takes everything pending at once and learns the latest head of each share
+(the log then gives it every row after its cursor).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+
+class Subscription:
+    __slots__ = ("_event", "_hub", "closed", "pending", "shares")
+
+    def __init__(self, hub: Hub, shares: frozenset[str]) -> None:
+        self._hub = hub
+        self.shares = shares
+        self.pending: dict[str, int] = {}
+        self._event = asyncio.Event()
+        self.closed = False
+
+    def offer(self, share_id: str, seq: int) -> None:
+        if seq > self.pending.get(share_id, 0):
+            self.pending[share_id] = seq
+            self._event.set()
+
+    def take(self) -> dict[str, int]:
+        out, self.pending = self.pending, {}
+        self._event.clear()
+        return out
+
+    async def wait(self, timeout_s: float) -> dict[str, int]:
+        """What became pending within ``timeout_s`` (empty on timeout or close)."""
+        if not self.pending and not self.closed:
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await self._event.wait()
+            except TimeoutError:
+                return {}
+        return self.take()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._hub.remove(self)
+            self._event.set()
+
+
+class Hub:
+    """Subscriptions of this process by share, and the latest seq seen per followed share."""
+
+    def __init__(self) -> None:
+        self._by_share: dict[str, set[Subscription]] = {}
+        self.latest: dict[str, int] = {}
+        self.count = 0
+
+    def add(self, shares: Iterable[str]) -> Subscription:
+        sub = Subscription(self, frozenset(shares))
+        for share in sub.shares:
+            self._by_share.setdefault(share, set()).add(sub)
+        self.count += 1
+        return sub
+
+    def remove(self, sub: Subscription) -> None:
+        for share in sub.shares:
+            subs = self._by_share.get(share)
+            if subs is None:
+                continue
+            subs.discard(sub)
+            if not subs:
+                del self._by_share[share]
+                self.latest.pop(share, None)
+        self.count -= 1
+
+    def deliver(self, share_id: str, seq: int) -> int:
+        """Offer ``seq`` to the share's subscribers; how many were woken (0 if not newer)."""
+        subs = self._by_share.get(share_id)
+        if not subs or seq <= self.latest.get(share_id, 0):
+            return 0
+        self.latest[share_id] = seq
+        for sub in subs:
+            sub.offer(share_id, seq)
+        return len(subs)
+
+    def followed(self) -> list[str]:
+        return list(self._by_share)
