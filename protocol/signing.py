@@ -1,0 +1,80 @@
+"""Domain separation: every signature and every protocol hash names what it is for.
+
+A signature covers ``b"driftsync/v1/" + purpose + b"\\x00" + message`` where ``message`` is the
+canonical encoding of the signed record without its signature. Purposes are a closed set, so an auth
+message can never pass as an envelope, a certificate or a chain entry: the bytes signed differ in
+their prefix. Hashes of records (envelope ids, chain links, key hashes) are SHA-256 over the same
+kind of prefix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from enum import StrEnum
+
+from nacl.exceptions import BadSignatureError
+from nacl.signing import SigningKey, VerifyKey
+
+from protocol.errors import BadSignature, LocalProtocolError
+
+RandomBytes = Callable[[int], bytes]
+"""Where every random byte comes from; ``os.urandom`` in production, seeded in simulations."""
+
+default_random: RandomBytes = os.urandom
+
+DOMAIN = b"driftsync/v1/"
+SIGNATURE_BYTES = 64
+PUBLIC_KEY_BYTES = 32
+HASH_BYTES = 32
+
+
+class Purpose(StrEnum):
+    """What a signature or a hash is for; the string is part of the signed bytes."""
+
+    AUTH = "auth"
+    ENVELOPE = "envelope"
+    DEVICE_CERTIFICATE = "device-certificate"
+    DEVICE_REVOCATION = "device-revocation"
+    CHAIN_ENTRY = "chain-entry"
+    LINK = "link"
+    # Hash-only purposes.
+    ENVELOPE_HASH = "envelope-hash"
+    CHAIN_ENTRY_HASH = "chain-entry-hash"
+    EPOCH_KEY_HASH = "epoch-key-hash"
+    DEVICE_ID = "device-id"
+    USER_ID = "user-id"
+
+
+def domain_message(purpose: Purpose, message: bytes) -> bytes:
+    """The exact bytes a signature or a hash for ``purpose`` covers."""
+    return DOMAIN + purpose.value.encode("ascii") + b"\x00" + message
+
+
+def sign(key: SigningKey, purpose: Purpose, message: bytes) -> bytes:
+    """A 64-byte Ed25519 signature over ``message`` for ``purpose`` (deterministic)."""
+    return key.sign(domain_message(purpose, message)).signature
+
+
+def verify(public_key: bytes, purpose: Purpose, message: bytes, signature: bytes) -> None:
+    """Raise ``BadSignature`` unless ``signature`` is ``public_key``'s over ``message``."""
+    if len(public_key) != PUBLIC_KEY_BYTES or len(signature) != SIGNATURE_BYTES:
+        raise BadSignature(f"{purpose.value} signature or key has the wrong size")
+    try:
+        VerifyKey(public_key).verify(domain_message(purpose, message), signature)
+    except (BadSignatureError, ValueError) as exc:
+        raise BadSignature(f"{purpose.value} signature does not verify") from exc
+
+
+def digest(purpose: Purpose, message: bytes) -> bytes:
+    """SHA-256 over the domain-separated ``message``: 32 bytes."""
+    return hashlib.sha256(domain_message(purpose, message)).digest()
+
+
+def take_random(random_bytes: RandomBytes, size: int) -> bytes:
+    """``size`` bytes from an injected source, refusing a source that returns the wrong amount."""
+    data = random_bytes(size)
+    if not isinstance(data, bytes) or len(data) != size:
+        raise LocalProtocolError(f"random source returned {len(data)} bytes, {size} requested")
+    return data
