@@ -1,0 +1,58 @@
+"""One error hierarchy for the LAN layer: discovery, TLS transport and transfers.
+
+``LanError`` is the base; a caller that only wants "this peer or link failed, try another" catches
+it. Errors caused by the other side (bad frames, wrong identity, refusal) derive from
+``PeerMisbehaved`` so that a caller can stop trusting that address; link trouble (timeouts, closed
+connections) is ``LinkError`` and is worth a retry.
+"""
+
+from __future__ import annotations
+
+
+class LanError(Exception):
+    """Base of every error raised by ``peer.lan``."""
+
+
+class LinkError(LanError):
+    """The connection failed, closed or stalled; retrying later may succeed."""
+
+
+class ConnectionClosed(LinkError):
+    """The other side closed the connection (cleanly or not) before a whole frame arrived."""
+
+
+class ReadTimeout(LinkError):
+    """A frame did not arrive in full within the read timeout (a stall or a slowloris)."""
+
+
+class WriteTimeout(LinkError):
+    """The other side stopped reading: a frame could not be handed to the socket in time."""
+
+
+class PeerMisbehaved(LanError):
+    """The other side sent something the LAN protocol does not allow."""
+
+
+class FrameTooLarge(PeerMisbehaved):
+    """A frame header announced more bytes than the connection's maximum frame size."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"frame of {size} bytes exceeds the limit of {limit} bytes")
+        self.size = size
+        self.limit = limit
+
+
+class BadHello(PeerMisbehaved):
+    """The first message after TLS is not a well-formed hello."""
+
+
+class IdentityMismatch(PeerMisbehaved):
+    """The hello names a device key other than the one that signed the TLS handshake."""
+
+
+class Unauthorized(LanError):
+    """The peer proved its key, but the authorization hook does not admit it (or it refused us)."""
+
+
+class DiscoveryError(LanError):
+    """mDNS could not be started on the requested addresses."""

@@ -1,0 +1,305 @@
+"""LAN connections: TLS 1.3 with both device keys, then a hello each way, then frames.
+
+The order on every connection:
+
+1. TLS 1.3 (``peer.lan.tls``): each side proves it holds the private key of the certificate it
+   shows; nothing else is trusted yet.
+2. The connecting side sends its hello (device key and device certificate). The accepting side
+   checks that the hello names the key of the client's TLS certificate, then asks ``authorize``.
+   A device that is refused gets nothing more: the connection is closed without a word.
+3. The accepting side answers with its own hello; the connecting side runs the same checks (and,
+   when it dialled a known device, that the key is the one it expected).
+4. Frames, in both directions, until either side closes.
+
+There is no handshake of our own: TLS authenticates keys, and the application only compares the
+key it authenticated with the identity claimed, then asks the engine whether that identity may talk
+to us. Every read has a deadline and every frame a maximum size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import inspect
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Self
+
+from peer.lan.errors import (
+    ConnectionClosed,
+    IdentityMismatch,
+    LanError,
+    LinkError,
+    Unauthorized,
+)
+from peer.lan.framing import read_frame, write_frame
+from peer.lan.hello import MAX_HELLO_BYTES, Hello
+from peer.lan.tls import TlsIdentity, certificate_public_key, client_context, server_context
+
+log = logging.getLogger(__name__)
+
+Authorize = Callable[[bytes, bytes], bool | Awaitable[bool]]
+"""``authorize(device_public_key, device_certificate) -> bool``: may this device talk to us?"""
+
+ConnectionHandler = Callable[["LanConnection"], Awaitable[None]]
+
+
+@dataclasses.dataclass(frozen=True)
+class LanLimits:
+    max_frame_bytes: int = 8 * 1024 * 1024
+    read_timeout_s: float = 30.0
+    write_timeout_s: float = 30.0
+    connect_timeout_s: float = 10.0
+    handshake_timeout_s: float = 10.0
+    close_timeout_s: float = 5.0
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalDevice:
+    """What this device shows: its TLS identity and its (opaque) device certificate."""
+
+    tls: TlsIdentity
+    certificate: bytes
+
+    def hello(self) -> Hello:
+        return Hello(device_key=self.tls.public_key, certificate=self.certificate)
+
+
+@dataclasses.dataclass(frozen=True)
+class PeerIdentity:
+    """The other side, once TLS proved the key and ``authorize`` admitted the certificate."""
+
+    device_key: bytes
+    certificate: bytes
+
+
+class LanConnection:
+    """An authenticated, authorized connection to one peer device, carrying frames."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        peer: PeerIdentity,
+        limits: LanLimits,
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._limits = limits
+        self._read_lock = asyncio.Lock()
+        self.peer = peer
+        self.peer_address: tuple[str, int] = writer.get_extra_info("peername")[:2]
+
+    async def send(self, payload: bytes) -> None:
+        await write_frame(
+            self._writer,
+            payload,
+            max_bytes=self._limits.max_frame_bytes,
+            timeout_s=self._limits.write_timeout_s,
+        )
+
+    async def receive(self, timeout_s: float | None = None) -> bytes:
+        """The next frame; waits at most ``timeout_s`` (default: the limits' read timeout)."""
+        async with self._read_lock:
+            return await read_frame(
+                self._reader,
+                max_bytes=self._limits.max_frame_bytes,
+                timeout_s=self._limits.read_timeout_s if timeout_s is None else timeout_s,
+            )
+
+    @property
+    def closed(self) -> bool:
+        return self._writer.is_closing()
+
+    async def close(self) -> None:
+        await _close_writer(self._writer, self._limits.close_timeout_s)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+async def _close_writer(writer: asyncio.StreamWriter, timeout_s: float) -> None:
+    writer.close()
+    try:
+        async with asyncio.timeout(timeout_s):
+            await writer.wait_closed()
+    except (TimeoutError, ConnectionError, ssl.SSLError):
+        # The peer never answered our close_notify (or the link is gone): drop it hard.
+        writer.transport.abort()
+
+
+async def _admit(writer: asyncio.StreamWriter, hello: Hello, authorize: Authorize) -> PeerIdentity:
+    """The peer behind ``writer``, if its hello matches its TLS key and ``authorize`` says yes."""
+    ssl_object = writer.get_extra_info("ssl_object")
+    certificate_der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
+    if certificate_der is None:
+        raise IdentityMismatch("peer showed no TLS certificate")
+    if certificate_public_key(certificate_der) != hello.device_key:
+        raise IdentityMismatch("hello names a device key other than the TLS certificate's")
+    verdict = authorize(hello.device_key, hello.certificate)
+    if inspect.isawaitable(verdict):
+        verdict = await verdict
+    if verdict is not True:
+        raise Unauthorized(f"device {hello.device_key.hex()[:16]}… is not admitted")
+    return PeerIdentity(device_key=hello.device_key, certificate=hello.certificate)
+
+
+async def _read_hello(reader: asyncio.StreamReader, limits: LanLimits) -> Hello:
+    data = await read_frame(reader, max_bytes=MAX_HELLO_BYTES, timeout_s=limits.handshake_timeout_s)
+    return Hello.decode(data)
+
+
+async def connect(
+    host: str,
+    port: int,
+    *,
+    device: LocalDevice,
+    authorize: Authorize,
+    limits: LanLimits = LanLimits(),
+    expected_key: bytes | None = None,
+    local_address: str | None = None,
+) -> LanConnection:
+    """Open an authorized connection to the device listening at ``host:port``.
+
+    ``expected_key`` pins the peer to one device key (a static peer, or one seen before).
+    Raises ``LinkError`` when the peer cannot be reached, ``PeerMisbehaved`` or ``Unauthorized``
+    when it is not who it must be.
+    """
+    try:
+        async with asyncio.timeout(limits.connect_timeout_s + limits.handshake_timeout_s):
+            reader, writer = await asyncio.open_connection(
+                host,
+                port,
+                ssl=client_context(device.tls),
+                server_hostname="",
+                ssl_handshake_timeout=limits.handshake_timeout_s,
+                local_addr=(local_address, 0) if local_address else None,
+            )
+    except TimeoutError as exc:
+        raise LinkError(f"cannot reach {host}:{port}: timed out") from exc
+    except (OSError, ssl.SSLError) as exc:
+        raise LinkError(f"cannot reach {host}:{port}: {exc}") from exc
+    try:
+        await write_frame(
+            writer,
+            device.hello().encode(),
+            max_bytes=MAX_HELLO_BYTES,
+            timeout_s=limits.handshake_timeout_s,
+        )
+        try:
+            hello = await _read_hello(reader, limits)
+        except ConnectionClosed as exc:
+            raise Unauthorized(f"{host}:{port} hung up after our hello: not admitted") from exc
+        if expected_key is not None and hello.device_key != expected_key:
+            raise IdentityMismatch(f"{host}:{port} is not the device we expected")
+        peer = await _admit(writer, hello, authorize)
+    except BaseException:
+        await _close_writer(writer, limits.close_timeout_s)
+        raise
+    return LanConnection(reader, writer, peer, limits)
+
+
+class LanServer:
+    """Accepts LAN connections and hands each authorized one to ``handler``.
+
+    The connection is closed when the handler returns; refused peers never reach it.
+    """
+
+    def __init__(
+        self,
+        *,
+        device: LocalDevice,
+        authorize: Authorize,
+        handler: ConnectionHandler,
+        limits: LanLimits = LanLimits(),
+    ) -> None:
+        self._device = device
+        self._authorize = authorize
+        self._handler = handler
+        self._limits = limits
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise LanError("server is not started")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self, host: str, port: int = 0) -> None:
+        """Listen on ``host:port`` (port 0 picks a free one; see ``port``)."""
+        self._server = await asyncio.start_server(
+            self._accept,
+            host,
+            port,
+            ssl=server_context(self._device.tls),
+            ssl_handshake_timeout=self._limits.handshake_timeout_s,
+        )
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            await self._serve_one(reader, writer)
+        finally:
+            self._tasks.discard(task)
+
+    async def _serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer_address = writer.get_extra_info("peername")
+        try:
+            try:
+                hello = await _read_hello(reader, self._limits)
+                peer = await _admit(writer, hello, self._authorize)
+                await write_frame(
+                    writer,
+                    self._device.hello().encode(),
+                    max_bytes=MAX_HELLO_BYTES,
+                    timeout_s=self._limits.handshake_timeout_s,
+                )
+            except LanError as exc:
+                log.info("refused LAN peer %s: %s", peer_address, exc)
+                return
+            connection = LanConnection(reader, writer, peer, self._limits)
+            try:
+                await self._handler(connection)
+            except LinkError as exc:
+                log.info("LAN peer %s: %s", peer_address, exc)
+        finally:
+            await _close_writer(writer, self._limits.close_timeout_s)
+
+    async def close(self) -> None:
+        """Stop listening and end every open connection."""
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._limits.close_timeout_s):
+                    await self._server.wait_closed()
+            self._server = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
