@@ -35,7 +35,6 @@ import dataclasses
 from typing import ClassVar
 
 from nacl.exceptions import CryptoError
-from nacl.hash import blake2b
 from nacl.public import Box, PublicKey
 
 from protocol.chain import SHARE_ID_BYTES, MembershipChain
@@ -48,6 +47,7 @@ from protocol.signing import (
     RandomBytes,
     default_random,
     digest,
+    keyed_hash,
     take_random,
 )
 
@@ -65,25 +65,7 @@ def kdf(parent: bytes, label: str, context: bytes) -> bytes:
     """A 32-byte sub-key of ``parent`` for ``label`` (see the table in the module docs)."""
     if len(parent) != KEY_BYTES:
         raise LocalProtocolError("key derivation needs a 32-byte parent key")
-    return blake2b(
-        label.encode("ascii") + b"\x00" + context,
-        digest_size=KEY_BYTES,
-        key=parent,
-        person=KDF_PERSON,
-        encoder=_Raw,
-    )
-
-
-class _Raw:
-    """PyNaCl encoder that returns raw bytes."""
-
-    @staticmethod
-    def encode(data: bytes) -> bytes:
-        return data
-
-    @staticmethod
-    def decode(data: bytes) -> bytes:
-        return data
+    return keyed_hash(label.encode("ascii") + b"\x00" + context, person=KDF_PERSON, key=parent)
 
 
 def _u64(n: int) -> bytes:
@@ -208,13 +190,7 @@ class KeyRing:
 def lan_token(lan_discovery_key: bytes, now_ms: int) -> bytes:
     """The rotating mDNS token of a share for the hour containing ``now_ms``."""
     hour = now_ms // HOUR_MS
-    return blake2b(
-        _u64(hour),
-        digest_size=LAN_TOKEN_BYTES,
-        key=lan_discovery_key,
-        person=LAN_PERSON,
-        encoder=_Raw,
-    )
+    return keyed_hash(_u64(hour), person=LAN_PERSON, size=LAN_TOKEN_BYTES, key=lan_discovery_key)
 
 
 # --- wrapping for member devices --------------------------------------------------------------

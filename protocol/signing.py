@@ -15,6 +15,7 @@ from collections.abc import Callable
 from enum import StrEnum
 
 from nacl.exceptions import BadSignatureError
+from nacl.hash import blake2b
 from nacl.signing import SigningKey, VerifyKey
 
 from protocol.errors import BadSignature, LocalProtocolError
@@ -78,3 +79,20 @@ def take_random(random_bytes: RandomBytes, size: int) -> bytes:
     if not isinstance(data, bytes) or len(data) != size:
         raise LocalProtocolError(f"random source returned {len(data)} bytes, {size} requested")
     return data
+
+
+class _RawEncoder:
+    """PyNaCl encoder that leaves bytes as they are."""
+
+    @staticmethod
+    def encode(data: bytes) -> bytes:
+        return data
+
+    @staticmethod
+    def decode(data: bytes) -> bytes:
+        return data
+
+
+def keyed_hash(data: bytes, *, person: bytes, size: int = 32, key: bytes = b"") -> bytes:
+    """BLAKE2b of ``data`` with a 16-byte personalization (the domain) and an optional key."""
+    return blake2b(data, digest_size=size, key=key, person=person, encoder=_RawEncoder)
