@@ -174,6 +174,21 @@ class Text(Kind):
 
 
 @dataclasses.dataclass(frozen=True)
+class IntOrText(Kind):
+    """An integer or a short string (error details)."""
+
+    max_len: int
+
+    def check(self, value: Any, where: str) -> int | str:
+        if type(value) is int:
+            return UInt(U64_MAX, -(2**63)).check(value, where)
+        return Text(self.max_len).check(value, where)
+
+    def describe(self) -> str:
+        return f"int | str[..{self.max_len}]"
+
+
+@dataclasses.dataclass(frozen=True)
 class OneOf(Kind):
     """A string from a fixed set (roles, entry kinds)."""
 
