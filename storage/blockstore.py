@@ -58,14 +58,22 @@ class BlockStore(ABC):
             return set()
         return await self._run(self._has_many_sync, ids)
 
-    async def put(self, block_id: BlockId, data: Buffer) -> bool:
-        """Store a block; True if it was new, False if the store already had it."""
+    async def put(self, block_id: BlockId, data: Buffer, *, verify: bool = True) -> bool:
+        """Store a block; True if it was new, False if the store already had it.
+
+        ``verify=False`` skips re-hashing the bytes; only for an id this process just computed
+        from these same bytes (the ingest pipeline, which got both from ``seal_block``).
+        """
         check_block_id(block_id)
         # Hashing a 4 MiB block takes milliseconds: it belongs in the worker, not on the loop.
-        return await self._run(self._put_checked, block_id, data)
+        return await self._run(self._put_checked, block_id, data, verify)
 
-    def _put_checked(self, block_id: BlockId, data: Buffer) -> bool:
-        return self._put_sync(check_upload(block_id, data), data)
+    def _put_checked(self, block_id: BlockId, data: Buffer, verify: bool) -> bool:
+        if verify:
+            check_upload(block_id, data)
+        elif len(data) > MAX_BLOCK_SIZE:
+            raise BlockTooLargeError(f"block of {len(data)} bytes exceeds {MAX_BLOCK_SIZE}")
+        return self._put_sync(block_id, data)
 
     async def put_many(self, blocks: Iterable[tuple[BlockId, Buffer]]) -> set[BlockId]:
         """Store several blocks; returns the ids that were new."""
