@@ -55,7 +55,9 @@ def unpack(data: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Any:
     except UnicodeDecodeError as exc:
         raise DecodeError("malformed", "a string is not valid UTF-8") from exc
     except ValueError as exc:
-        if "incomplete" in str(exc):
+        # msgpack bounds each header by the input size: "exceeds max_*_len" means a header
+        # announces more than the bytes that follow can hold, i.e. the input is cut short.
+        if "incomplete" in str(exc) or "exceeds max_" in str(exc):
             raise DecodeError("truncated", "the message ends before it is complete") from exc
         raise DecodeError("malformed", f"not valid msgpack: {exc}") from exc
     except Exception as exc:  # msgpack raises assorted types on hostile input
