@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from protocol.errors import ProtocolError
+
 
 class RelayError(Exception):
     """Base of every error the relay answers with; ``details`` travel on the wire with the code."""
@@ -37,7 +39,7 @@ class InvalidSignature(RelayError):
     """A signature (envelope, chain entry, certificate) does not verify."""
 
     status = 400
-    code = "invalid_signature"
+    code = "bad_signature"
 
 
 class Unauthenticated(RelayError):
@@ -108,7 +110,7 @@ class CounterGap(Conflict):
 class BrokenHashChain(Conflict):
     """An envelope whose previous-hash does not name the device's previous envelope."""
 
-    code = "hash_chain"
+    code = "broken_link"
 
 
 class MissingDependencies(Conflict):
@@ -148,6 +150,28 @@ class QuotaExceeded(RelayError):
 class Unavailable(RelayError):
     status = 503
     code = "unavailable"
+
+
+class Refused(RelayError):
+    """A statement the protocol's rules refuse; code and status are those of the protocol error."""
+
+    status = 400
+    code = "refused"
+
+    def __init__(self, message: str, *, wire_code: str, http_status: int, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.code = wire_code  # type: ignore[misc]
+        self.status = http_status  # type: ignore[misc]
+
+
+def from_protocol(exc: ProtocolError, **extra: Any) -> RelayError:
+    """The relay's answer to a protocol error: the same wire code, the status it hints."""
+    details = {**exc.details, **extra}
+    cls = ERRORS_BY_CODE.get(exc.code)
+    if cls is not None and cls is not Refused:
+        return cls(exc.message, **details)
+    status = exc.status_hint if 400 <= exc.status_hint < 500 else 400
+    return Refused(exc.message, wire_code=exc.code, http_status=status, **details)
 
 
 def _all_subclasses(cls: type[RelayError]) -> list[type[RelayError]]:

@@ -61,6 +61,9 @@ class Gauge:
     def set(self, value: float) -> None:
         self._value = value
 
+    def set_reader(self, read: Callable[[], float]) -> None:
+        self._read = read
+
     def value(self) -> float:
         return float(self._read()) if self._read else self._value
 

@@ -49,6 +49,8 @@ class Settings:
     database_url: str = ""
     blocks_url: str = ""
     s3_endpoint_url: str | None = None
+    #: Answer block GETs with a redirect to a pre-signed S3 URL instead of the bytes.
+    s3_presign: bool = True
     notify_url: str = "local:"
     redis_prefix: str = "driftsync:"
     #: SQLite durability: FULL fsyncs the WAL at every commit (no acknowledged write is lost on
@@ -122,8 +124,8 @@ class Settings:
         if not db.startswith(("sqlite:///", "memory:", "postgresql://", "postgres://")):
             problems.append(f"database_url must be sqlite:///…, memory: or postgresql://…: {db!r}")
         blocks = self.effective_blocks_url
-        if not blocks.startswith(("file://", "s3://", "memory:")):
-            problems.append(f"blocks_url must be file://…, s3://… or memory:, got {blocks!r}")
+        if not blocks.startswith(("file://", "s3://")):
+            problems.append(f"blocks_url must be file://… or s3://bucket/prefix, got {blocks!r}")
         if not self.notify_url.startswith(("local:", "redis://")):
             problems.append(f"notify_url must be local: or redis://…, got {self.notify_url!r}")
         for key in self.jwt_keys:

@@ -7,16 +7,28 @@ running: CI starts them. If they are down the tests fail loudly, they never skip
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import asyncpg
+import boto3
 import pytest
 import redis.asyncio as aioredis
+from aiohttp import web
 
 from relay.db import Database, open_database
+from relay.http import create_app
+from relay.settings import JwtKey, Settings
+from tests.conftest import free_port
+
+from .helpers import Api
 
 PG_ADMIN_URLS = [
     os.environ.get("DRIFT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test"),
@@ -45,14 +57,20 @@ async def _pg_exec(sql: str) -> str:
 def pg_url() -> Iterator[str]:
     """A PostgreSQL URL naming a schema of this test's own, dropped afterwards.
 
-    Sync on purpose (run outside the test's loop), so parametrized fixtures can request it.
+    Sync on purpose, so parametrized and async fixtures alike can request it.
     """
     schema = f"t_{uuid.uuid4().hex[:16]}"
-    base = asyncio.run(_pg_exec(f'CREATE SCHEMA "{schema}"'))
+    base = _in_thread(_pg_exec(f'CREATE SCHEMA "{schema}"'))
     try:
         yield f"{base}?schema={schema}"
     finally:
-        asyncio.run(_pg_exec(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        _in_thread(_pg_exec(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+
+
+def _in_thread(coro: Coroutine[Any, Any, str]) -> str:
+    """Run admin work on a loop of its own, whether or not a test's loop is running here."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result(timeout=30)
 
 
 @pytest.fixture
@@ -95,3 +113,71 @@ async def db(db_url: str) -> AsyncIterator[Database]:
 @pytest.fixture
 def unique() -> Callable[[str], str]:
     return lambda label: f"{label}-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class RelayUnderTest:
+    api: Api
+    settings: Settings
+    app: web.Application
+
+
+def backend_settings(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    port = free_port()
+    base = Settings(host="127.0.0.1", port=port, data_dir=tmp_path / "relay", heartbeat_s=1.0)
+    if kind == "sqlite+dir":
+        return base
+    moto = request.getfixturevalue("moto_endpoint")
+    bucket = f"b-{uuid.uuid4().hex[:12]}"
+    boto3.client(
+        "s3",
+        endpoint_url=moto,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).create_bucket(Bucket=bucket)
+    return replace(
+        base,
+        database_url=request.getfixturevalue("pg_url"),
+        blocks_url=f"s3://{bucket}/relay",
+        s3_endpoint_url=moto,
+        notify_url=REDIS_URL,
+        redis_prefix=request.getfixturevalue("redis_prefix_sync"),
+        jwt_keys=(JwtKey("test", b"k" * 32),),
+    )
+
+
+@pytest.fixture
+def redis_prefix_sync() -> str:
+    """A channel prefix of this test's own (the relay keeps no keys in Redis, only channels)."""
+    return f"drifttest:{uuid.uuid4().hex[:12]}:"
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
+@asynccontextmanager
+async def running_relay(settings: Settings) -> AsyncIterator[RelayUnderTest]:
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", settings.port)
+    await site.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            yield RelayUnderTest(Api(session, f"http://127.0.0.1:{settings.port}"), settings, app)
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture(params=["sqlite+dir", "pg+s3+redis"])
+async def relay(
+    request: pytest.FixtureRequest, tmp_path: Path, aws_env: None
+) -> AsyncIterator[RelayUnderTest]:
+    settings = backend_settings(request.param, tmp_path, request)
+    async with running_relay(settings) as under_test:
+        yield under_test

@@ -1,0 +1,157 @@
+"""Users, their devices, revocations, login nonces, invites and per-user write windows (SQL).
+
+Ids are the lower-case hex of the protocol's 32-byte ids. Every function takes an open
+transaction; the service decides which.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from relay.db import Tx
+from relay.errors import RateLimited
+
+WINDOW_MS = 60_000
+
+
+@dataclass(frozen=True, slots=True)
+class UserRow:
+    user_id: str
+    user_key: bytes
+    quota_bytes: int
+    used_bytes: int
+
+
+async def get_user(tx: Tx, user_id: str) -> UserRow | None:
+    row = await tx.fetchone(
+        "SELECT user_id, user_key, quota_bytes, used_bytes FROM users WHERE user_id = ?", user_id
+    )
+    if row is None:
+        return None
+    return UserRow(str(row[0]), bytes(row[1]), int(row[2]), int(row[3]))  # type: ignore[arg-type,call-overload]
+
+
+async def create_user(tx: Tx, user_id: str, user_key: bytes, quota_bytes: int, now_ms: int) -> None:
+    await tx.execute(
+        "INSERT INTO users (user_id, user_key, created_ms, quota_bytes) VALUES (?, ?, ?, ?)",
+        user_id,
+        user_key,
+        now_ms,
+        quota_bytes,
+    )
+
+
+async def device_certificate(tx: Tx, device_id: str) -> bytes | None:
+    row = await tx.fetchone("SELECT certificate FROM devices WHERE device_id = ?", device_id)
+    return bytes(row[0]) if row else None  # type: ignore[arg-type]
+
+
+async def add_device(
+    tx: Tx, device_id: str, user_id: str, device_key: bytes, certificate: bytes, now_ms: int
+) -> None:
+    await tx.execute(
+        "INSERT INTO devices (device_id, user_id, device_key, certificate, created_ms) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (device_id) DO NOTHING",
+        device_id,
+        user_id,
+        device_key,
+        certificate,
+        now_ms,
+    )
+
+
+async def is_revoked(tx: Tx, device_id: str) -> bool:
+    row = await tx.fetchone("SELECT 1 FROM revocations WHERE device_id = ?", device_id)
+    return row is not None
+
+
+async def revoke(tx: Tx, device_id: str, user_id: str, statement: bytes, now_ms: int) -> bool:
+    count = await tx.execute(
+        "INSERT INTO revocations (device_id, user_id, statement, revoked_ms) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (device_id) DO NOTHING",
+        device_id,
+        user_id,
+        statement,
+        now_ms,
+    )
+    return count > 0
+
+
+async def remember_nonce(tx: Tx, nonce: bytes, expires_ms: int, now_ms: int) -> None:
+    await tx.execute("DELETE FROM auth_nonces WHERE expires_ms < ?", now_ms)
+    await tx.execute("INSERT INTO auth_nonces (nonce, expires_ms) VALUES (?, ?)", nonce, expires_ms)
+
+
+async def consume_nonce(tx: Tx, nonce: bytes, now_ms: int) -> bool:
+    """True exactly once per issued, unexpired nonce."""
+    return (
+        await tx.execute(
+            "DELETE FROM auth_nonces WHERE nonce = ? AND expires_ms >= ?", nonce, now_ms
+        )
+        == 1
+    )
+
+
+def invite_hash(code: str) -> bytes:
+    return hashlib.sha256(b"driftsync/v1/relay-invite\x00" + code.encode()).digest()
+
+
+async def create_invite(tx: Tx, code: str, now_ms: int) -> None:
+    await tx.execute(
+        "INSERT INTO invites (code_hash, created_ms) VALUES (?, ?)", invite_hash(code), now_ms
+    )
+
+
+async def use_invite(tx: Tx, code: str, user_id: str) -> bool:
+    return (
+        await tx.execute(
+            "UPDATE invites SET used_by = ? WHERE code_hash = ? AND used_by IS NULL",
+            user_id,
+            invite_hash(code),
+        )
+        == 1
+    )
+
+
+async def set_recovery(tx: Tx, user_id: str, blob: bytes) -> None:
+    await tx.execute("UPDATE users SET recovery_blob = ? WHERE user_id = ?", blob, user_id)
+
+
+async def get_recovery(tx: Tx, user_id: str) -> bytes | None:
+    row = await tx.fetchone("SELECT recovery_blob FROM users WHERE user_id = ?", user_id)
+    return bytes(row[0]) if row and row[0] is not None else None  # type: ignore[arg-type]
+
+
+async def charge_writes(tx: Tx, user_id: str, writes: int, limit: int, now_ms: int) -> None:
+    """Count ``writes`` against the user's per-minute budget; :class:`RateLimited` past it."""
+    window = now_ms - now_ms % WINDOW_MS
+    row = await tx.fetchone(
+        "SELECT writes FROM write_windows WHERE user_id = ? AND window_start_ms = ?",
+        user_id,
+        window,
+    )
+    used = int(row[0]) if row else 0  # type: ignore[call-overload]
+    if used + writes > limit:
+        raise RateLimited(
+            f"write rate limit reached ({limit} per minute)",
+            retry_after_s=max(1, (window + WINDOW_MS - now_ms) // 1000),
+        )
+    if row is None:
+        await tx.execute(
+            "DELETE FROM write_windows WHERE user_id = ? AND window_start_ms < ?", user_id, window
+        )
+        await tx.execute(
+            "INSERT INTO write_windows (user_id, window_start_ms, writes) VALUES (?, ?, ?)",
+            user_id,
+            window,
+            writes,
+        )
+    else:
+        await tx.execute(
+            "UPDATE write_windows SET writes = writes + ? "
+            "WHERE user_id = ? AND window_start_ms = ?",
+            writes,
+            user_id,
+            window,
+        )

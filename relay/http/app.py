@@ -1,0 +1,133 @@
+"""``create_app(settings)``: the one aiohttp application, for ``drift relay serve`` and the tests.
+
+The service is built in a ``cleanup_ctx`` (so its database, block store and notifier open when the
+app starts and close when it stops) and stored under a typed :data:`SERVICE` key. Middlewares map
+typed errors to answers, authenticate, and count requests by route template.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import WSCloseCode, web
+
+from relay.errors import BadRequest, RelayError, Unauthenticated
+from relay.http import routes, ws
+from relay.http.context import METRICS, PRINCIPAL, SERVICE, SETTINGS, SOCKETS
+from relay.http.wire import error_response
+from relay.metrics import RelayMetrics
+from relay.runtime import Seams, build_service, close_service
+from relay.settings import Settings
+
+logger = logging.getLogger("relay.http")
+
+# Paths that take no token: health, metrics, and the login exchange itself.
+PUBLIC = {"/healthz", "/metrics", "/v1/auth/challenge", "/v1/auth/token"}
+# Token-like query parameters: refused outright so a token never ends up in a URL or a log.
+TOKEN_PARAMS = {"token", "access_token", "jwt", "auth", "authorization"}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def errors_and_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
+    metrics = request.app[METRICS]
+    route = request.match_info.route.resource
+    template = route.canonical if route is not None else "unmatched"
+    started = time.perf_counter()
+    try:
+        response = await handler(request)
+    except RelayError as err:
+        metrics.errors.inc(1, err.code)
+        response = error_response(err)
+    except web.HTTPException as exc:  # redirects and aiohttp's own refusals pass through
+        metrics.requests.inc(1, template, request.method, str(exc.status))
+        metrics.request_seconds.observe(time.perf_counter() - started, template)
+        raise
+    except Exception:
+        logger.exception("request failed", extra={"route": template, "method": request.method})
+        response = error_response(RelayError("internal error"))
+    metrics.requests.inc(1, template, request.method, str(response.status))
+    metrics.request_seconds.observe(time.perf_counter() - started, template)
+    return response
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if TOKEN_PARAMS & {k.lower() for k in request.query}:
+        raise BadRequest("access tokens are never accepted in a URL; use the Authorization header")
+    if request.path in PUBLIC:
+        return await handler(request)
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("missing access token (Authorization: Bearer …)")
+    request[PRINCIPAL] = await request.app[SERVICE].authenticate(token.strip())
+    return await handler(request)
+
+
+async def _periodic(every_s: float, job: Callable[[], Awaitable[object]], name: str) -> None:
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await job()
+        except Exception:
+            logger.warning("periodic job failed", extra={"error": name}, exc_info=True)
+
+
+def create_app(settings: Settings, seams: Seams | None = None) -> web.Application:
+    settings = settings.validate()
+    app = web.Application(
+        middlewares=[errors_and_metrics, authenticate],
+        client_max_size=settings.max_request_bytes,
+    )
+    metrics = RelayMetrics()
+    app[METRICS] = metrics
+    app[SETTINGS] = settings
+    app[SOCKETS] = weakref.WeakSet()
+    own_seams = seams is None
+
+    async def service_ctx(app: web.Application) -> AsyncIterator[None]:
+        used = seams or Seams.real()
+        service = await build_service(settings, used, metrics)
+        app[SERVICE] = service
+        metrics.subscribers.set_reader(lambda: service.notifier.hub.count)
+        metrics.websockets.set_reader(lambda: len(app[SOCKETS]))
+
+        async def refresh_owed() -> None:
+            metrics.owed_blocks.set(await service.count_owed())
+
+        tasks = [
+            asyncio.create_task(
+                _periodic(settings.heartbeat_s / 2, service.refresh_heads, "heads")
+            ),
+            asyncio.create_task(_periodic(15.0, refresh_owed, "owed")),
+        ]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await close_service(service)
+            if own_seams:
+                used.executor.shutdown()
+
+    async def close_sockets(app: web.Application) -> None:
+        # Graceful shutdown: tell subscribers to reconnect elsewhere (they resume by cursor).
+        for sock in list(app[SOCKETS]):
+            with contextlib.suppress(Exception):
+                await sock.close(code=WSCloseCode.GOING_AWAY, message=b"relay shutting down")
+
+    app.cleanup_ctx.append(service_ctx)
+    app.on_shutdown.append(close_sockets)
+    routes.add_routes(app)
+    ws.add_routes(app)
+    return app

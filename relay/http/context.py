@@ -1,0 +1,26 @@
+"""Typed application keys and the request's principal, shared by the app and its handlers."""
+
+from __future__ import annotations
+
+import weakref
+
+from aiohttp import web
+
+from relay.errors import Unauthenticated
+from relay.metrics import RelayMetrics
+from relay.service import RelayService
+from relay.settings import Settings
+from relay.tokens import Principal
+
+SERVICE = web.AppKey("service", RelayService)
+METRICS = web.AppKey("metrics", RelayMetrics)
+SETTINGS = web.AppKey("settings", Settings)
+SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])
+PRINCIPAL = web.RequestKey("principal", Principal)
+
+
+def principal_of(request: web.Request) -> Principal:
+    principal = request.get(PRINCIPAL)
+    if not isinstance(principal, Principal):
+        raise Unauthenticated("no access token")
+    return principal

@@ -1,0 +1,558 @@
+"""The relay's core, independent of HTTP: decoded requests in, responses or typed errors out.
+
+A :class:`RelayService` is built from injected parts (database, block store, notifier, clock,
+random source, executor), so the aiohttp adapter and the simulations drive the same code. Every
+method that touches a share takes the authenticated :class:`Principal` and checks the caller's
+role first; a refused request changes nothing.
+
+Roles: members (owner, editor, viewer) read the log, chain and blocks; owners and editors
+publish envelopes and upload blocks; the chain decides who may extend the chain. A device whose
+user revoked it, or whose user was removed from the share, gets nothing new.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from protocol.auth import AuthChallenge, AuthResponse, make_challenge, verify_auth
+from protocol.chain import WRITERS, ChainEntry, MembershipChain, Role, verify_chain
+from protocol.codec import Record
+from protocol.envelope import (
+    Envelope,
+    check_envelope_authority,
+    verify_envelope_signature,
+)
+from protocol.errors import ProtocolError
+from protocol.keys import DeviceCertificate, DeviceRevocation
+from relay import accounts, log, membership
+from relay.blocks import BlockAccess
+from relay.db import Database, Tx
+from relay.errors import (
+    AlreadyExists,
+    BadRequest,
+    BrokenHashChain,
+    DeviceRevoked,
+    Forbidden,
+    MissingDependencies,
+    NotFound,
+    NotMember,
+    PayloadTooLarge,
+    QuotaExceeded,
+    RegistrationClosed,
+    RoleTooLow,
+    Unauthenticated,
+    from_protocol,
+)
+from relay.metrics import RelayMetrics
+from relay.notify import Notifier, Subscription
+from relay.settings import Settings
+from relay.tokens import IssuedToken, Principal, TokenAuthority
+from seams import Clock, Executor, RandomSource
+
+logger = logging.getLogger("relay.service")
+
+ZERO_HASH = bytes(32)
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardedEnvelope:
+    """One envelope of an append batch, with its signer's certificate when the relay may lack it."""
+
+    envelope: bytes
+    certificate: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LogPage:
+    entries: list[log.LogEntry]
+    last_seq: int
+    more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ShareInfo:
+    share_id: str
+    role: str
+    last_seq: int
+
+
+@dataclass
+class RelayService:
+    settings: Settings
+    db: Database
+    blocks: BlockAccess
+    notifier: Notifier
+    tokens: TokenAuthority
+    clock: Clock
+    rng: RandomSource
+    executor: Executor
+    metrics: RelayMetrics = field(default_factory=RelayMetrics)
+    chains: membership.ChainCache = field(default_factory=membership.ChainCache)
+
+    # -- auth ------------------------------------------------------------------------------------
+
+    @property
+    def origin(self) -> str:
+        return self.tokens.origin
+
+    async def challenge(self) -> AuthChallenge:
+        now = self.clock.now_ms()
+        challenge = make_challenge(self.origin, now, self.rng.bytes)
+        async with self.db.write() as tx:
+            await accounts.remember_nonce(
+                tx, challenge.server_nonce, now + self.settings.auth_nonce_ttl_s * 1000, now
+            )
+        return challenge
+
+    async def login(
+        self, response: bytes, *, register: bool = False, invite: str | None = None
+    ) -> IssuedToken:
+        """A token for the device that signed ``response`` (registering its user if asked)."""
+        auth = _decode(AuthResponse, response)
+        now = self.clock.now_ms()
+        try:
+            certificate = await self.executor.run(
+                verify_auth,
+                auth,
+                origin=self.origin,
+                server_nonce=auth.server_nonce,
+                now_ms=now,
+                window_ms=self.settings.auth_clock_skew_s * 1000,
+            )
+        except ProtocolError as exc:
+            raise from_protocol(exc) from exc
+        user_id, device_id = certificate.user_id.hex(), certificate.device_id.hex()
+        async with self.db.write() as tx:
+            if not await accounts.consume_nonce(tx, auth.server_nonce, now):
+                raise Unauthenticated("login answers an unknown, expired or used challenge")
+            if await accounts.is_revoked(tx, device_id):
+                raise DeviceRevoked("this device has been revoked by its user")
+            user = await accounts.get_user(tx, user_id)
+            if user is None:
+                if not register:
+                    raise Unauthenticated("no account for this user; register first")
+                if self.settings.registration == "invite" and (
+                    invite is None or not await accounts.use_invite(tx, invite, user_id)
+                ):
+                    raise RegistrationClosed("registration needs a valid, unused invite code")
+                await accounts.create_user(
+                    tx, user_id, certificate.user_key, self.settings.quota_bytes_default, now
+                )
+            elif user.user_key != certificate.user_key:  # pragma: no cover - ids are key hashes
+                raise Unauthenticated("certificate is for another user key")
+            await accounts.add_device(
+                tx, device_id, user_id, certificate.device_key, certificate.encode(), now
+            )
+        self.metrics.tokens_issued.inc()
+        return self.tokens.issue(Principal(user_id, device_id), now)
+
+    async def authenticate(self, token: str) -> Principal:
+        principal = self.tokens.verify(token, self.clock.now_ms())
+        await self.authenticate_device(principal)
+        return principal
+
+    async def authenticate_device(self, principal: Principal) -> None:
+        """Refuse a device revoked (or forgotten) since its token was issued."""
+        async with self.db.read() as tx:
+            if await accounts.is_revoked(tx, principal.device_id):
+                raise DeviceRevoked("this device has been revoked by its user")
+            if await accounts.device_certificate(tx, principal.device_id) is None:
+                raise Unauthenticated("unknown device; log in again")
+
+    async def create_invite(self, code: str) -> None:
+        async with self.db.write() as tx:
+            await accounts.create_invite(tx, code, self.clock.now_ms())
+
+    async def revoke_device(self, principal: Principal, statement: bytes) -> bool:
+        """Store the user's signed revocation of one of its devices; True if it was new."""
+        revocation = _decode(DeviceRevocation, statement)
+        if revocation.user_id.hex() != principal.user_id:
+            raise Forbidden("a device can only be revoked by its own user")
+        try:
+            await self.executor.run(revocation.verify)
+        except ProtocolError as exc:
+            raise from_protocol(exc) from exc
+        async with self.db.write() as tx:
+            return await accounts.revoke(
+                tx, revocation.device_id.hex(), principal.user_id, statement, self.clock.now_ms()
+            )
+
+    async def put_recovery(self, principal: Principal, blob: bytes) -> None:
+        if len(blob) > 64 * 1024:
+            raise PayloadTooLarge("a recovery blob is at most 64 KiB")
+        async with self.db.write() as tx:
+            await accounts.set_recovery(tx, principal.user_id, blob)
+
+    async def get_recovery(self, principal: Principal) -> bytes:
+        async with self.db.read() as tx:
+            blob = await accounts.get_recovery(tx, principal.user_id)
+        if blob is None:
+            raise NotFound("no recovery blob stored for this user")
+        return blob
+
+    # -- shares and chains -----------------------------------------------------------------------
+
+    async def create_share(self, principal: Principal, genesis_bytes: bytes) -> str:
+        genesis = _decode(ChainEntry, genesis_bytes)
+        chain = await self._verify_chain([genesis])
+        if genesis.signer.device_id.hex() != principal.device_id:
+            raise Forbidden("the genesis entry must be signed by the calling device")
+        share_id = chain.share_id.hex()
+        now = self.clock.now_ms()
+        async with self.db.write() as tx:
+            if await tx.fetchone("SELECT 1 FROM shares WHERE share_id = ?", share_id):
+                raise AlreadyExists(f"share {share_id} already exists")
+            await membership.create_share(tx, share_id, principal.user_id, genesis, now)
+            await membership.write_members(tx, share_id, chain)
+        return share_id
+
+    async def list_shares(self, principal: Principal) -> list[ShareInfo]:
+        async with self.db.read() as tx:
+            rows = await membership.shares_of(tx, principal.user_id)
+        return [ShareInfo(*row) for row in rows]
+
+    async def chain_entries(
+        self, principal: Principal, share_id: str, from_height: int
+    ) -> list[bytes]:
+        async with self.db.read() as tx:
+            await self._require(tx, share_id, principal)
+            return await membership.entries(tx, share_id, max(0, from_height))
+
+    async def extend_chain(self, principal: Principal, share_id: str, entry_bytes: bytes) -> int:
+        """Append an entry the chain's rules accept as the next one; the new height."""
+        entry = _decode(ChainEntry, entry_bytes)
+        if entry.signer.device_id.hex() != principal.device_id:
+            raise Forbidden("a chain entry must be signed by the calling device")
+        async with self.db.write() as tx:
+            await self._require(tx, share_id, principal)
+            await membership.share_row(tx, share_id, lock=True)
+            # Verified from the stored entries in this transaction: never from a cache that a
+            # rolled-back extension could have advanced.
+            chain = await self._verify_chain(
+                [ChainEntry.decode(e) for e in await membership.entries(tx, share_id, 0)]
+            )
+            try:
+                added = chain.append(entry)
+            except ProtocolError as exc:
+                raise from_protocol(exc, head=chain.height) from exc
+            if added:
+                await membership.record_entry(tx, share_id, entry)
+                await membership.write_members(tx, share_id, chain)
+        self.chains.forget(share_id)
+        return chain.height
+
+    async def _verify_chain(self, entries: list[ChainEntry]) -> MembershipChain:
+        try:
+            return await self.executor.run(verify_chain, entries)
+        except ProtocolError as exc:
+            raise from_protocol(exc) from exc
+
+    async def _require(
+        self, tx: Tx, share_id: str, principal: Principal, roles: frozenset[Role] | None = None
+    ) -> Role:
+        role = await membership.role_of(tx, share_id, principal.user_id)
+        if role is None:
+            await membership.share_row(tx, share_id)  # NotFound for an unknown share
+            raise NotMember(f"you are not a member of share {share_id}")
+        if roles is not None and role not in roles:
+            raise RoleTooLow(f"a {role.value} of share {share_id} may not do this")
+        return role
+
+    # -- the update log --------------------------------------------------------------------------
+
+    async def append(
+        self, principal: Principal, share_id: str, items: Sequence[ForwardedEnvelope]
+    ) -> log.AppendResult:
+        if not items:
+            raise BadRequest("no envelopes to append")
+        if len(items) > self.settings.max_batch_envelopes:
+            raise PayloadTooLarge(
+                f"at most {self.settings.max_batch_envelopes} envelopes per request"
+            )
+        for item in items:
+            if len(item.envelope) > self.settings.max_envelope_bytes:
+                raise PayloadTooLarge(
+                    f"an envelope is at most {self.settings.max_envelope_bytes} bytes"
+                )
+        decoded = [_decode(Envelope, item.envelope) for item in items]
+        for env in decoded:
+            if env.header.share.hex() != share_id:
+                raise BadRequest("an envelope in the batch is for another share")
+        certificates = await self._signer_certificates(items, decoded)
+        try:
+            await self.executor.run(_verify_signatures, decoded, certificates)
+        except ProtocolError as exc:
+            raise from_protocol(exc) from exc
+        now = self.clock.now_ms()
+        total_bytes = sum(len(i.envelope) for i in items)
+        async with self.db.write() as tx:
+            await self._require(tx, share_id, principal)
+            owner, height, _ = await membership.share_row(tx, share_id, lock=True)
+            # Any member may forward envelopes; each is judged below against its own signer.
+            chain = await self.chains.at_height(tx, share_id, height)
+            await accounts.charge_writes(
+                tx, principal.user_id, len(items), self.settings.writes_per_minute_per_user, now
+            )
+            vector = await log.server_vector(tx, share_id)
+            batch: list[log.NewEnvelope] = []
+            for index, env in enumerate(decoded):
+                cert = certificates[index]
+                header = env.header
+                if await accounts.is_revoked(tx, header.device.hex()):
+                    raise DeviceRevoked(
+                        "an envelope in the batch is signed by a revoked device", index=index
+                    )
+                try:
+                    check_envelope_authority(env, cert, chain)
+                except ProtocolError as exc:
+                    raise from_protocol(exc, index=index) from exc
+                missing = {d.hex(): c for d, c in header.seen.items() if vector.get(d.hex(), 0) < c}
+                if missing:
+                    raise MissingDependencies(
+                        "an envelope has seen envelopes this relay does not hold; send them first",
+                        index=index,
+                        missing=missing,
+                    )
+                if header.counter == 1 and header.prev != ZERO_HASH:
+                    raise BrokenHashChain(
+                        "a device's first envelope names a previous one", index=index
+                    )
+                batch.append(
+                    log.NewEnvelope(
+                        device_id=header.device.hex(),
+                        counter=header.counter,
+                        envelope_hash=env.envelope_hash,
+                        prev_hash=None if header.counter == 1 else header.prev,
+                        body=items[index].envelope,
+                        block_ids=tuple(header.blocks),
+                    )
+                )
+                vector[header.device.hex()] = max(
+                    vector.get(header.device.hex(), 0), header.counter
+                )
+            result = await log.append(tx, share_id, batch, now)
+            if result.appended:
+                await self._charge_bytes(tx, owner, total_bytes)
+        if result.appended:
+            self.metrics.appends.inc(result.appended)
+            self.metrics.envelope_bytes.inc(total_bytes)
+            await self.notifier.publish(share_id, result.last_seq)
+        self.metrics.resends.inc(len(items) - result.appended)
+        return result
+
+    async def _signer_certificates(
+        self, items: Sequence[ForwardedEnvelope], decoded: list[Envelope]
+    ) -> list[DeviceCertificate]:
+        known: dict[str, DeviceCertificate] = {}
+        out: list[DeviceCertificate] = []
+        async with self.db.read() as tx:
+            for item, env in zip(items, decoded, strict=True):
+                device = env.header.device.hex()
+                if item.certificate is not None:
+                    cert = _decode(DeviceCertificate, item.certificate)
+                elif device in known:
+                    cert = known[device]
+                else:
+                    raw = await accounts.device_certificate(tx, device)
+                    if raw is None:
+                        raise BadRequest(
+                            "the relay does not know the device that signed an envelope; "
+                            "forward its certificate with it",
+                            device=device,
+                        )
+                    cert = DeviceCertificate.decode(raw)
+                known[device] = cert
+                out.append(cert)
+        return out
+
+    async def _charge_bytes(self, tx: Tx, owner: str, size: int) -> None:
+        changed = await tx.execute(
+            "UPDATE users SET used_bytes = used_bytes + ? "
+            "WHERE user_id = ? AND used_bytes + ? <= quota_bytes",
+            size,
+            owner,
+            size,
+        )
+        if changed != 1:
+            raise QuotaExceeded("the share owner's storage quota is full")
+
+    async def read_log(
+        self, principal: Principal, share_id: str, since: int, limit: int
+    ) -> LogPage:
+        limit = max(1, min(limit, self.settings.page_size_max))
+        async with self.db.read() as tx:
+            await self._require(tx, share_id, principal)
+            entries = await log.since(tx, share_id, max(0, since), limit + 1)
+            last = await log.last_seq(tx, share_id)
+        return LogPage(entries[:limit], last, len(entries) > limit)
+
+    async def read_missing(
+        self, principal: Principal, share_id: str, vector: Mapping[str, int], limit: int
+    ) -> LogPage:
+        limit = max(1, min(limit, self.settings.page_size_max))
+        async with self.db.read() as tx:
+            await self._require(tx, share_id, principal)
+            entries = await log.missing_from(tx, share_id, vector, limit + 1)
+            last = await log.last_seq(tx, share_id)
+        return LogPage(entries[:limit], last, len(entries) > limit)
+
+    async def server_vector(self, principal: Principal, share_id: str) -> dict[str, int]:
+        async with self.db.read() as tx:
+            await self._require(tx, share_id, principal)
+            return await log.server_vector(tx, share_id)
+
+    async def owed_blocks(
+        self, principal: Principal, share_id: str, after: bytes | None, limit: int
+    ) -> list[bytes]:
+        limit = max(1, min(limit, self.settings.page_size_max))
+        async with self.db.read() as tx:
+            await self._require(tx, share_id, principal)
+            return await log.owed_blocks(tx, share_id, after, limit)
+
+    # -- blocks ----------------------------------------------------------------------------------
+
+    async def have_blocks(
+        self, principal: Principal, share_id: str, block_ids: Sequence[bytes]
+    ) -> list[bytes]:
+        if len(block_ids) > self.settings.page_size_max * 10:
+            raise PayloadTooLarge("too many block ids in one request")
+        async with self.db.read() as tx:
+            await self._require(tx, share_id, principal)
+            return await self.blocks.present(tx, share_id, block_ids)
+
+    async def put_blocks(
+        self, principal: Principal, share_id: str, blocks: Sequence[tuple[bytes, bytes]]
+    ) -> int:
+        """Store blocks for a share (verified, idempotent); how many were new to the share."""
+        for _, data in blocks:
+            if len(data) > self.settings.max_block_bytes:
+                raise PayloadTooLarge(f"a block is at most {self.settings.max_block_bytes} bytes")
+        async with self.db.read() as tx:
+            await self._require(tx, share_id, principal, WRITERS)
+        # Stored before it is recorded: a crash in between leaves an unreferenced block (harmless,
+        # the resend records it), never a recorded block that is missing.
+        await self.blocks.put(blocks)
+        now = self.clock.now_ms()
+        async with self.db.write() as tx:
+            await self._require(tx, share_id, principal, WRITERS)
+            owner, _, _ = await membership.share_row(tx, share_id, lock=True)
+            await accounts.charge_writes(
+                tx, principal.user_id, len(blocks), self.settings.writes_per_minute_per_user, now
+            )
+            added, added_bytes = await self.blocks.record(tx, share_id, blocks)
+            if added_bytes:
+                await self._charge_bytes(tx, owner, added_bytes)
+        self.metrics.block_bytes_in.inc(sum(len(d) for _, d in blocks))
+        self.metrics.blocks_stored.inc(added)
+        return added
+
+    async def get_blocks(
+        self, principal: Principal, share_id: str, block_ids: Sequence[bytes]
+    ) -> dict[bytes, bytes]:
+        async with self.db.read() as tx:
+            await self._require(tx, share_id, principal)
+            present = set(await self.blocks.present(tx, share_id, block_ids))
+        missing = [b for b in block_ids if b not in present]
+        if missing:
+            raise NotFound(
+                "the share has no such block", block_id=missing[0].hex(), count=len(missing)
+            )
+        out = await self.blocks.fetch(block_ids)
+        self.metrics.block_bytes_out.inc(sum(len(v) for v in out.values()))
+        return out
+
+    async def block_redirect(
+        self, principal: Principal, share_id: str, block_id: bytes
+    ) -> str | None:
+        """A pre-signed URL for one block when the store offers them (S3), else None."""
+        async with self.db.read() as tx:
+            await self._require(tx, share_id, principal)
+            if not await self.blocks.present(tx, share_id, [block_id]):
+                raise NotFound("the share has no such block", block_id=block_id.hex())
+        return await self.blocks.presigned_url(block_id)
+
+    # -- notifications ---------------------------------------------------------------------------
+
+    async def heads(self, principal: Principal, share_ids: Sequence[str]) -> dict[str, int]:
+        """The latest seq of each share, after checking the caller may follow every one."""
+        if len(share_ids) > self.settings.subscriber_shares_max:
+            raise PayloadTooLarge(
+                f"at most {self.settings.subscriber_shares_max} shares per subscription"
+            )
+        out: dict[str, int] = {}
+        async with self.db.read() as tx:
+            for share_id in dict.fromkeys(share_ids):
+                await self._require(tx, share_id, principal)
+                out[share_id] = await log.last_seq(tx, share_id)
+        return out
+
+    def subscribe(self, share_ids: Sequence[str]) -> Subscription:
+        """Follow shares the caller was checked for (with :meth:`heads`)."""
+        return self.notifier.subscribe(share_ids)
+
+    async def poll(
+        self, principal: Principal, cursors: Mapping[str, int], timeout_s: float
+    ) -> dict[str, int]:
+        """Heads newer than the caller's cursors: at once if any, else when one appears or
+        at the (jittered) timeout, whichever is first. Empty means nothing new."""
+        heads = await self.heads(principal, list(cursors))
+        newer = {s: seq for s, seq in heads.items() if seq > cursors[s]}
+        if newer:
+            return newer
+        jitter = self.rng.uniform(0, self.settings.longpoll_jitter_s)
+        timeout_s = min(max(0.0, timeout_s), self.settings.longpoll_timeout_s) + jitter
+        sub = self.subscribe(list(cursors))
+        try:
+            # An append may have landed between reading heads and subscribing: re-read once.
+            heads = await self.heads(principal, list(cursors))
+            newer = {s: seq for s, seq in heads.items() if seq > cursors[s]}
+            deadline = self.clock.monotonic() + timeout_s
+            while not newer:
+                remaining = deadline - self.clock.monotonic()
+                if remaining <= 0:
+                    break
+                woke = await sub.wait(remaining)
+                newer = {s: seq for s, seq in woke.items() if seq > cursors.get(s, 0)}
+        finally:
+            sub.close()
+        self.metrics.notifications.inc(1, "poll")
+        return newer
+
+    async def refresh_heads(self) -> int:
+        """Deliver to local subscribers every head the database has but they have not heard of
+        (Redis pub/sub may drop messages); how many shares were behind."""
+        followed = self.notifier.hub.followed()
+        behind = 0
+        for start in range(0, len(followed), 500):
+            chunk = followed[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            async with self.db.read() as tx:
+                rows = await tx.fetchall(
+                    f"SELECT share_id, last_seq FROM shares WHERE share_id IN ({marks})", *chunk
+                )
+            for share_id, seq in rows:
+                if self.notifier.hub.deliver(str(share_id), int(seq)):  # type: ignore[call-overload]
+                    behind += 1
+        return behind
+
+    async def count_owed(self) -> int:
+        async with self.db.read() as tx:
+            return await log.count_owed(tx)
+
+
+def _verify_signatures(envelopes: list[Envelope], certs: list[DeviceCertificate]) -> None:
+    for env, cert in zip(envelopes, certs, strict=True):
+        verify_envelope_signature(env, cert.device_key)
+
+
+R = TypeVar("R", bound=Record)
+
+
+def _decode(cls: type[R], data: bytes) -> R:
+    try:
+        return cls.decode(data)
+    except ProtocolError as exc:
+        raise from_protocol(exc) from exc
