@@ -8,8 +8,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocol.auth import answer_challenge, make_challenge
-from protocol.chain import make_key_epoch
 from protocol.codec import (
     Bin,
     Converted,
@@ -32,104 +30,18 @@ from protocol.errors import (
     RemoteProtocolError,
     UnsupportedVersion,
 )
-from protocol.keyschedule import wrap_keys
-from protocol.linking import (
-    CHEAP_KDF,
-    accept_link_request,
-    link_secrets,
-    make_link_request,
-    new_link_code,
-)
 from protocol.messages import (
-    AuthChallengeMsg,
-    AuthOk,
-    AuthResponseMsg,
-    BlockData,
-    ChainAppend,
-    ChainEntries,
-    ChainGet,
-    ChainHead,
-    DeviceCertificates,
-    EnvelopeAck,
-    Envelopes,
     ErrorMsg,
-    GetEnvelopes,
-    HaveBlocks,
-    HaveBlocksReply,
-    Heartbeat,
     Hello,
-    KeyWraps,
-    LinkGrantMsg,
-    LinkRequestMsg,
-    Message,
-    Notify,
-    PushEnvelopes,
-    RecoveryBlobMsg,
-    RevokeDevice,
-    SequencedEnvelope,
-    Subscribe,
-    WantBlocks,
     Welcome,
     decode_message,
     message_types,
     negotiate_version,
 )
-from protocol.recovery import new_recovery_code, wrap_user_key
-from protocol.vv import VersionVector
 
 
-def sample_messages(world, now_ms: int) -> list[Message]:
-    share = world.share_id
-    env1 = world.envelope(world.editor_phone, 1, blocks=(bytes(32), b"\x01" * 32))
-    env2 = world.envelope(world.editor_phone, 2, env1)
-    challenge = make_challenge("https://relay.example.org", now_ms, world.rand)
-    response = answer_challenge(
-        world.editor_phone, challenge.origin, challenge.server_nonce, now_ms, world.rand
-    )
-    code_secrets = link_secrets(new_link_code(world.rand), CHEAP_KDF)
-    request = make_link_request(code_secrets, world.outsider_pc.identity, "pc", now_ms)
-    grant = accept_link_request(code_secrets, request, world.outsider, now_ms)
-    blob = wrap_user_key(world.owner, new_recovery_code(world.rand), world.rand)
-    wrap = wrap_keys(world.ring, world.owner_laptop.identity, world.editor_phone.certificate)
-    entry = make_key_epoch(world.chain, world.owner_laptop, bytes(32), now_ms)
-    return [
-        Hello(min_version=1, max_version=1, agent="drift/0.1"),
-        Welcome(version=1, agent="relay/0.1"),
-        AuthChallengeMsg(challenge=challenge),
-        AuthResponseMsg(response=response),
-        AuthOk(token="eyJ.token", expires_ms=now_ms + 3600_000),
-        ErrorMsg.from_error(CounterGap("counter skips ahead", have=41)),
-        Heartbeat(time_ms=now_ms, latest=((share, 7),)),
-        DeviceCertificates(certificates=(world.owner_laptop.certificate,)),
-        RevokeDevice(revocation=world.editor.revoke(world.editor_phone.device_id, now_ms)),
-        LinkRequestMsg(request=request),
-        LinkGrantMsg(grant=grant),
-        RecoveryBlobMsg(blob=blob),
-        ChainHead(share=share, height=world.chain.height, head_hash=world.chain.head_hash),
-        ChainGet(share=share, since_height=1),
-        ChainEntries(share=share, entries=tuple(world.chain.entries)),
-        ChainAppend(entry=entry),
-        KeyWraps(wraps=(wrap,)),
-        HaveBlocks(share=share, block_ids=(bytes(32),)),
-        HaveBlocksReply(share=share, present=(bytes(32),), missing=(b"\x02" * 32,)),
-        WantBlocks(share=share, block_ids=(b"\x04" * 32, b"\x05" * 32)),
-        BlockData(share=share, block_id=b"\x03" * 32, data=b"sealed block"),
-        PushEnvelopes(envelopes=(env1, env2)),
-        EnvelopeAck(share=share, device=world.editor_phone.device_id, counter=2, seq=9),
-        GetEnvelopes(share=share, since_seq=3),
-        GetEnvelopes(share=share, have=VersionVector({world.editor_phone.device_id: 1})),
-        Envelopes(
-            share=share,
-            items=(SequencedEnvelope(1, env1), SequencedEnvelope(2, env2)),
-            more=False,
-        ),
-        Subscribe(shares=(share,)),
-        Notify(share=share, seq=12),
-    ]
-
-
-def test_every_message_type_round_trips(world, now_ms) -> None:
-    messages = sample_messages(world, now_ms)
+def test_every_message_type_round_trips(sample_messages) -> None:
+    messages = sample_messages
     assert {m.TYPE for m in messages} == set(message_types())
     for message in messages:
         data = message.encode()
