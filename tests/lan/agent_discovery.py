@@ -1,0 +1,81 @@
+"""Runs LAN discovery inside a test namespace and reports events as JSON lines on stdout.
+
+    python -m tests.lan.agent_discovery --address 10.77.0.1 --port 4000 \
+        --share photos=<64 hex> [--share …] [--static 10.77.0.9:4000] [--seconds 20]
+
+Stops on SIGTERM or after ``--seconds``, announcing its departure on the way out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+
+from peer.lan.discovery import LanDiscovery, PeerGone, PeerSeen, StaticPeer
+from seams import OsRandom, SystemClock
+
+
+def say(**message: object) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--address", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--share", action="append", default=[], help="label=hex discovery key")
+    parser.add_argument("--static", action="append", default=[], help="host:port")
+    parser.add_argument("--seconds", type=float, default=30.0)
+    return parser.parse_args(argv)
+
+
+async def main(argv: list[str]) -> None:
+    args = parse(argv)
+    keys = {label: bytes.fromhex(key) for label, key in (s.split("=", 1) for s in args.share)}
+    static = [StaticPeer(h, int(p)) for h, p in (s.rsplit(":", 1) for s in args.static)]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    discovery: LanDiscovery[str] = LanDiscovery(
+        port=args.port,
+        discovery_keys=keys,
+        bind_addresses=[args.address],
+        clock=SystemClock(),
+        random=OsRandom(),
+        static_peers=static,
+    )
+    async with discovery:
+        say(event="started", instance=discovery.instance_name)
+
+        async def report() -> None:
+            while True:
+                event = await discovery.next_event()
+                if isinstance(event, PeerSeen):
+                    say(
+                        event="seen",
+                        instance=event.instance,
+                        addresses=list(event.addresses),
+                        port=event.port,
+                        shares=sorted(event.shares),
+                        version=event.protocol_version,
+                        source=event.source,
+                    )
+                elif isinstance(event, PeerGone):
+                    say(event="gone", instance=event.instance)
+
+        reporter = asyncio.create_task(report())
+        try:
+            async with asyncio.timeout(args.seconds):
+                await stop.wait()
+        except TimeoutError:
+            pass
+        reporter.cancel()
+    say(event="stopped")
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1:]))

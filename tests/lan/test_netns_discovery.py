@@ -1,0 +1,93 @@
+"""Real mDNS across a bridge: devices in their own namespaces find each other unconfigured."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.netns import NsProcess, TestBed
+
+pytestmark = pytest.mark.netns
+
+AGENT = "tests.lan.agent_discovery"
+PORT = 4242
+SEEN_TIMEOUT_S = 15.0
+
+
+def start_agents(
+    bed: TestBed, shares_per_device: list[dict[str, bytes]], *extra: str
+) -> list[NsProcess]:
+    agents = []
+    for device, shares in zip(bed.devices, shares_per_device, strict=True):
+        args = ["--address", device.address, "--port", str(PORT), "--seconds", "40", *extra]
+        for label, key in shares.items():
+            args += ["--share", f"{label}={key.hex()}"]
+        agents.append(bed.spawn(device, AGENT, *args))
+    for agent in agents:
+        agent.expect(lambda m: m["event"] == "started", SEEN_TIMEOUT_S, "started")
+    return agents
+
+
+def sees(address: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda m: m["event"] == "seen" and address in m["addresses"]
+
+
+def test_two_devices_discover_each_other_and_their_shared_share(
+    netns_bed: Callable[[int], TestBed],
+) -> None:
+    bed = netns_bed(2)
+    photos = os.urandom(32)
+    a, b = start_agents(
+        bed,
+        [{"photos": photos}, {"photos": photos, "docs": os.urandom(32)}],
+        "--static",
+        "10.77.0.200:4000",
+    )
+    seen_by_a = a.expect(sees(bed.devices[1].address), SEEN_TIMEOUT_S, "about device 1")
+    seen_by_b = b.expect(sees(bed.devices[0].address), SEEN_TIMEOUT_S, "about device 0")
+    assert seen_by_a["shares"] == ["photos"]
+    assert seen_by_b["shares"] == ["photos"]
+    assert seen_by_a["port"] == seen_by_b["port"] == PORT
+    assert seen_by_a["addresses"] == [bed.devices[1].address]
+    assert seen_by_a["version"] == 1
+    # Nobody reports itself, and no device id or share name is in what was announced.
+    assert all(bed.devices[0].address not in m.get("addresses", []) for m in a.messages)
+    # A configured peer is reported as seen, for every share, without any announcement.
+    static = a.expect(lambda m: m["event"] == "seen" and m["source"] == "static", 1, "static")
+    assert static["addresses"] == ["10.77.0.200"]
+    assert static["port"] == 4000
+    assert static["shares"] == ["photos"]
+
+
+def test_three_devices_and_a_stranger_with_another_key(
+    netns_bed: Callable[[int], TestBed],
+) -> None:
+    bed = netns_bed(4)
+    key = os.urandom(32)
+    agents = start_agents(bed, [{"s": key}, {"s": key}, {"s": key}, {"s": os.urandom(32)}])
+    for index, agent in enumerate(agents[:3]):
+        for other in range(4):
+            if other == index:
+                continue
+            seen = agent.expect(
+                sees(bed.devices[other].address), SEEN_TIMEOUT_S, f"about device {other}"
+            )
+            # The stranger is visible on the network but matches none of our shares.
+            assert seen["shares"] == ([] if other == 3 else ["s"])
+    stranger = agents[3]
+    for other in range(3):
+        seen = stranger.expect(sees(bed.devices[other].address), SEEN_TIMEOUT_S, "a member")
+        assert seen["shares"] == []
+
+
+def test_a_departing_device_is_reported_gone(netns_bed: Callable[[int], TestBed]) -> None:
+    bed = netns_bed(2)
+    key = os.urandom(32)
+    a, b = start_agents(bed, [{"s": key}, {"s": key}])
+    seen = a.expect(sees(bed.devices[1].address), SEEN_TIMEOUT_S, "about device 1")
+    b.stop()
+    gone = a.expect(lambda m: m["event"] == "gone", SEEN_TIMEOUT_S, "device 1 leaving")
+    assert gone["instance"] == seen["instance"]
