@@ -58,7 +58,8 @@ def share_keys(seed: int) -> tuple[ShareKeys, SealingKey]:
 
 
 def file_bytes(rng: random.Random, size: int, compressible: bool) -> bytes:
-    data = rng.randbytes(size)
+    # randbytes goes through one big int: keep each call well under 2**31 bits.
+    data = b"".join(rng.randbytes(min(64 * MiB, size - at)) for at in range(0, size, 64 * MiB))
     return data.translate(TEXT_TABLE) if compressible else data
 
 

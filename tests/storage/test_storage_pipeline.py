@@ -59,7 +59,7 @@ class GeneratedReader:
         return n
 
 
-@pytest.mark.parametrize("size", [0, 1, 5000, 300 * 1024, 9 * MiB + 17])
+@pytest.mark.parametrize("size", [0, 1, 5000, 256 * 1024, 300 * 1024, 9 * MiB + 17])
 async def test_round_trip_through_every_store(
     store: BlockStore,
     share: ShareKeys,
