@@ -220,3 +220,7 @@ async def publish(
 
 def block(data: bytes) -> tuple[bytes, bytes]:
     return hashlib.sha256(data).digest(), data
+
+
+def make_add_user_entry(share: Share, signer: Device, user_key: bytes) -> ChainEntry:
+    return make_add_user(share.chain, signer.certified, user_key, Role.VIEWER, NOW_MS)
