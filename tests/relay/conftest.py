@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager
@@ -181,3 +186,89 @@ async def relay(
     settings = backend_settings(request.param, tmp_path, request)
     async with running_relay(settings) as under_test:
         yield under_test
+
+
+class RelayProcess:
+    """A relay in a process of its own (``python -m relay serve``), for multi-process and crash
+    tests; stopped (killed if need be) by the fixture that made it."""
+
+    def __init__(self, config: Path, port: int, env: dict[str, str]) -> None:
+        self.config, self.port, self.env = config, port, env
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.base = f"http://127.0.0.1:{port}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "relay",
+                "serve",
+                "--config",
+                str(self.config),
+                "--port",
+                str(self.port),
+            ],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+
+    async def wait_ready(self, timeout_s: float = 20) -> None:
+        deadline = time.monotonic() + timeout_s
+        async with aiohttp.ClientSession() as session:
+            while True:
+                assert self.proc is not None
+                if self.proc.poll() is not None:
+                    err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                    pytest.fail(f"relay process exited with {self.proc.returncode}: {err}")
+                try:
+                    async with session.get(f"{self.base}/healthz") as resp:
+                        if resp.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                if time.monotonic() > deadline:
+                    pytest.fail("relay process did not become healthy")
+                await asyncio.sleep(0.1)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        if self.proc is not None and self.proc.stderr is not None:
+            self.proc.stderr.close()
+
+
+@pytest.fixture
+def relay_processes() -> Iterator[list[RelayProcess]]:
+    made: list[RelayProcess] = []
+    try:
+        yield made
+    finally:
+        for proc in made:
+            proc.stop()
+
+
+def write_config(path: Path, values: dict[str, object], key_file: Path | None = None) -> Path:
+    lines = []
+    for key, value in values.items():
+        lines.append(f"{key} = {json.dumps(value)}")
+    if key_file is not None:
+        lines += [
+            "",
+            "[[jwt_keys]]",
+            'kid = "shared"',
+            f"secret_file = {json.dumps(str(key_file))}",
+        ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
