@@ -2,8 +2,8 @@
 
 Layout: ``<root>/blocks/<first two hex digits>/<64 hex digits>`` (256 fan-out directories keep
 any one directory small) and ``<root>/tmp/`` for writes in progress. A put writes a temp file,
-fsyncs it, renames it into place and fsyncs the directory, so a crash or a full disk never leaves a
-partial block under a block id.
+fsyncs it, hard-links it into place (a link never replaces an existing block) and fsyncs the
+directory, so a crash or a full disk never leaves a partial block under a block id.
 """
 
 from __future__ import annotations
@@ -89,15 +89,20 @@ class DirectoryBlockStore(BlockStore):
                     os.fsync(fd)
             finally:
                 os.close(fd)
-            # A concurrent put of the same block renames identical bytes: harmless.
-            os.rename(tmp, final)
-            if self.fsync:
+            # link, unlike rename, never replaces: a concurrent put of the same block wins once.
+            try:
+                os.link(tmp, final)
+                created = True
+            except FileExistsError:
+                created = False
+            os.unlink(tmp)
+            if self.fsync and created:
                 _fsync_dir(final.parent)
         except OSError as exc:
             with suppress(OSError):
                 os.unlink(tmp)
             raise _store_error(exc, f"cannot store block {block_id.hex()} in {self.root}") from exc
-        return True
+        return created
 
     def _get_sync(self, block_id: BlockId) -> bytes:
         try:

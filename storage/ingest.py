@@ -226,4 +226,3 @@ async def ingest_stream(
     return IngestResult(
         FileRef(RefKind.MANIFEST, hasher.size, content_hash, block.block_id), manifest, stats
     )
-
