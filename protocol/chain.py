@@ -113,7 +113,7 @@ class ChainEntry(Record):
     SCHEMA = (
         ("v", UInt(max_value=255, min_value=1)),
         ("share", Bin.exact(SHARE_ID_BYTES)),
-        ("height", UInt(max_value=2**32)),
+        ("height", UInt(max_value=2**32 - 1)),
         ("prev", Bin.exact(HASH_BYTES)),
         ("kind", OneOf(tuple(EntryKind))),
         ("time_ms", UInt()),
@@ -121,7 +121,7 @@ class ChainEntry(Record):
         ("user_key", Maybe(Bin.exact(PUBLIC_KEY_BYTES))),
         ("role", Maybe(OneOf(tuple(Role)))),
         ("cutoffs", CUTOFFS_KIND),
-        ("epoch", Maybe(UInt(max_value=2**32))),
+        ("epoch", Maybe(UInt(max_value=2**32 - 1))),
         ("key_hash", Maybe(Bin.exact(HASH_BYTES))),
         ("revocation", Maybe(Nested(DeviceRevocation))),
         ("sig", Bin.exact(SIGNATURE_BYTES)),

@@ -149,7 +149,9 @@ class UInt(Kind):
         return value
 
     def describe(self) -> str:
-        return f"uint[{self.min_value}..{self.max_value}]"
+        if self.max_value == U64_MAX:
+            return "uint" if self.min_value == 0 else f"uint ≥ {self.min_value}"
+        return f"uint {self.min_value}..{self.max_value}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,7 +174,7 @@ class Text(Kind):
         return value
 
     def describe(self) -> str:
-        return f"str[..{self.max_len}]"
+        return f"str[{self.min_len}..{self.max_len} bytes]"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,7 +189,7 @@ class IntOrText(Kind):
         return Text(self.max_len).check(value, where)
 
     def describe(self) -> str:
-        return f"int | str[..{self.max_len}]"
+        return f"int or str[..{self.max_len} bytes]"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,11 +206,14 @@ class OneOf(Kind):
         return value
 
     def describe(self) -> str:
-        return "one of " + ", ".join(self.values)
+        return "one of " + ", ".join(f'"{v}"' for v in self.values)
 
 
 @dataclasses.dataclass(frozen=True)
 class Flag(Kind):
+    def describe(self) -> str:
+        return "bool"
+
     def check(self, value: Any, where: str) -> bool:
         if not isinstance(value, bool):
             raise _wrong_type(where, "boolean", value)
@@ -228,7 +233,7 @@ class Maybe(Kind):
         return None if value is None else self.inner.to_wire(value)
 
     def describe(self) -> str:
-        return f"nil | {self.inner.describe()}"
+        return f"nil or {self.inner.describe()}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -278,6 +283,9 @@ class Pair(Kind):
 
     def to_wire(self, value: Any) -> Any:
         return [self.first.to_wire(value[0]), self.second.to_wire(value[1])]
+
+    def describe(self) -> str:
+        return f"[{self.first.describe()}, {self.second.describe()}]"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -377,3 +385,12 @@ class Record:
                 "not_canonical", f"{cls.__name__}: not in canonical form (field order or encoding)"
             )
         return record
+
+
+def schema_table(record: type[Record], type_name: str | None = None) -> str:
+    """A markdown table of a record's wire fields, as docs/protocol.md shows it."""
+    rows = ["| field | type |", "| --- | --- |"]
+    if type_name is not None:
+        rows.append(f'| `type` | "{type_name}" |')
+    rows += [f"| `{name}` | {kind.describe()} |" for name, kind in record.SCHEMA]
+    return "\n".join(rows)

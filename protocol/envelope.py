@@ -80,8 +80,8 @@ class EnvelopeHeader(Record):
     SCHEMA = (
         ("v", UInt(max_value=255, min_value=1)),
         ("share", Bin.exact(SHARE_ID_BYTES)),
-        ("epoch", UInt(max_value=2**32)),
-        ("height", UInt(max_value=2**32)),
+        ("epoch", UInt(max_value=2**32 - 1)),
+        ("height", UInt(max_value=2**32 - 1)),
         ("device", Bin.exact(HASH_BYTES)),
         ("counter", UInt(min_value=1)),
         ("prev", Bin.exact(HASH_BYTES)),

@@ -177,6 +177,8 @@ class Welcome(Message):
 @_message
 @dataclasses.dataclass(frozen=True)
 class AuthChallengeMsg(Message):
+    """The relay's login challenge (relay → device)."""
+
     TYPE = "auth_challenge"
     challenge: AuthChallenge
     v: int = PROTOCOL_VERSION
@@ -186,6 +188,8 @@ class AuthChallengeMsg(Message):
 @_message
 @dataclasses.dataclass(frozen=True)
 class AuthResponseMsg(Message):
+    """The device's signed login (device → relay)."""
+
     TYPE = "auth_response"
     response: AuthResponse
     v: int = PROTOCOL_VERSION
@@ -270,6 +274,8 @@ class DeviceCertificates(Message):
 @_message
 @dataclasses.dataclass(frozen=True)
 class RevokeDevice(Message):
+    """A user's revocation of one of its devices (device → relay)."""
+
     TYPE = "revoke_device"
     revocation: DeviceRevocation
     v: int = PROTOCOL_VERSION
@@ -279,6 +285,8 @@ class RevokeDevice(Message):
 @_message
 @dataclasses.dataclass(frozen=True)
 class LinkRequestMsg(Message):
+    """A new device asks to be linked (via the relay's rendezvous)."""
+
     TYPE = "link_request"
     request: LinkRequest
     v: int = PROTOCOL_VERSION
@@ -288,6 +296,8 @@ class LinkRequestMsg(Message):
 @_message
 @dataclasses.dataclass(frozen=True)
 class LinkGrantMsg(Message):
+    """The existing device's certificate for the new one (via the relay's rendezvous)."""
+
     TYPE = "link_grant"
     grant: LinkGrant
     v: int = PROTOCOL_VERSION
@@ -321,7 +331,7 @@ class ChainHead(Message):
     SCHEMA = (
         ("v", _VERSION),
         ("share", _SHARE),
-        ("height", UInt(max_value=2**32)),
+        ("height", UInt(max_value=2**32 - 1)),
         ("head_hash", _HASH),
     )
 
@@ -335,7 +345,7 @@ class ChainGet(Message):
     share: bytes
     since_height: int = 0
     v: int = PROTOCOL_VERSION
-    SCHEMA = (("v", _VERSION), ("share", _SHARE), ("since_height", UInt(max_value=2**32)))
+    SCHEMA = (("v", _VERSION), ("share", _SHARE), ("since_height", UInt(max_value=2**32 - 1)))
 
 
 @_message
@@ -394,6 +404,8 @@ class HaveBlocks(Message):
 @_message
 @dataclasses.dataclass(frozen=True)
 class HaveBlocksReply(Message):
+    """Which of the asked blocks the sender has, and which it lacks."""
+
     TYPE = "have_blocks_reply"
     share: bytes
     present: tuple[bytes, ...]
