@@ -1,0 +1,523 @@
+"""The replicated folder tree of one share: local operations, remote updates, the visible tree."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal
+
+from crdt.errors import (
+    AlreadyExists,
+    CrdtError,
+    InvalidOperation,
+    NotFound,
+    UpdateRefused,
+)
+from crdt.events import ChangeEvent, events_from_journal
+from crdt.identity import ReplicaIdentity
+from crdt.index import OpIndex
+from crdt.names import name_key
+from crdt.ops import TRASH, MoveOp, Op, VersionOp, check_name, encode_op, op_id
+from crdt.projection import Projection, full_projection
+from crdt.rules import DEFAULT_RULES, ProjectionRules
+from crdt.updates import UpdateInfo, UpdateLog, VersionVector, info_for
+from crdt.validate import check_seen, validate_update
+from crdt.view import ROOT_ENTRY, Entry, EntryKind, FileVersion, VisibleTree
+from crdt.ydoc import ROOT_MAP, YDoc
+from crdt.yjs_codec import ClientRun, encode_update
+
+MAX_PENDING = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class FileContent:
+    """What a version records: the manifest (or single block) id, size and mtime in ms."""
+
+    manifest: bytes
+    size: int
+    mtime_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class LocalUpdate:
+    """One local transaction: publish ``update`` as the replica's update number ``seq``."""
+
+    replica: str
+    seq: int
+    update: bytes
+    seen: VersionVector
+    events: tuple[ChangeEvent, ...] = ()
+
+
+class ReceiveStatus(StrEnum):
+    APPLIED = "applied"
+    PENDING = "pending"  # waits for the updates in its seen vector
+    DUPLICATE = "duplicate"  # already applied (identical bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    replica: str
+    seq: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiveResult:
+    status: ReceiveStatus
+    applied: tuple[tuple[str, int], ...] = ()  # this update and pending ones it unblocked
+    events: tuple[ChangeEvent, ...] = ()
+    refused: tuple[Refusal, ...] = ()  # unblocked pending updates that failed validation
+
+
+@dataclass(frozen=True, slots=True)
+class MoveRecord:
+    op_id: str
+    author: str
+    t: int
+    w: int
+    parent: str
+    name: str
+    deleted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRecord:
+    version: FileVersion
+    t: int
+    w: int
+    base: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeHistory:
+    node: str
+    moves: tuple[MoveRecord, ...]
+    versions: tuple[VersionRecord, ...]
+
+
+@dataclass
+class _Pending:
+    identity: ReplicaIdentity
+    seq: int
+    seen: VersionVector
+    update: bytes
+
+
+@dataclass
+class _Batch:
+    """Ops of one local transaction under construction."""
+
+    tree: FolderTree
+    now_ms: int
+    ops: list[Op] = field(default_factory=list)
+
+    def _next(self) -> tuple[str, int, int]:
+        counter = self.tree.log.next_counter(self.tree.replica) + len(self.ops)
+        return op_id(self.tree.replica, counter), counter, self.tree.index.max_t + 1 + len(self.ops)
+
+    def move(self, node: str | None, parent: str, name: str, *, is_dir: bool | None = None,
+             seen: tuple[str, ...] = ()) -> str:
+        oid, counter, t = self._next()
+        prev: tuple[str, ...] = ()
+        if node is None:
+            node = oid
+        else:
+            prev = tuple(self.tree.index.move_heads(node))
+        self.ops.append(MoveOp(oid, self.tree.replica, counter, t, self.now_ms, node, parent,
+                               name, prev, is_dir, seen))
+        return oid
+
+    def version(self, node: str, content: FileContent, base: tuple[str, ...]) -> str:
+        oid, counter, t = self._next()
+        self.ops.append(VersionOp(oid, self.tree.replica, counter, t, self.now_ms, node,
+                                  bytes(content.manifest), content.size, content.mtime_ms,
+                                  tuple(sorted(base))))
+        return oid
+
+
+def _split(path: str) -> tuple[str, str]:
+    parts = [p for p in path.split("/") if p]
+    if not parts:
+        raise InvalidOperation("the share's root folder cannot be changed")
+    return "/".join(parts[:-1]), parts[-1]
+
+
+def _check_content(content: FileContent) -> None:
+    if not 1 <= len(content.manifest) <= 64:
+        raise InvalidOperation("a manifest id must be 1 to 64 bytes")
+    if not 0 <= content.size < 2**53 or not 0 <= content.mtime_ms < 2**53:
+        raise InvalidOperation("size and mtime_ms must be non-negative integers below 2**53")
+
+
+class FolderTree:
+    """One share's folder tree over one pycrdt document. Not thread-safe: one owner at a time."""
+
+    def __init__(self, identity: ReplicaIdentity, *,
+                 rules: ProjectionRules = DEFAULT_RULES) -> None:
+        self.identity = identity
+        self.replica = identity.replica
+        self.client_id = identity.client_id
+        self.rules = rules
+        self.doc = YDoc(self.client_id)
+        self.index = OpIndex()
+        self.log = UpdateLog()
+        self.projection = Projection(self.index, rules)
+        self._pending: dict[tuple[str, int], _Pending] = {}
+
+    # -- the visible tree ------------------------------------------------------------------
+    @property
+    def view(self) -> VisibleTree:
+        return self.projection.view
+
+    def lookup(self, path: str) -> Entry | None:
+        return self.view.lookup(path)
+
+    def entry(self, entry_id: str) -> Entry | None:
+        return self.view.entries.get(entry_id)
+
+    def path_of_node(self, node: str) -> str | None:
+        eid = self.view.node_entry.get(node)
+        return None if eid is None else self.view.path_of(eid)
+
+    def path_of(self, entry_id: str) -> str:
+        return self.view.path_of(entry_id)
+
+    def children(self, path: str = "") -> list[Entry]:
+        folder = self._require(path)
+        if not folder.is_dir:
+            raise InvalidOperation(f"not a folder: {path!r}")
+        return self.view.children(folder.id)
+
+    def walk(self) -> Iterator[tuple[str, Entry]]:
+        """Every visible entry with its path, parents before children, names sorted."""
+        stack = [("", ROOT_ENTRY)]
+        while stack:
+            prefix, eid = stack.pop()
+            for child in reversed(self.view.children(eid)):
+                path = f"{prefix}/{child.name}" if prefix else child.name
+                yield path, child
+                if child.is_dir:
+                    stack.append((path, child.id))
+
+    def listing(self) -> dict[str, tuple[str, bytes | None]]:
+        """path -> (kind, manifest): a plain comparable picture of the visible tree."""
+        return {p: (e.kind.value, e.version.manifest if e.version else None)
+                for p, e in self.walk()}
+
+    # -- replication bookkeeping -------------------------------------------------------------
+    def version_vector(self) -> VersionVector:
+        return self.log.vector()
+
+    def has(self, replica: str, seq: int) -> bool:
+        return 1 <= seq <= self.log.have(replica)
+
+    def missing_from(self, vector: VersionVector) -> list[tuple[str, int]]:
+        """(replica, seq) this tree has and ``vector`` lacks, in an order that applies cleanly."""
+        out = [(u.replica, u.seq) for u in self.log.all() if u.seq > vector.get(u.replica, 0)]
+        infos = {(r, s): self.log.get(r, s) for r, s in out}
+        return sorted(out, key=lambda k: (infos[k].max_t, k))  # type: ignore[union-attr]
+
+    def update_info(self, replica: str, seq: int) -> UpdateInfo:
+        info = self.log.get(replica, seq)
+        if info is None:
+            raise NotFound(f"update {replica}#{seq}")
+        return info
+
+    def update_bytes(self, replica: str, seq: int) -> bytes:
+        """The exact bytes of update ``seq`` of ``replica``, rebuilt from the document."""
+        info = self.update_info(replica, seq)
+        entries = tuple((oid, encode_op(self._op(oid))) for oid in info.op_ids)
+        return encode_update([ClientRun(info.client, info.clock, entries)], ROOT_MAP)
+
+    def update_seen(self, replica: str, seq: int) -> VersionVector:
+        return self.update_info(replica, seq).seen_vector
+
+    def pending(self) -> list[tuple[str, int]]:
+        return sorted(self._pending)
+
+    def _op(self, oid: str) -> Op:
+        op = self.index.get(oid)
+        if op is None:
+            raise NotFound(oid)
+        return op
+
+    # -- remote updates ----------------------------------------------------------------------
+    def receive(self, identity: ReplicaIdentity, seq: int, seen: VersionVector,
+                update: bytes) -> ReceiveResult:
+        """Validate and apply a remote update, or hold it until its seen updates are applied.
+
+        Raises :class:`UpdateRefused` (document untouched) when it breaks a rule.
+        """
+        replica = identity.replica
+        if type(seq) is not int or seq < 1:
+            raise UpdateRefused("update seq must be a positive integer")
+        seen = check_seen(seen)
+        have = self.log.have(replica)
+        if seq <= have:
+            if self.update_bytes(replica, seq) != bytes(update):
+                raise UpdateRefused(f"a different update {replica}#{seq} was already applied")
+            return ReceiveResult(ReceiveStatus.DUPLICATE)
+        if seq > have + 1 or any(s > self.log.have(r) for r, s in seen.items()):
+            if len(self._pending) >= MAX_PENDING:
+                raise UpdateRefused("too many updates are waiting for their causal past")
+            self._pending[(replica, seq)] = _Pending(identity, seq, seen, bytes(update))
+            return ReceiveResult(ReceiveStatus.PENDING)
+        journal = self._apply_remote(identity, seq, seen, bytes(update))
+        applied = [(replica, seq)]
+        refused: list[Refusal] = []
+        self._pending.pop((replica, seq), None)
+        progress = True
+        while progress and self._pending:
+            progress = False
+            for key in sorted(self._pending):
+                p = self._pending[key]
+                r = p.identity.replica
+                if p.seq <= self.log.have(r):
+                    del self._pending[key]
+                    continue
+                if p.seq != self.log.have(r) + 1 or any(
+                        s > self.log.have(x) for x, s in p.seen.items()):
+                    continue
+                del self._pending[key]
+                try:
+                    more = self._apply_remote(p.identity, p.seq, p.seen, p.update)
+                except UpdateRefused as exc:
+                    refused.append(Refusal(r, p.seq, exc.reason))
+                    continue
+                for k, v in more.items():
+                    journal.setdefault(k, v)
+                applied.append(key)
+                progress = True
+        events = tuple(events_from_journal(self.view, journal))
+        return ReceiveResult(ReceiveStatus.APPLIED, tuple(applied), events, tuple(refused))
+
+    def _apply_remote(self, identity: ReplicaIdentity, seq: int, seen: VersionVector,
+                      update: bytes) -> dict[str, Entry | None]:
+        replica = identity.replica
+        client = identity.client_id
+        ops = validate_update(replica=replica, client_id=client, seq=seq, seen=seen,
+                              update=update, index=self.index, log=self.log)
+        clock = self.log.next_clock(replica)
+        self.doc.apply(update)
+        return self._fold(info_for(replica, seq, client, clock, ops, seen), ops)
+
+    def _fold(self, info: UpdateInfo, ops: list[Op]) -> dict[str, Entry | None]:
+        self.log.record(info)
+        self.index.add_all(ops)
+        return self.projection.apply(ops)
+
+    # -- local operations ------------------------------------------------------------------
+    def _require(self, path: str) -> Entry:
+        entry = self.view.lookup(path)
+        if entry is None:
+            raise NotFound(path)
+        return entry
+
+    def _require_item(self, path: str) -> Entry:
+        entry = self._require(path)
+        if entry.id == ROOT_ENTRY:
+            raise InvalidOperation("the share's root folder cannot be changed")
+        return entry
+
+    def _folder(self, path: str) -> Entry:
+        entry = self._require(path)
+        if not entry.is_dir:
+            raise InvalidOperation(f"not a folder: {path!r}")
+        return entry
+
+    def _free(self, folder: Entry, name: str, path: str, allow: str | None = None) -> None:
+        taken = self.view.kids.get(folder.id, {}).get(name_key(check_name(name)))
+        if taken is not None and taken != allow:
+            raise AlreadyExists(path)
+
+    def _commit(self, batch: _Batch) -> LocalUpdate:
+        if not batch.ops:
+            raise InvalidOperation("nothing to change")
+        seen = self.log.vector()
+        seq = self.log.have(self.replica) + 1
+        clock = self.log.next_clock(self.replica)
+        update = self.doc.insert([(op.id, encode_op(op)) for op in batch.ops])
+        journal = self._fold(info_for(self.replica, seq, self.client_id, clock, batch.ops, seen),
+                             batch.ops)
+        return LocalUpdate(self.replica, seq, update, seen,
+                           tuple(events_from_journal(self.view, journal)))
+
+    def mkdir(self, path: str, *, now_ms: int) -> LocalUpdate:
+        parent_path, name = _split(path)
+        folder = self._folder(parent_path)
+        self._free(folder, name, path)
+        batch = _Batch(self, now_ms)
+        batch.move(None, folder.nodes[0], name, is_dir=True)
+        return self._commit(batch)
+
+    def create_file(self, path: str, content: FileContent, *, now_ms: int) -> LocalUpdate:
+        _check_content(content)
+        parent_path, name = _split(path)
+        folder = self._folder(parent_path)
+        self._free(folder, name, path)
+        batch = _Batch(self, now_ms)
+        node = batch.move(None, folder.nodes[0], name, is_dir=False)
+        batch.version(node, content, ())
+        return self._commit(batch)
+
+    def edit(self, path: str, content: FileContent, *, now_ms: int) -> LocalUpdate:
+        """A new version of a file. Editing a conflicted copy turns it into a file of its own."""
+        _check_content(content)
+        entry = self._require_item(path)
+        if entry.is_dir:
+            raise InvalidOperation(f"a folder has no content: {path!r}")
+        batch = _Batch(self, now_ms)
+        if entry.kind is EntryKind.CONFLICTED_COPY:
+            self._resolve_into(batch, entry, keep_copy=False)
+            node = batch.move(None, self._entry(entry.parent).nodes[0], entry.name, is_dir=False)
+            batch.version(node, content, ())
+        else:
+            for node in entry.nodes:
+                batch.version(node, content, (self._max_head(node),))
+        return self._commit(batch)
+
+    def rename(self, path: str, new_name: str, *, now_ms: int) -> LocalUpdate:
+        parent_path, _ = _split(path)
+        return self.move(path, parent_path, now_ms=now_ms, new_name=new_name)
+
+    def move(self, path: str, new_parent: str, *, now_ms: int,
+             new_name: str | None = None) -> LocalUpdate:
+        entry = self._require(path)
+        if entry.kind is EntryKind.CONFLICTED_COPY:
+            raise InvalidOperation("resolve or edit a conflicted copy before moving it")
+        target = self._folder(new_parent)
+        name = entry.name if new_name is None else new_name
+        cur = target.id
+        while cur != ROOT_ENTRY:
+            if cur == entry.id:
+                raise InvalidOperation(f"cannot move {path!r} into itself")
+            cur = self.view.entries[cur].parent
+        dest = f"{new_parent}/{name}" if new_parent.strip("/") else name
+        self._free(target, name, dest, allow=entry.id)
+        batch = _Batch(self, now_ms)
+        for node in entry.nodes:
+            batch.move(node, target.nodes[0], name)
+        return self._commit(batch)
+
+    def delete(self, path: str, *, now_ms: int) -> LocalUpdate:
+        """Recursive delete: one delete per visible node; deleting a conflicted copy resolves it."""
+        entry = self._require_item(path)
+        batch = _Batch(self, now_ms)
+        if entry.kind is EntryKind.CONFLICTED_COPY:
+            self._resolve_into(batch, entry, keep_copy=False)
+            return self._commit(batch)
+        stack = [entry]
+        nodes: list[str] = []
+        while stack:
+            e = stack.pop()
+            if e.kind is EntryKind.CONFLICTED_COPY:
+                continue
+            nodes.extend(e.nodes)
+            if e.is_dir:
+                stack.extend(self.view.entries[c] for c in self.view.kids.get(e.id, {}).values())
+        for node in sorted(nodes, key=lambda n: -self._depth(n)):
+            batch.move(node, TRASH, self.projection.structure.name[node],
+                       seen=tuple(sorted(self.index.version_heads(node))))
+        return self._commit(batch)
+
+    def resolve(self, path: str, *, keep: Literal["current", "copy"], now_ms: int) -> LocalUpdate:
+        """Settle a conflicted copy: keep the current content or make the copy's current."""
+        entry = self._require_item(path)
+        if entry.kind is not EntryKind.CONFLICTED_COPY:
+            raise InvalidOperation(f"not a conflicted copy: {path!r}")
+        batch = _Batch(self, now_ms)
+        self._resolve_into(batch, entry, keep_copy=keep == "copy")
+        return self._commit(batch)
+
+    def _resolve_into(self, batch: _Batch, copy: Entry, *, keep_copy: bool) -> None:
+        if copy.version is None or copy.copy_of is None:
+            raise InvalidOperation(f"not a conflicted copy: {copy.name!r}")
+        node = copy.nodes[0]
+        owner = self._entry(copy.copy_of)
+        assert owner.version is not None
+        chosen = copy.version if keep_copy else owner.version
+        # Merge every head of this node showing the copy's content, plus the node's winner.
+        base = {self._max_head(node)}
+        base.update(h for h in self.index.version_heads(node)
+                    if self.index.versions[h].manifest == copy.version.manifest)
+        batch.version(node, FileContent(chosen.manifest, chosen.size, chosen.mtime_ms),
+                      tuple(base))
+
+    def _entry(self, eid: str) -> Entry:
+        return self.view.entries[eid]
+
+    def _max_head(self, node: str) -> str:
+        return max(self.index.version_heads(node), key=lambda h: self.index.versions[h].key)
+
+    def _depth(self, node: str) -> int:
+        parent = self.projection.structure.parent
+        depth = 0
+        cur = node
+        while cur in parent and depth <= len(parent):
+            cur = parent[cur]
+            depth += 1
+        return depth
+
+    # -- history and earlier points --------------------------------------------------------
+    def history(self, node: str) -> NodeHistory:
+        """Every move and version of ``node`` (an entry id or node id), oldest first."""
+        if node not in self.index.creates:
+            raise NotFound(node)
+        moves = sorted((self.index.moves[m] for m in self.index.node_moves.get(node, ())),
+                       key=lambda m: m.key)
+        versions = sorted((self.index.versions[v] for v in self.index.node_versions.get(node, ())),
+                          key=lambda v: v.key)
+        return NodeHistory(
+            node,
+            tuple(MoveRecord(m.id, m.replica, m.t, m.w, m.parent, m.name, m.is_delete)
+                  for m in moves),
+            tuple(VersionRecord(FileVersion.of(v), v.t, v.w, v.base) for v in versions),
+        )
+
+    def closed_vector(self, vector: VersionVector) -> VersionVector:
+        """The largest causally closed set of applied updates within ``vector``."""
+        vec = {r: min(s, self.log.have(r)) for r, s in vector.items() if s > 0}
+        changed = True
+        while changed:
+            changed = False
+            for r in list(vec):
+                s = vec[r]
+                while s > 0:
+                    info = self.log.get(r, s)
+                    assert info is not None
+                    if all(vec.get(x, 0) >= n for x, n in info.seen):
+                        break
+                    s -= 1
+                if s != vec[r]:
+                    vec[r] = s
+                    changed = True
+        return {r: s for r, s in vec.items() if s > 0}
+
+    def vector_at(self, time_ms: int) -> VersionVector:
+        """The updates written at or before ``time_ms`` (authors' clocks), causally closed."""
+        vec: VersionVector = {}
+        for replica, updates in self.log.by_replica.items():
+            n = 0
+            while n < len(updates) and updates[n].w <= time_ms:
+                n += 1
+            vec[replica] = n
+        return self.closed_vector(vec)
+
+    def as_of(self, vector: VersionVector) -> VisibleTree:
+        """The visible tree as it was when exactly the updates in ``vector`` were applied."""
+        vec = self.closed_vector(vector)
+        index = OpIndex()
+        ops = [self._op(oid) for r, s in vec.items() for u in self.log.by_replica[r][:s]
+               for oid in u.op_ids]
+        index.add_all(sorted(ops, key=lambda o: o.key))
+        return full_projection(index, self.rules)[2]
+
+    def full_recompute(self) -> VisibleTree:
+        """The oracle: the projection recomputed from scratch from the op set."""
+        return full_projection(self.index, self.rules)[2]
+
+
+__all__ = ["CrdtError", "FileContent", "FolderTree", "LocalUpdate", "ReceiveResult",
+           "ReceiveStatus"]
