@@ -197,7 +197,7 @@ def lan_token(lan_discovery_key: bytes, now_ms: int) -> bytes:
 
 
 @dataclasses.dataclass(frozen=True)
-class _KeyBundle(Record):
+class KeyBundle(Record):
     """The plaintext inside a wrap: bound to the share and the recipient device."""
 
     v: int
@@ -244,7 +244,7 @@ def wrap_keys(
     random_bytes: RandomBytes = default_random,
 ) -> EpochKeyWrap:
     """Box the whole ring for ``recipient`` (whose certificate the sender has verified)."""
-    bundle = _KeyBundle(WRAP_VERSION, ring.share_id, recipient.device_id, ring.epoch_keys)
+    bundle = KeyBundle(WRAP_VERSION, ring.share_id, recipient.device_id, ring.epoch_keys)
     nonce = take_random(random_bytes, BOX_NONCE_BYTES)
     box = Box(sender.box_private_key, PublicKey(x25519_public_of(recipient.device_key)))
     sealed = box.encrypt(bundle.encode(), nonce).ciphertext
@@ -279,7 +279,7 @@ def open_keys(
     sender.verify()
     box = Box(recipient.box_private_key, PublicKey(x25519_public_of(sender.device_key)))
     try:
-        bundle = _KeyBundle.decode(box.decrypt(wrap.box, wrap.nonce))
+        bundle = KeyBundle.decode(box.decrypt(wrap.box, wrap.nonce))
     except (CryptoError, DecodeError) as exc:
         raise BadKey("the key wrap does not open for this device") from exc
     if (
