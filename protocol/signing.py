@@ -39,7 +39,6 @@ class Purpose(StrEnum):
     DEVICE_CERTIFICATE = "device-certificate"
     DEVICE_REVOCATION = "device-revocation"
     CHAIN_ENTRY = "chain-entry"
-    LINK = "link"
     # Hash-only purposes.
     ENVELOPE_HASH = "envelope-hash"
     CHAIN_ENTRY_HASH = "chain-entry-hash"
