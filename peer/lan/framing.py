@@ -32,7 +32,7 @@ async def read_frame(reader: asyncio.StreamReader, *, max_bytes: int, timeout_s:
         raise ReadTimeout(f"no complete frame within {timeout_s} s") from exc
     except asyncio.IncompleteReadError as exc:
         raise ConnectionClosed(
-            f"connection closed after {len(exc.partial)} bytes of a frame part"
+            f"connection closed inside a frame ({len(exc.partial)} of {exc.expected} bytes)"
             if exc.partial
             else "connection closed"
         ) from exc

@@ -1,7 +1,8 @@
 """Runs LAN discovery inside a test namespace and reports events as JSON lines on stdout.
 
     python -m tests.lan.agent_discovery --address 10.77.0.1 --port 4000 \
-        --share photos=<64 hex> [--share …] [--static 10.77.0.9:4000] [--seconds 20]
+        --share photos=<64 hex> [--share …] [--static 10.77.0.9:4000] [--seconds 20] \
+        [--skew-hours 1.5]
 
 Stops on SIGTERM or after ``--seconds``, announcing its departure on the way out.
 """
@@ -15,7 +16,18 @@ import signal
 import sys
 
 from peer.lan.discovery import LanDiscovery, PeerGone, PeerSeen, StaticPeer
+from peer.lan.tokens import HOUR_MS
 from seams import OsRandom, SystemClock
+
+
+class SkewedClock(SystemClock):
+    """The system clock, off by a fixed amount: a device whose clock is wrong."""
+
+    def __init__(self, skew_ms: int) -> None:
+        self.skew_ms = skew_ms
+
+    def now_ms(self) -> int:
+        return super().now_ms() + self.skew_ms
 
 
 def say(**message: object) -> None:
@@ -30,6 +42,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--share", action="append", default=[], help="label=hex discovery key")
     parser.add_argument("--static", action="append", default=[], help="host:port")
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--skew-hours", type=float, default=0.0, help="this device's clock error")
     return parser.parse_args(argv)
 
 
@@ -44,7 +57,7 @@ async def main(argv: list[str]) -> None:
         port=args.port,
         discovery_keys=keys,
         bind_addresses=[args.address],
-        clock=SystemClock(),
+        clock=SkewedClock(int(args.skew_hours * HOUR_MS)),
         random=OsRandom(),
         static_peers=static,
     )

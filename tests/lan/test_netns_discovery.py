@@ -18,11 +18,16 @@ SEEN_TIMEOUT_S = 15.0
 
 
 def start_agents(
-    bed: TestBed, shares_per_device: list[dict[str, bytes]], *extra: str
+    bed: TestBed,
+    shares_per_device: list[dict[str, bytes]],
+    *extra: str,
+    skew_hours: list[float] | None = None,
 ) -> list[NsProcess]:
     agents = []
-    for device, shares in zip(bed.devices, shares_per_device, strict=True):
+    skews = skew_hours or [0.0] * len(bed.devices)
+    for device, shares, skew in zip(bed.devices, shares_per_device, skews, strict=True):
         args = ["--address", device.address, "--port", str(PORT), "--seconds", "40", *extra]
+        args += ["--skew-hours", str(skew)]
         for label, key in shares.items():
             args += ["--share", f"{label}={key.hex()}"]
         agents.append(bed.spawn(device, AGENT, *args))
@@ -91,3 +96,15 @@ def test_a_departing_device_is_reported_gone(netns_bed: Callable[[int], TestBed]
     b.stop()
     gone = a.expect(lambda m: m["event"] == "gone", SEEN_TIMEOUT_S, "device 1 leaving")
     assert gone["instance"] == seen["instance"]
+
+
+def test_clocks_an_hour_apart_still_match_and_further_apart_do_not(
+    netns_bed: Callable[[int], TestBed],
+) -> None:
+    bed = netns_bed(3)
+    key = os.urandom(32)
+    a, _, _ = start_agents(bed, [{"s": key}] * 3, skew_hours=[0.0, 1.0, 2.5])
+    near = a.expect(sees(bed.devices[1].address), SEEN_TIMEOUT_S, "the device 1 h ahead")
+    far = a.expect(sees(bed.devices[2].address), SEEN_TIMEOUT_S, "the device 2.5 h ahead")
+    assert near["shares"] == ["s"]
+    assert far["shares"] == []

@@ -1,0 +1,150 @@
+"""Pure parts of the LAN layer: share tokens, TXT announcements, the hello, frames."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from peer.lan.announcement import (
+    MAX_TOKENS,
+    TOKEN_PAD,
+    decode_announcement,
+    encode_announcement,
+)
+from peer.lan.discovery import LanDiscovery
+from peer.lan.errors import BadHello, ConnectionClosed, FrameTooLarge, ReadTimeout
+from peer.lan.framing import HEADER, read_frame
+from peer.lan.hello import MAX_CERTIFICATE_BYTES, Hello
+from peer.lan.tokens import HOUR_MS, TOKEN_BYTES, hour_of, match_shares, share_token
+from seams import SeededRandom
+
+KEY_A, KEY_B = bytes(range(32)), bytes(range(1, 33))
+
+
+def test_token_is_a_keyed_blake2b_of_the_hour_and_rotates() -> None:
+    hour = hour_of(1_764_000_000_000)
+    assert len(share_token(KEY_A, hour)) == TOKEN_BYTES
+    assert share_token(KEY_A, hour) == share_token(KEY_A, hour)
+    assert share_token(KEY_A, hour) != share_token(KEY_A, hour + 1)
+    assert share_token(KEY_A, hour) != share_token(KEY_B, hour)
+    # Pinned value: a change here changes the wire and splits old and new devices.
+    assert share_token(KEY_A, 490_000).hex() == "0ddd77b9a9fa6bcf"
+    with pytest.raises(ValueError, match="32"):
+        share_token(b"short", hour)
+
+
+def test_tokens_match_one_hour_either_side_and_no_further() -> None:
+    shares = {"a": KEY_A, "b": KEY_B}
+    hour = 490_000
+    for skew in (-1, 0, 1):
+        assert match_shares([share_token(KEY_A, hour + skew)], shares, hour) == {"a"}
+    for skew in (-2, 2, 24):
+        assert match_shares([share_token(KEY_A, hour + skew)], shares, hour) == frozenset()
+    both = [share_token(KEY_A, hour), share_token(KEY_B, hour - 1), os.urandom(TOKEN_BYTES)]
+    assert match_shares(both, shares, hour) == {"a", "b"}
+    assert match_shares([share_token(KEY_A, hour)], {"b": KEY_B}, hour) == frozenset()
+
+
+def test_hour_boundaries() -> None:
+    assert hour_of(HOUR_MS - 1) == 0
+    assert hour_of(HOUR_MS) == 1
+
+
+def test_announcement_pads_token_count_and_round_trips() -> None:
+    rng = SeededRandom(3)
+    tokens = [share_token(KEY_A, 5), share_token(KEY_B, 5)]
+    properties = encode_announcement(1, tokens, iter(lambda: rng.bytes(TOKEN_BYTES), None))
+    assert properties["v"] == "1"
+    assert sorted(properties) == ["t0", "t1", "t2", "t3", "v"]
+    raw = {k.encode(): v.encode() for k, v in properties.items()}
+    decoded = decode_announcement(raw)
+    assert decoded.version == 1
+    assert set(tokens) <= decoded.tokens
+    assert len(decoded.tokens) == TOKEN_PAD
+    no_shares = encode_announcement(1, [], iter(lambda: rng.bytes(TOKEN_BYTES), None))
+    assert len(no_shares) == 1 + TOKEN_PAD  # a device with no share looks like one with four
+    with pytest.raises(ValueError, match="at most"):
+        encode_announcement(1, [os.urandom(8) for _ in range(MAX_TOKENS + 1)], iter([]))
+
+
+@given(st.dictionaries(st.binary(max_size=12), st.one_of(st.none(), st.binary(max_size=40))))
+def test_hostile_txt_records_never_break_decoding(properties: dict[bytes, bytes | None]) -> None:
+    decoded = decode_announcement(properties)
+    assert all(len(t) == TOKEN_BYTES for t in decoded.tokens)
+    assert len(decoded.tokens) <= MAX_TOKENS
+
+
+def test_announcer_rotates_tokens_with_the_hour_and_names_nothing() -> None:
+    class Clock:
+        now = 490_000 * HOUR_MS + 10
+
+        def now_ms(self) -> int:
+            return self.now
+
+        def monotonic(self) -> float:
+            return 0.0
+
+        async def sleep(self, seconds: float) -> None:
+            return None
+
+    clock = Clock()
+    discovery = LanDiscovery(
+        port=4000,
+        discovery_keys={"photos": KEY_A},
+        bind_addresses=["10.77.0.1"],
+        clock=clock,
+        random=SeededRandom(9),
+    )
+    before = decode_announcement(discovery._service_info().properties)
+    clock.now += HOUR_MS
+    after = decode_announcement(discovery._service_info().properties)
+    assert share_token(KEY_A, 490_000) in before.tokens
+    assert share_token(KEY_A, 490_001) in after.tokens
+    assert share_token(KEY_A, 490_000) not in after.tokens
+    other = LanDiscovery(
+        port=4000,
+        discovery_keys={"photos": KEY_A},
+        bind_addresses=["10.77.0.1"],
+        clock=clock,
+        random=SeededRandom(10),
+    )
+    assert other.instance_name != discovery.instance_name
+    assert "photos" not in discovery._service_info().text.decode("latin-1")
+
+
+def test_hello_round_trips_and_rejects_garbage() -> None:
+    hello = Hello(device_key=KEY_A, certificate=b"cert")
+    assert Hello.decode(hello.encode()) == hello
+    encoded = hello.encode()
+    for bad in (b"", encoded[:10], b"XXXX" + encoded[4:], encoded + b"!", encoded[:-1]):
+        with pytest.raises(BadHello):
+            Hello.decode(bad)
+    with pytest.raises(BadHello, match="version"):
+        Hello.decode(encoded[:4] + b"\x09" + encoded[5:])
+    with pytest.raises(ValueError, match="at most"):
+        Hello(device_key=KEY_A, certificate=bytes(MAX_CERTIFICATE_BYTES + 1)).encode()
+
+
+def reader_with(data: bytes, eof: bool = True) -> asyncio.StreamReader:
+    reader = asyncio.StreamReader()
+    reader.feed_data(data)
+    if eof:
+        reader.feed_eof()
+    return reader
+
+
+async def test_frames_limits_timeouts_and_truncation() -> None:
+    frame = HEADER.pack(5) + b"hello"
+    assert await read_frame(reader_with(frame), max_bytes=5, timeout_s=1) == b"hello"
+    with pytest.raises(FrameTooLarge):
+        await read_frame(reader_with(frame), max_bytes=4, timeout_s=1)
+    with pytest.raises(ConnectionClosed, match="3 of 5 bytes"):
+        await read_frame(reader_with(frame[:7]), max_bytes=5, timeout_s=1)
+    with pytest.raises(ConnectionClosed):
+        await read_frame(reader_with(b""), max_bytes=5, timeout_s=1)
+    with pytest.raises(ReadTimeout):
+        await read_frame(reader_with(frame[:6], eof=False), max_bytes=5, timeout_s=0.05)
