@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import Executor
 from typing import TypeVar
 
@@ -40,6 +40,9 @@ def check_upload(block_id: bytes, data: Buffer) -> BlockId:
 
 class BlockStore(ABC):
     """Async block store. Backends implement the blocking ``_…_sync`` methods."""
+
+    #: Blocks a put_many/get_many moves at once.
+    batch_concurrency = 8
 
     def __init__(self, executor: Executor | None = None) -> None:
         self._executor = executor
@@ -76,19 +79,36 @@ class BlockStore(ABC):
         return self._put_sync(block_id, data)
 
     async def put_many(self, blocks: Iterable[tuple[BlockId, Buffer]]) -> set[BlockId]:
-        """Store several blocks; returns the ids that were new."""
-        new: set[BlockId] = set()
-        for block_id, data in blocks:
-            if await self.put(block_id, data):
-                new.add(block_id)
-        return new
+        """Store several blocks (a few at a time); returns the ids that were new."""
+        pairs = list(blocks)
+        stored = await self._bounded([functools.partial(self.put, b, d) for b, d in pairs])
+        return {block_id for (block_id, _), new in zip(pairs, stored, strict=True) if new}
 
     async def get(self, block_id: BlockId) -> bytes:
         """A block's bytes, verified against its id; BlockNotFoundError if absent."""
         return await self._run(self._get_sync, check_block_id(block_id))
 
     async def get_many(self, block_ids: Iterable[BlockId]) -> dict[BlockId, bytes]:
-        return {b: await self.get(b) for b in block_ids}
+        """Several blocks (fetched a few at a time), each verified; the first error wins."""
+        ids = list(dict.fromkeys(block_ids))
+        found = await self._bounded([functools.partial(self.get, b) for b in ids])
+        return dict(zip(ids, found, strict=True))
+
+    async def _bounded(self, calls: list[Callable[[], Awaitable[T]]]) -> list[T]:
+        gate = asyncio.Semaphore(self.batch_concurrency)
+
+        async def one(call: Callable[[], Awaitable[T]]) -> T:
+            async with gate:
+                return await call()
+
+        tasks = [asyncio.ensure_future(one(c)) for c in calls]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
 
     async def iter_ids(self) -> AsyncIterator[BlockId]:
         """Every block id in the store, in no particular order (for operations and audits)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -46,6 +47,20 @@ def key() -> SealingKey:
 @pytest.fixture
 def keyring(key: SealingKey) -> Keyring:
     return Keyring([key, SealingKey(2, secret("share-a/epoch-2"))])
+
+
+@pytest.fixture
+def dead_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def fresh_bucket(moto_endpoint: str, aws_credentials: None) -> str:
+    """A new, empty bucket on the session's moto_server."""
+    return new_bucket(moto_endpoint)
 
 
 def new_bucket(endpoint: str) -> str:

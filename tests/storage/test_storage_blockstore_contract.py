@@ -93,3 +93,12 @@ async def test_malformed_block_ids_are_refused(store: BlockStore) -> None:
         await store.get(BlockId(b"short"))
     with pytest.raises(ParameterError):
         await store.put(BlockId(b"x" * 31), b"data")
+
+
+async def test_get_many_fails_with_the_missing_blocks_error(store: BlockStore) -> None:
+    present, data = block(7)
+    absent, _ = block(8)
+    await store.put(present, data)
+    with pytest.raises(BlockNotFoundError):
+        await store.get_many([present, absent])
+    assert await store.get_many([present, present]) == {present: data}
