@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -134,7 +135,7 @@ class ChainEntry(Record):
     def signed_bytes(self) -> bytes:
         return dataclasses.replace(self, sig=bytes(SIGNATURE_BYTES)).encode()
 
-    @property
+    @functools.cached_property
     def entry_hash(self) -> bytes:
         """What the next entry names as ``prev`` (and an invite names for the genesis)."""
         return digest(Purpose.CHAIN_ENTRY_HASH, self.encode())

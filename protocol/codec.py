@@ -104,7 +104,7 @@ def _wrong_type(where: str, expected: str, value: Any) -> DecodeError:
 
 @dataclasses.dataclass(frozen=True)
 class Bin(Kind):
-    """Bytes with a length range (``size`` for an exact length)."""
+    """Bytes with a length range (``Bin.exact(n)`` for exactly ``n`` bytes)."""
 
     max_len: int
     min_len: int = 0
@@ -185,7 +185,9 @@ class IntOrText(Kind):
 
     def check(self, value: Any, where: str) -> int | str:
         if type(value) is int:
-            return UInt(U64_MAX, -(2**63)).check(value, where)
+            if not -(2**63) <= value <= U64_MAX:
+                raise DecodeError("out_of_range", f"{where}: {value} does not fit msgpack")
+            return value
         return Text(self.max_len).check(value, where)
 
     def describe(self) -> str:

@@ -18,6 +18,7 @@ height), ``check_continuity`` (counter and hash link after the device's last env
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterable, Mapping
 from typing import ClassVar
 
@@ -107,7 +108,7 @@ class Envelope(Record):
     def signed_bytes(self) -> bytes:
         return dataclasses.replace(self, sig=bytes(SIGNATURE_BYTES)).encode()
 
-    @property
+    @functools.cached_property
     def envelope_hash(self) -> bytes:
         """The envelope's id: the next envelope of the device names it as ``prev``."""
         return digest(Purpose.ENVELOPE_HASH, self.encode())
