@@ -8,6 +8,7 @@ step.
 
 from __future__ import annotations
 
+from crdt.incremental import IncrementalStructure
 from crdt.index import OpIndex
 from crdt.ops import TRASH, Op
 from crdt.rules import ProjectionRules
@@ -42,16 +43,23 @@ class Projection:
     def __init__(self, index: OpIndex, rules: ProjectionRules) -> None:
         self.index = index
         self.rules = rules
-        self.structure, self.void, self.view = full_projection(index, rules)
+        self.inc = IncrementalStructure.from_scratch(index, rules)
+        self.view = VisibleTree.build(self.inc.structure, index, rules)
+
+    @property
+    def structure(self) -> Structure:
+        return self.inc.structure
+
+    @property
+    def void(self) -> set[str]:
+        return self.inc.void
 
     def apply(self, ops: list[Op]) -> dict[str, Entry | None]:
         """Fold freshly indexed ``ops`` in; returns the journal of changed entries."""
-        old = self.structure
-        self.structure, self.void = project_structure(self.index, self.rules)
-        dirty = dirty_between(old, self.structure)
+        dirty = self.inc.apply(ops)
+        parent = self.structure.parent
         for op in ops:
-            parent = self.structure.parent.get(op.node)
-            if parent is not None:
-                dirty.add(parent)
+            if op.node in parent:
+                dirty.add(parent[op.node])
         dirty.discard(TRASH)
         return self.view.refresh(dirty, self.structure, self.index, self.rules)
