@@ -177,8 +177,15 @@ async def ingest_stream(
     queue: asyncio.Queue[asyncio.Future[SealedChunk] | None] = asyncio.Queue(max_in_flight)
 
     async def produce() -> None:
-        while (data := await run(next_chunk)) is not None:
-            await queue.put(run(seal_chunk, share, key, data))
+        try:
+            while (data := await run(next_chunk)) is not None:
+                await queue.put(run(seal_chunk, share, key, data))
+        except Exception as exc:
+            # Hand the failure to the consumer in order, where it awaits the next chunk.
+            failed: asyncio.Future[SealedChunk] = run.loop.create_future()
+            failed.set_exception(exc)
+            await queue.put(failed)
+            return
         await queue.put(None)
 
     producer = asyncio.create_task(produce())

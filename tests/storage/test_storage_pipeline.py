@@ -239,3 +239,20 @@ async def test_a_new_epoch_seals_anew_and_restores_with_the_keyring(
     assert later.stats.new_blocks == later.stats.chunks + 1
     await restore_file(later.ref, dir_store, share, keyring, tmp_path / "out")
     assert (tmp_path / "out").read_bytes() == data
+
+
+class FailingReader(GeneratedReader):
+    """Reads fine for a while, then the disk fails."""
+
+    def readinto(self, buf: memoryview) -> int:
+        if self.pos > 6 * MiB:
+            raise OSError(5, "Input/output error")
+        return super().readinto(buf)
+
+
+@pytest.mark.timeout(30)
+async def test_read_error_mid_file_is_a_source_error_not_a_hang(
+    dir_store: DirectoryBlockStore, share: ShareKeys, key: SealingKey
+) -> None:
+    with pytest.raises(SourceError, match="Input/output error"):
+        await ingest_stream(FailingReader(64 * MiB), dir_store, share, key, name="flaky")
