@@ -17,14 +17,35 @@ from typing import NamedTuple
 class Group(NamedTuple):
     module: str
     summary: str
+    # A group that gets the whole command line (`["share", "create", PATH]`), not just the rest.
+    whole_argv: bool = False
 
+
+PEER_CLI = "peer.cli"
 
 # Ordered as `drift --help` shows them. A group appears only once its module exists.
 GROUPS: dict[str, Group] = {
-    "demo": Group("storage.demo", "run the demo: what driftsync can do today, on loopback"),
+    "init": Group(PEER_CLI, "create your user and this device's identity", True),
+    "device": Group(PEER_CLI, "link, add or revoke your devices", True),
+    "share": Group(PEER_CLI, "create, invite to, join and manage shared folders", True),
+    "run": Group(PEER_CLI, "run the sync daemon in the foreground", True),
+    "pause": Group(PEER_CLI, "pause syncing", True),
+    "resume": Group(PEER_CLI, "resume syncing", True),
+    "status": Group(PEER_CLI, "what is synced, pending, and why not", True),
+    "conflicts": Group(PEER_CLI, "list conflicted copies", True),
+    "history": Group(PEER_CLI, "list a file's versions", True),
+    "restore": Group(PEER_CLI, "restore a file or folder as it was", True),
+    "trash": Group(PEER_CLI, "list and recover deleted files", True),
+    "relay": Group("relay.cli", "run and administer a cloud relay (`drift relay login` signs in)"),
     "store": Group("storage.cli", "ingest a folder into an encrypted block store, restore it"),
-    "relay": Group("relay.cli", "run and administer a cloud relay"),
     "simulate": Group("simulations.cli", "deterministic multi-device simulations"),
+    "demo": Group("storage.demo", "run the demo: what driftsync can do today, on loopback"),
+}
+
+# Subcommands that belong to another package than their group: signing in to a relay is the
+# device's business, running one is the relay's.
+OVERRIDES: dict[tuple[str, str], Group] = {
+    ("relay", "login"): Group(PEER_CLI, "sign this device in to a relay", True),
 }
 
 USAGE = """\
@@ -70,13 +91,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"drift {version('driftsync')}")
         return 0
     name, rest = args[0], args[1:]
-    group = available_groups().get(name)
-    if group is None:
-        print(f"drift: unknown command {name!r}\n", file=sys.stderr)
+    group = OVERRIDES.get((name, rest[0] if rest else "")) or available_groups().get(name)
+    if group is None or importlib.util.find_spec(group.module) is None:
+        words = " ".join(args[:2]) if (name, rest[0] if rest else "") in OVERRIDES else name
+        print(f"drift: unknown command {words!r}\n", file=sys.stderr)
         print(usage(), end="", file=sys.stderr)
         return 2
     module = importlib.import_module(group.module)
-    return int(module.main(rest) or 0)
+    return int(module.main(args if group.whole_argv else rest) or 0)
 
 
 if __name__ == "__main__":

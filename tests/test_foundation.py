@@ -22,6 +22,16 @@ def test_unknown_command_is_a_usage_error(capsys) -> None:
     assert "unknown command 'frobnicate'" in capsys.readouterr().err
 
 
+def test_overrides_route_to_existing_groups_or_say_which_words_are_unknown(capsys) -> None:
+    from driftsync.cli import OVERRIDES
+
+    for (group, sub), target in OVERRIDES.items():
+        assert group in GROUPS
+        if target.module not in {g.module for g in available_groups().values()}:
+            assert main([group, sub]) == 2
+            assert f"unknown command '{group} {sub}'" in capsys.readouterr().err
+
+
 HELP_PROBE = """
 import sys
 from driftsync.cli import main
