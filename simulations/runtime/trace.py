@@ -1,0 +1,82 @@
+"""An append-only, human-readable event trace with a running hash.
+
+One line per event: virtual milliseconds, host, event name, details. The hash covers every line
+ever recorded (also those rotated out of memory), so two runs agree event for event exactly when
+their final ``trace: <hash>`` lines agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections import deque
+from collections.abc import Callable
+from typing import TextIO
+
+GLOBAL_HOST = "-"
+
+
+def _running_loop_time() -> float:
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:
+        return 0.0
+
+
+def _format_value(value: object) -> str:
+    if isinstance(value, bytes | bytearray):
+        return f"{len(value)}B"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    text = str(value)
+    return repr(text) if (not text or any(c.isspace() for c in text)) else text
+
+
+class Trace:
+    """``keep`` bounds the lines held in memory (``None``: all); ``sink`` receives every line."""
+
+    def __init__(
+        self,
+        *,
+        keep: int | None = 100_000,
+        sink: TextIO | None = None,
+        now: Callable[[], float] = _running_loop_time,
+    ) -> None:
+        self._lines: deque[str] = deque(maxlen=keep)
+        self._sink = sink
+        self._now = now
+        self._hash = hashlib.sha256()
+        self.count = 0
+
+    def record(self, host: str, event: str, **details: object) -> None:
+        fields = " ".join(f"{key}={_format_value(value)}" for key, value in details.items())
+        line = f"{self._now() * 1000:12.3f} {host:<10} {event}" + (f" {fields}" if fields else "")
+        self._hash.update(line.encode() + b"\n")
+        self.count += 1
+        self._lines.append(line)
+        if self._sink is not None:
+            self._sink.write(line + "\n")
+
+    @property
+    def digest(self) -> str:
+        return self._hash.hexdigest()[:32]
+
+    @property
+    def lines(self) -> list[str]:
+        """The most recent lines (all of them unless ``keep`` rotated some out)."""
+        return list(self._lines)
+
+    def final_line(self) -> str:
+        """The run's last line, ``trace: <hash>``; equal for equal runs."""
+        return f"trace: {self.digest}"
+
+    def finish(self) -> str:
+        """Write the ``trace: <hash>`` line to the sink (it is not itself hashed) and return it."""
+        line = self.final_line()
+        if self._sink is not None:
+            self._sink.write(line + "\n")
+            self._sink.flush()
+        return line
+
+    def tail(self, n: int = 40) -> str:
+        return "\n".join(list(self._lines)[-n:])
