@@ -113,6 +113,7 @@ class LanDiscovery(Generic[S]):
         self._browser: AsyncServiceBrowser | None = None
         self._info: AsyncServiceInfo | None = None
         self._rotation: asyncio.Task[None] | None = None
+        self._closing = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -144,15 +145,16 @@ class LanDiscovery(Generic[S]):
 
     async def close(self) -> None:
         """Say goodbye on the network and stop every task; idempotent."""
+        self._closing = True  # the browser may still call back while it is being cancelled
+        if self._browser is not None:
+            await self._browser.async_cancel()
+            self._browser = None
         tasks = [t for t in (self._rotation, *self._resolving.values()) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._rotation = None
         self._resolving.clear()
-        if self._browser is not None:
-            await self._browser.async_cancel()
-            self._browser = None
         if self._azc is not None:
             await self._azc.async_close()  # unregisters, so peers see us leave
             self._azc = None
@@ -228,7 +230,7 @@ class LanDiscovery(Generic[S]):
         name: str,
         state_change: ServiceStateChange,
     ) -> None:
-        if name == self.instance_name:
+        if name == self.instance_name or self._closing:
             return
         if state_change is ServiceStateChange.Removed:
             task = self._resolving.pop(name, None)
@@ -251,6 +253,9 @@ class LanDiscovery(Generic[S]):
         info = AsyncServiceInfo(SERVICE_TYPE, name)
         try:
             found = await info.async_request(self._azc.zeroconf, RESOLVE_TIMEOUT_MS)
+        except Exception as exc:  # anyone may announce anything; one bad record stops nothing
+            log.info("cannot resolve LAN peer %s: %s", name, exc)
+            return
         finally:
             if self._resolving.get(name) is asyncio.current_task():
                 del self._resolving[name]

@@ -55,6 +55,8 @@ class LanLimits:
     connect_timeout_s: float = 10.0
     handshake_timeout_s: float = 10.0
     close_timeout_s: float = 5.0
+    max_connections: int = 64
+    """Connections past TLS a server keeps open; more are dropped as soon as TLS completes."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,9 +149,14 @@ async def _admit(writer: asyncio.StreamWriter, hello: Hello, authorize: Authoriz
         raise IdentityMismatch("peer showed no TLS certificate")
     if certificate_public_key(certificate_der) != hello.device_key:
         raise IdentityMismatch("hello names a device key other than the TLS certificate's")
-    verdict = authorize(hello.device_key, hello.certificate)
-    if inspect.isawaitable(verdict):
-        verdict = await verdict
+    try:
+        verdict = authorize(hello.device_key, hello.certificate)
+        if inspect.isawaitable(verdict):
+            verdict = await verdict
+    except Exception as exc:
+        # A hook that fails must not admit anyone, nor leave the connection half-open.
+        log.exception("LAN authorization hook failed")
+        raise Unauthorized(f"authorization failed: {exc}") from exc
     if verdict is not True:
         raise Unauthorized(f"device {hello.device_key.hex()[:16]}… is not admitted")
     return PeerIdentity(device_key=hello.device_key, certificate=hello.certificate)
@@ -248,6 +255,12 @@ class LanServer:
         )
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._tasks) >= self._limits.max_connections:
+            log.warning(
+                "dropping LAN connection from %s: too many open", writer.get_extra_info("peername")
+            )
+            writer.transport.abort()
+            return
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)

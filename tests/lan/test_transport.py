@@ -315,3 +315,32 @@ def test_tls_identity_matches_pynacl_device_key() -> None:
 
     signing = SigningKey(os.urandom(32))
     assert TlsIdentity.from_seed(bytes(signing)).public_key == bytes(signing.verify_key)
+
+
+async def test_a_failing_authorization_hook_admits_nobody(start_server) -> None:
+    a, b = make_device(), make_device()
+
+    def broken(key: bytes, certificate: bytes) -> bool:
+        raise RuntimeError("membership store unavailable")
+
+    server = await start_server(a, echo, authorize=broken)
+    with pytest.raises(Unauthorized):
+        await connect("127.0.0.1", server.port, device=b, authorize=admit_all, limits=FAST)
+    assert server.seen == []
+
+
+async def test_connections_beyond_the_limit_are_dropped(start_server) -> None:
+    a, b = make_device(), make_device()
+    one = dataclasses.replace(FAST, max_connections=1)
+    server = await start_server(a, echo, limits=one)
+    first = await connect("127.0.0.1", server.port, device=b, authorize=admit_all, limits=FAST)
+    with pytest.raises(LanError):
+        await connect("127.0.0.1", server.port, device=b, authorize=admit_all, limits=FAST)
+    await first.close()
+    async with asyncio.timeout(5):
+        while server.server._tasks:  # the server notices the close on its own schedule
+            await asyncio.sleep(0.01)
+    again = await connect("127.0.0.1", server.port, device=b, authorize=admit_all, limits=FAST)
+    await again.send(b"ping")
+    assert await again.receive() == b"echo:ping"
+    await again.close()
