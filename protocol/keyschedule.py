@@ -54,8 +54,9 @@ from protocol.signing import (
 KEY_BYTES = 32
 BOX_NONCE_BYTES = 24
 KDF_PERSON = b"driftsync/v1/kdf"
-LAN_PERSON = b"driftsync/v1/lan"
-LAN_TOKEN_BYTES = 16
+# Same construction as peer/lan/tokens.py, so both compute identical tokens.
+LAN_PERSON = b"driftsync-lan-v1"
+LAN_TOKEN_BYTES = 8
 HOUR_MS = 3_600_000
 MAX_EPOCHS = 4096
 WRAP_VERSION = 1

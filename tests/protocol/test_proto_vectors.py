@@ -163,7 +163,7 @@ def test_key_schedule_independently() -> None:
     assert kdf(k0, "metadata", epoch0) == h(v["metadata_key_0"])
     hour = (v["lan_token_time_ms"] // 3_600_000).to_bytes(8, "big")
     token = hashlib.blake2b(
-        hour, digest_size=16, key=h(v["lan_discovery_key"]), person=b"driftsync/v1/lan"
+        hour, digest_size=8, key=h(v["lan_discovery_key"]), person=b"driftsync-lan-v1"
     ).digest()
     assert token == h(v["lan_token"])
 
