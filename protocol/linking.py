@@ -165,6 +165,47 @@ def accept_link_request(
     return dataclasses.replace(unsigned, mac=_mac(secrets, b"grant", unsigned.mac_input()))
 
 
+class LinkOffer:
+    """The existing device's side of one link code: it answers one request, right or wrong.
+
+    Holding the offer (not just the code) is what makes the code one-time: after the first
+    request, valid or not, ``accept`` refuses everything, so a guesser gets a single try.
+    """
+
+    def __init__(self, code: str, secrets: LinkSecrets, expires_ms: int) -> None:
+        self.code = code
+        self.secrets = secrets
+        self.expires_ms = expires_ms
+        self._used = False
+
+    @classmethod
+    def create(
+        cls,
+        now_ms: int,
+        random_bytes: RandomBytes = default_random,
+        cost: KdfCost = KdfCost(),
+        max_age_ms: int = DEFAULT_MAX_AGE_MS,
+    ) -> LinkOffer:
+        code = new_link_code(random_bytes)
+        return cls(code, link_secrets(code, cost), now_ms + max_age_ms)
+
+    @property
+    def rendezvous(self) -> bytes:
+        return self.secrets.rendezvous
+
+    @property
+    def used(self) -> bool:
+        return self._used
+
+    def accept(self, request: LinkRequest, user: UserIdentity, now_ms: int) -> LinkGrant:
+        if self._used:
+            raise BadCode("this link code was already used; show a new one")
+        self._used = True
+        if now_ms > self.expires_ms:
+            raise AuthFailed("this link code has expired; show a new one")
+        return accept_link_request(self.secrets, request, user, now_ms)
+
+
 def open_link_grant(
     secrets: LinkSecrets, grant: LinkGrant, device: DeviceIdentity
 ) -> DeviceCertificate:

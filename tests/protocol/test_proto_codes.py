@@ -20,6 +20,7 @@ from protocol.keys import DeviceIdentity, UserIdentity
 from protocol.linking import (
     CHEAP_KDF,
     LinkGrant,
+    LinkOffer,
     LinkRequest,
     accept_link_request,
     link_secrets,
@@ -109,6 +110,28 @@ def test_linking_refuses_wrong_code_substituted_key_and_old_requests(seeded, now
         open_link_grant(secrets, grant, mallory)
     with pytest.raises(BadCode, match="typo"):
         parse_link_code(_typo(code))
+
+
+def test_a_link_offer_answers_one_request_only(seeded, now_ms) -> None:
+    rand = seeded(5)
+    user, device = UserIdentity.generate(rand), DeviceIdentity.generate(rand)
+    offer = LinkOffer.create(now_ms, rand, CHEAP_KDF)
+    typed = link_secrets(offer.code, CHEAP_KDF)
+    assert typed.rendezvous == offer.rendezvous
+    guess = make_link_request(link_secrets(new_link_code(rand), CHEAP_KDF), device, "x", now_ms)
+    with pytest.raises(BadCode):
+        offer.accept(guess, user, now_ms)
+    assert offer.used
+    right = make_link_request(typed, device, "phone", now_ms)
+    with pytest.raises(BadCode, match="already used"):
+        offer.accept(right, user, now_ms)
+    late = LinkOffer.create(now_ms, rand, CHEAP_KDF)
+    with pytest.raises(AuthFailed, match="expired"):
+        late.accept(right, user, now_ms + 11 * 60 * 1000)
+    fresh = LinkOffer.create(now_ms, rand, CHEAP_KDF)
+    request = make_link_request(link_secrets(fresh.code, CHEAP_KDF), device, "phone", now_ms)
+    grant = fresh.accept(request, user, now_ms)
+    assert grant.certificate.device_id == device.device_id
 
 
 def test_invite_round_trip_and_check(world, now_ms) -> None:
