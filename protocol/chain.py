@@ -396,7 +396,12 @@ class MembershipChain:
             raise InvalidChain("a share must keep at least one owner")
         demoted = current in WRITERS and new_role not in WRITERS
         if entry.cutoffs and not demoted:
-            raise InvalidChain("cutoffs belong only to a removal or a demotion to viewer")
+            # A viewer's cutoffs were fixed when it stopped writing; new ones would only
+            # contradict them.
+            raise InvalidChain(
+                "cutoffs are set only when a writer loses the right to write "
+                f"(this user is {current.value})"
+            )
         if demoted:
             self._removals.setdefault(user_id, []).append(_Removal(height, dict(entry.cutoffs)))
         self._set_role(user_id, height, new_role)
