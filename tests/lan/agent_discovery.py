@@ -2,7 +2,7 @@
 
     python -m tests.lan.agent_discovery --address 10.77.0.1 --port 4000 \
         --share photos=<64 hex> [--share …] [--static 10.77.0.9:4000] [--seconds 20] \
-        [--skew-hours 1.5]
+        [--skew-hours 1.5] [--move-to 10.77.0.101 --move-after 1]
 
 Stops on SIGTERM or after ``--seconds``, announcing its departure on the way out.
 """
@@ -43,6 +43,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--static", action="append", default=[], help="host:port")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--skew-hours", type=float, default=0.0, help="this device's clock error")
+    parser.add_argument("--move-to", help="switch to this address after --move-after seconds")
+    parser.add_argument("--move-after", type=float, default=1.0)
     return parser.parse_args(argv)
 
 
@@ -81,6 +83,10 @@ async def main(argv: list[str]) -> None:
                     say(event="gone", instance=event.instance)
 
         reporter = asyncio.create_task(report())
+        if args.move_to:
+            await asyncio.sleep(args.move_after)
+            await discovery.set_addresses([args.move_to])
+            say(event="moved", address=args.move_to)
         try:
             async with asyncio.timeout(args.seconds):
                 await stop.wait()

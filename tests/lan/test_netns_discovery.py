@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.netns import NsProcess, TestBed
+from tests.netns.bed import run
 
 pytestmark = pytest.mark.netns
 
@@ -22,12 +23,16 @@ def start_agents(
     shares_per_device: list[dict[str, bytes]],
     *extra: str,
     skew_hours: list[float] | None = None,
+    per_device: list[list[str]] | None = None,
 ) -> list[NsProcess]:
     agents = []
     skews = skew_hours or [0.0] * len(bed.devices)
-    for device, shares, skew in zip(bed.devices, shares_per_device, skews, strict=True):
+    own_args = per_device or [[] for _ in bed.devices]
+    for device, shares, skew, own in zip(
+        bed.devices, shares_per_device, skews, own_args, strict=True
+    ):
         args = ["--address", device.address, "--port", str(PORT), "--seconds", "40", *extra]
-        args += ["--skew-hours", str(skew)]
+        args += ["--skew-hours", str(skew), *own]
         for label, key in shares.items():
             args += ["--share", f"{label}={key.hex()}"]
         agents.append(bed.spawn(device, AGENT, *args))
@@ -108,3 +113,25 @@ def test_clocks_an_hour_apart_still_match_and_further_apart_do_not(
     far = a.expect(sees(bed.devices[2].address), SEEN_TIMEOUT_S, "the device 2.5 h ahead")
     assert near["shares"] == ["s"]
     assert far["shares"] == []
+
+
+def test_a_device_that_changes_address_is_seen_at_the_new_one(
+    netns_bed: Callable[[int], TestBed],
+) -> None:
+    bed = netns_bed(2)
+    key = os.urandom(32)
+    moving = bed.devices[1]
+    new_address = "10.77.0.101"
+    run(["ip", "-n", moving.netns, "addr", "add", f"{new_address}/24", "dev", moving.interface])
+    a, b = start_agents(
+        bed,
+        [{"s": key}, {"s": key}],
+        per_device=[[], ["--move-to", new_address, "--move-after", "1.5"]],
+    )
+    before = a.expect(sees(moving.address), SEEN_TIMEOUT_S, "the old address")
+    b.expect(lambda m: m["event"] == "moved", SEEN_TIMEOUT_S, "the move")
+    after = a.expect(sees(new_address), SEEN_TIMEOUT_S, "the new address")
+    assert after["instance"] == before["instance"]
+    assert after["shares"] == ["s"]
+    # And the device that moved still hears the others on its new address.
+    b.expect(sees(bed.devices[0].address), SEEN_TIMEOUT_S, "device 0")
