@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
@@ -243,6 +243,19 @@ class FolderTree:
             raise NotFound(oid)
         return op
 
+    # -- document state (for sync with plain Yjs peers and for checks) ------------------------
+    def encode_state(self) -> bytes:
+        """The whole document as one Yjs update."""
+        return self.doc.encode_state()
+
+    def state_vector(self) -> dict[int, int]:
+        """The document's Yjs state vector, decoded: Yjs client id -> next clock."""
+        return self.doc.state_vector()
+
+    def diff_since(self, state_vector: dict[int, int]) -> bytes:
+        """What a document at ``state_vector`` lacks, as one Yjs update."""
+        return self.doc.diff_since(state_vector)
+
     # -- remote updates ----------------------------------------------------------------------
     def receive(self, identity: ReplicaIdentity, seq: int, seen: VersionVector,
                 update: bytes) -> ReceiveResult:
@@ -360,6 +373,56 @@ class FolderTree:
         batch = _Batch(self, now_ms)
         node = batch.move(None, folder.nodes[0], name, is_dir=False)
         batch.version(node, content, ())
+        return self._commit(batch)
+
+    def import_tree(self, items: Iterable[tuple[str, FileContent | None]], *,
+                    now_ms: int) -> LocalUpdate:
+        """Create many folders (content None) and files in one update, e.g. after a first scan.
+
+        Missing parent folders are created; existing folders are reused; a name that is taken
+        raises :class:`AlreadyExists` and nothing is written.
+        """
+        batch = _Batch(self, now_ms)
+        made: dict[str, tuple[str, dict[str, str]]] = {}  # folder path -> (node, key -> kind)
+
+        def folder(path: str) -> str:
+            if path in made:
+                return made[path][0]
+            entry = self.view.lookup(path)
+            if entry is not None:
+                if not entry.is_dir:
+                    raise InvalidOperation(f"not a folder: {path!r}")
+                made[path] = (entry.nodes[0], {})
+                return entry.nodes[0]
+            parent_path, name = _split(path)
+            node = add(parent_path, name, None)
+            made[path] = (node, {})
+            return node
+
+        def add(parent_path: str, name: str, content: FileContent | None) -> str:
+            parent = folder(parent_path)
+            key = name_key(check_name(name))
+            siblings = made[parent_path][1]
+            existing = self.view.lookup(parent_path)
+            full = f"{parent_path}/{name}" if parent_path else name
+            if key in siblings or (existing is not None and existing.is_dir and key in
+                                   self.view.kids.get(existing.id, {})):
+                raise AlreadyExists(full)
+            siblings[key] = "dir" if content is None else "file"
+            node = batch.move(None, parent, name, is_dir=content is None)
+            if content is not None:
+                _check_content(content)
+                batch.version(node, content, ())
+            return node
+
+        for path, content in items:
+            parent_path, name = _split(path)
+            if content is None:
+                norm = f"{parent_path}/{name}" if parent_path else name
+                if norm not in made and self.view.lookup(norm) is None:
+                    made[norm] = (add(parent_path, name, None), {})
+            else:
+                add(parent_path, name, content)
         return self._commit(batch)
 
     def edit(self, path: str, content: FileContent, *, now_ms: int) -> LocalUpdate:

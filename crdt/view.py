@@ -189,6 +189,16 @@ class VisibleTree:
     def comparable(self) -> dict[str, Entry]:
         return dict(self.entries)
 
+    def rebuild_kids(self, rules: ProjectionRules) -> None:
+        """Recreate the per-folder name index from the entries (after loading saved entries)."""
+        for eid in self.kids:
+            self.kids[eid] = {}
+        for e in self.entries.values():
+            if e.id == ROOT_ENTRY:
+                continue
+            key = name_key(e.name) if rules.name_collisions else f"{name_key(e.name)}\x00{e.id}"
+            self.kids.setdefault(e.parent, {})[key] = e.id
+
     # -- updating --------------------------------------------------------------------------
     def refresh(self, dirty_nodes: set[str], structure: Structure, index: OpIndex,
                 rules: ProjectionRules) -> dict[str, Entry | None]:

@@ -14,6 +14,7 @@ from crdt.errors import LocalOperationError
 from crdt.identity import ReplicaIdentity
 from crdt.names import name_key
 from crdt.ops import ROOT, TRASH
+from crdt.persist import load, save
 from crdt.rules import DEFAULT_RULES, ProjectionRules
 from crdt.tree import FileContent, FolderTree, LocalUpdate
 from crdt.view import EntryKind
@@ -114,6 +115,16 @@ class Sim:
         for t in self.trees:
             self.after_step(t)
 
+    def restart(self, i: int) -> None:
+        """Save and reload a replica (warm or cold), as a device restart would."""
+        old = self.trees[i]
+        data = save(old)
+        tree = load(old.identity, data, rules=self.rules, use_projection=self.rng.random() < 0.5)
+        assert tree.view.entries == old.view.entries, f"seed={self.seed}: reload changed the tree"
+        assert tree.version_vector() == old.version_vector()
+        assert tree.pending() == old.pending()
+        self.trees[i] = tree
+
     def after_step(self, tree: FolderTree) -> None:
         if self.check_incremental:
             full = tree.full_recompute()
@@ -123,7 +134,10 @@ class Sim:
     def run(self, steps: int = 60, sync_every: int = 25) -> None:
         for step in range(steps):
             i = self.rng.randrange(len(self.trees))
-            if self.rng.random() < 0.55:
+            roll = self.rng.random()
+            if roll < 0.02:
+                self.restart(i)
+            elif roll < 0.55:
                 self.local_op(i)
             else:
                 self.deliver_random(i)

@@ -1,0 +1,169 @@
+"""Saving and loading a folder tree: the document, the update log and (optionally) the projection.
+
+The update log is replication metadata the document does not hold (which ops came in which update
+of which replica, and what each update had seen), so it is always saved. The projection is saved
+too, so a restart does not recompute it ("warm" load); ``use_projection=False`` recomputes it from
+the ops ("cold" load), which is also what happens when the saved projection was made under other
+rules. The blob is ``MAGIC | blake2b-128(payload) | payload`` with a msgpack payload.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import astuple
+from typing import Any
+
+import msgpack
+
+from crdt.errors import CorruptState
+from crdt.identity import ReplicaIdentity
+from crdt.incremental import IncrementalStructure
+from crdt.index import OpIndex
+from crdt.ops import op_from_record
+from crdt.projection import Projection
+from crdt.rules import DEFAULT_RULES, ProjectionRules
+from crdt.structure import Structure
+from crdt.tree import FolderTree, _Pending
+from crdt.updates import UpdateInfo, UpdateLog
+from crdt.view import Entry, EntryKind, FileVersion, VisibleTree
+from crdt.ydoc import YDoc
+
+MAGIC = b"DRIFTCRDT1"
+_DIGEST = 16
+
+
+def _digest(payload: bytes) -> bytes:
+    return hashlib.blake2b(payload, digest_size=_DIGEST, person=b"drift-crdt-save").digest()
+
+
+def save(tree: FolderTree) -> bytes:
+    """Everything needed to resume ``tree``: load it with :func:`load` and the same identity."""
+    index = tree.index
+    ops = [[op.id, op.record()] for op in sorted(
+        [*index.moves.values(), *index.versions.values()], key=lambda o: o.key)]
+    inc = tree.projection.inc
+    s = inc.structure
+    view = tree.view
+    payload: dict[str, Any] = {
+        "replica": tree.replica,
+        "doc": tree.doc.encode_state(),
+        "updates": [[u.replica, u.seq, u.client, u.clock, u.first_counter, u.n_ops,
+                     [list(p) for p in u.seen], u.max_t, u.w] for u in tree.log.all()],
+        "ops": ops,
+        "pending": [[p.identity.device_id, p.identity.install_id, p.seq,
+                     sorted(p.seen.items()), p.update] for p in tree._pending.values()],
+        "projection": {
+            "rules": list(astuple(tree.rules)),
+            "void_ab": sorted(inc.void_ab),
+            "void_c": sorted(inc.void_c),
+            "undo": [[mid, *(prev or ("", "", "")), int(applied)]
+                     for mid, prev, applied in inc.undo],
+            "structure": [[n, p, s.name[n], s.effective[n]] for n, p in s.parent.items()],
+            "view": [[e.id, e.kind.value, e.parent, e.name, list(e.nodes),
+                      e.version.version_id if e.version else None, list(e.copies), e.copy_of]
+                     for e in view.entries.values() if e.id != "root"],
+        },
+    }
+    body = msgpack.packb(payload, use_bin_type=True)
+    return MAGIC + _digest(body) + body
+
+
+def load(identity: ReplicaIdentity, data: bytes, *, rules: ProjectionRules = DEFAULT_RULES,
+         use_projection: bool = True) -> FolderTree:
+    """Rebuild a tree saved by :func:`save`; raises :class:`CorruptState` on any mismatch."""
+    if not data.startswith(MAGIC) or len(data) < len(MAGIC) + _DIGEST:
+        raise CorruptState("not a saved folder tree")
+    digest = data[len(MAGIC): len(MAGIC) + _DIGEST]
+    body = data[len(MAGIC) + _DIGEST:]
+    if _digest(body) != digest:
+        raise CorruptState("saved folder tree is damaged (checksum mismatch)")
+    try:
+        payload = msgpack.unpackb(body, raw=False, strict_map_key=False)
+        return _restore(identity, payload, rules, use_projection)
+    except CorruptState:
+        raise
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        raise CorruptState(f"saved folder tree is inconsistent: {exc}") from None
+
+
+def _restore(identity: ReplicaIdentity, payload: dict[str, Any], rules: ProjectionRules,
+             use_projection: bool) -> FolderTree:
+    if payload["replica"] != identity.replica:
+        raise CorruptState("saved folder tree belongs to another replica")
+    tree = FolderTree.__new__(FolderTree)
+    tree.identity = identity
+    tree.replica = identity.replica
+    tree.client_id = identity.client_id
+    tree.rules = rules
+    tree.doc = YDoc(identity.client_id)
+    tree.doc.apply(payload["doc"])
+    log = UpdateLog()
+    for replica, seq, client, clock, first, n, seen, max_t, w in payload["updates"]:
+        log.record(UpdateInfo(replica, seq, client, clock, first, n,
+                              tuple((r, s) for r, s in seen), max_t, w))
+    tree.log = log
+    expected = {u.client: u.clock + u.n_ops for r in log.by_replica
+                for u in log.by_replica[r][-1:]}
+    if tree.doc.state_vector() != expected:
+        # Writing on would reuse (replica, counter) pairs or Yjs clocks: refuse instead.
+        raise CorruptState("document and update log disagree; restore from another replica")
+    index = OpIndex()
+    for key, rec in payload["ops"]:
+        index.add(op_from_record(key, rec))
+    if len(index.moves) + len(index.versions) != len(tree.doc):
+        raise CorruptState("saved ops do not match the document")
+    tree.index = index
+    tree._pending = {}
+    for device, install, seq, seen, update in payload["pending"]:
+        ident = ReplicaIdentity(device, install)
+        tree._pending[(ident.replica, seq)] = _Pending(ident, seq, dict(seen), update)
+    saved = payload["projection"]
+    if use_projection and tuple(saved["rules"]) == astuple(rules):
+        tree.projection = _warm_projection(index, rules, saved)
+    else:
+        tree.projection = Projection(index, rules)
+    return tree
+
+
+def _warm_projection(index: OpIndex, rules: ProjectionRules,
+                     saved: dict[str, Any]) -> Projection:
+    inc = IncrementalStructure(index, rules)
+    inc.void_ab = set(saved["void_ab"])
+    inc.void_c = set(saved["void_c"])
+    moves = index.moves
+    inc.undo = [(mid, (p, nm, ef) if p else None, bool(applied))
+                for mid, p, nm, ef, applied in saved["undo"]]
+    inc.keys = [moves[u[0]].key for u in inc.undo]
+    s = Structure()
+    children = s.children
+    for node, parent, name, eff in saved["structure"]:
+        s.parent[node] = parent
+        s.name[node] = name
+        s.effective[node] = eff
+        kids = children.get(parent)
+        if kids is None:
+            children[parent] = {node}
+        else:
+            kids.add(node)
+    inc.structure = s
+    view = VisibleTree()
+    versions = index.versions
+    entries = view.entries
+    node_entry = view.node_entry
+    for eid, kind, parent, name, nodes, vid, copies, copy_of in saved["view"]:
+        k = EntryKind(kind)
+        entries[eid] = Entry(eid, k, parent, name, tuple(nodes),
+                             FileVersion.of(versions[vid]) if vid else None, tuple(copies),
+                             copy_of)
+        if k is not EntryKind.CONFLICTED_COPY:
+            for n in nodes:
+                node_entry[n] = eid
+        if k is EntryKind.DIR:
+            view.kids.setdefault(eid, {})
+    view.rebuild_kids(rules)
+    projection = Projection.__new__(Projection)
+    projection.index = index
+    projection.rules = rules
+    projection.inc = inc
+    projection.view = view
+    return projection
