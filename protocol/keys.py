@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import os
 import stat
+import threading
 from pathlib import Path
 from typing import ClassVar, Self
 
@@ -297,24 +298,27 @@ def install_file_of(key_path: Path) -> Path:
 def _write_private(path: Path, data: bytes) -> None:
     """Atomically replace ``path`` with ``data``, mode 0600, durable."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
     try:
-        os.write(fd, data)
-        os.fsync(fd)
-    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            tmp.unlink()
+            raise
         os.close(fd)
-        tmp.unlink()
-        raise
-    os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        raise KeyFileError(f"cannot write key file {path}: {exc.strerror or exc}") from exc
 
 
 def _read_private(path: Path, max_bytes: int) -> tuple[bytes, os.stat_result]:

@@ -159,3 +159,14 @@ def test_corrupt_or_wrong_kind_key_file_is_refused(tmp_path: Path) -> None:
         load_user_identity(path)
     with pytest.raises(KeyFileError, match="cannot read"):
         load_user_identity(tmp_path / "missing.key")
+
+
+def test_unwritable_key_path_is_a_key_file_error(tmp_path: Path) -> None:
+    with pytest.raises(KeyFileError, match="cannot write"):
+        save_user_identity(
+            tmp_path / "missing" / "user.key", UserIdentity.generate(seeded_random(1))
+        )
+    blocker = tmp_path / "file"
+    blocker.write_bytes(b"")
+    with pytest.raises(KeyFileError, match="cannot write"):
+        save_device_identity(blocker / "device.key", DeviceIdentity.generate(seeded_random(1)))
