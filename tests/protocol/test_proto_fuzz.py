@@ -20,13 +20,14 @@ from protocol.chain import ChainEntry
 from protocol.codec import unpack
 from protocol.envelope import Envelope, EnvelopeHeader
 from protocol.errors import ProtocolError
-from protocol.frames import FrameDecoder
+from protocol.frames import FrameDecoder, encode_frame
 from protocol.invite import Invite
 from protocol.keys import DeviceCertificate, DeviceRevocation
 from protocol.keyschedule import EpochKeyWrap
 from protocol.linking import LinkGrant, LinkRequest, parse_link_code
-from protocol.messages import decode_message
+from protocol.messages import Hello, decode_message
 from protocol.recovery import RecoveryBlob, parse_recovery_code
+from protocol.stream import MessageStream
 
 
 def _frames(data: bytes) -> Any:
@@ -36,8 +37,17 @@ def _frames(data: bytes) -> Any:
     return out
 
 
+def _stream(data: bytes) -> Any:
+    stream = MessageStream("fuzz", answers_hello=True, max_frame_bytes=4096)
+    out = stream.feed(encode_frame(Hello(1, 1, "peer").encode()))
+    out += stream.feed(data)
+    stream.close()
+    return out
+
+
 BYTE_DECODERS: dict[str, Callable[[bytes], Any]] = {
     "message": decode_message,
+    "stream": _stream,
     "unpack": unpack,
     "frames": _frames,
     **{
