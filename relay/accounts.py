@@ -61,6 +61,18 @@ async def add_device(
     )
 
 
+async def device_status(tx: Tx, device_id: str) -> tuple[bool, bool]:
+    """(known to the relay, revoked by its user), in one statement."""
+    row = await tx.fetchone(
+        "SELECT EXISTS (SELECT 1 FROM devices WHERE device_id = ?), "
+        "EXISTS (SELECT 1 FROM revocations WHERE device_id = ?)",
+        device_id,
+        device_id,
+    )
+    assert row is not None
+    return bool(row[0]), bool(row[1])
+
+
 async def is_revoked(tx: Tx, device_id: str) -> bool:
     row = await tx.fetchone("SELECT 1 FROM revocations WHERE device_id = ?", device_id)
     return row is not None

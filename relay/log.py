@@ -169,15 +169,32 @@ async def last_seq(tx: Tx, share_id: str) -> int:
     return int(row[0])  # type: ignore[call-overload]
 
 
+#: A page stops after the entry that crosses this many bytes of envelopes (at least one entry).
+PAGE_BYTES = 4 << 20
+_CHUNK_ROWS = 64
+
+
 async def since(tx: Tx, share_id: str, cursor: int, limit: int) -> list[LogEntry]:
-    """Entries with ``seq > cursor`` in sequence order, at most ``limit``."""
-    rows = await tx.fetchall(
-        f"SELECT {_COLUMNS} FROM envelopes WHERE share_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-        share_id,
-        cursor,
-        limit,
-    )
-    return [_entry(r) for r in rows]
+    """Entries with ``seq > cursor`` in sequence order: at most ``limit``, about ``PAGE_BYTES``."""
+    out: list[LogEntry] = []
+    size = 0
+    while len(out) < limit and size < PAGE_BYTES:
+        rows = await tx.fetchall(
+            f"SELECT {_COLUMNS} FROM envelopes WHERE share_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            share_id,
+            cursor,
+            min(_CHUNK_ROWS, limit - len(out)),
+        )
+        for row in rows:
+            entry = _entry(row)
+            out.append(entry)
+            size += len(entry.body)
+            if size >= PAGE_BYTES:
+                break
+        if len(rows) < _CHUNK_ROWS:
+            break
+        cursor = out[-1].seq
+    return out
 
 
 async def server_vector(tx: Tx, share_id: str) -> dict[str, int]:
@@ -211,14 +228,16 @@ async def missing_from(
         return []
     cursor = min(starts) - 1
     out: list[LogEntry] = []
-    while len(out) < limit:
+    size = 0
+    while len(out) < limit and size < PAGE_BYTES:
         batch = await since(tx, share_id, cursor, limit)
         if not batch:
             break
         for entry in batch:
             if entry.counter > vector.get(entry.device_id, 0):
                 out.append(entry)
-                if len(out) == limit:
+                size += len(entry.body)
+                if len(out) == limit or size >= PAGE_BYTES:
                     break
         cursor = batch[-1].seq
     return out

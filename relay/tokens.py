@@ -17,6 +17,7 @@ from relay.errors import Unauthenticated
 from relay.settings import MAX_TOKEN_TTL_S, JwtKey
 
 ALGORITHM = "HS256"
+VERIFIED_CACHE_MAX = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,8 @@ class TokenAuthority:
         self._signing = keys[0]
         self.origin = origin
         self.ttl_s = ttl_s
+        # token → (principal, iat s, exp s): a verified token is only re-checked against the clock.
+        self._verified: dict[str, tuple[Principal, int, int]] = {}
 
     def issue(self, principal: Principal, now_ms: int) -> IssuedToken:
         now_s = now_ms // 1000
@@ -62,6 +65,20 @@ class TokenAuthority:
 
     def verify(self, token: str, now_ms: int) -> Principal:
         """The principal a valid token names; :class:`Unauthenticated` for anything else."""
+        cached = self._verified.get(token)
+        if cached is not None:
+            principal, iat, exp = cached
+            if iat - 5 <= now_ms / 1000 < exp:
+                return principal
+            del self._verified[token]
+            raise Unauthenticated("access token expired or not yet valid; log in again")
+        principal, iat, exp = self._verify_signed(token, now_ms)
+        if len(self._verified) >= VERIFIED_CACHE_MAX:
+            self._verified.clear()  # crude but bounded; a miss only costs one HMAC check
+        self._verified[token] = (principal, iat, exp)
+        return principal
+
+    def _verify_signed(self, token: str, now_ms: int) -> tuple[Principal, int, int]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError as exc:
@@ -97,4 +114,4 @@ class TokenAuthority:
         sub, uid = claims.get("sub"), claims.get("uid")
         if not isinstance(sub, str) or not isinstance(uid, str):
             raise Unauthenticated("access token names no device")
-        return Principal(user_id=uid, device_id=sub)
+        return Principal(user_id=uid, device_id=sub), iat, exp
