@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import shutil
 import sys
@@ -243,7 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "ingest_page_cache_mb_s",
             totals["bytes"] / totals["seconds"] / MB,
             "MB/s",
-            f"{len(files)} files, {FILES_IN_FLIGHT} at a time, no fsync",
+            f"{len(files)} files, {FILES_IN_FLIGHT} at a time, no fsync, "
+            f"load avg {os.getloadavg()[0]:.1f}",
         )
         bench.figure("peak_rss_ingest_dataset_mb", totals["peak_rss"] / MB, "MB", "VmHWM")
         bench.figure(

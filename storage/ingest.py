@@ -36,7 +36,7 @@ T = TypeVar("T")
 
 DEFAULT_MAX_IN_FLIGHT = 4
 # Blocks asked about in one has_many (one S3 HEAD fan-out); bounded like everything else.
-_HAS_BATCH = 8
+_HAS_BATCH = 4
 
 
 @dataclass(slots=True)
