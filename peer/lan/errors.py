@@ -34,12 +34,20 @@ class PeerMisbehaved(LanError):
 
 
 class FrameTooLarge(PeerMisbehaved):
-    """A frame header announced more bytes than the connection's maximum frame size."""
+    """A frame is larger than the connection's maximum frame size.
 
-    def __init__(self, size: int, limit: int) -> None:
-        super().__init__(f"frame of {size} bytes exceeds the limit of {limit} bytes")
-        self.size = size
+    Raised for a received header (the body is never read) and for a payload we were asked to send.
+    """
+
+    def __init__(self, limit: int, size: int | None = None) -> None:
+        what = f"frame of {size} bytes" if size is not None else "frame"
+        super().__init__(f"{what} exceeds the limit of {limit} bytes")
         self.limit = limit
+        self.size = size
+
+
+class MalformedFrame(PeerMisbehaved):
+    """A frame the protocol does not allow (an empty one)."""
 
 
 class BadHello(PeerMisbehaved):

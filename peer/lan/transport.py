@@ -9,7 +9,9 @@ The order on every connection:
    A device that is refused gets nothing more: the connection is closed without a word.
 3. The accepting side answers with its own hello; the connecting side runs the same checks (and,
    when it dialled a known device, that the key is the one it expected).
-4. Frames, in both directions, until either side closes.
+4. Frames (``protocol.frames``: the same framing as every other driftsync stream), in both
+   directions, until either side closes. The hello is read exactly, so nothing a peer sends after
+   it is buffered before the peer is admitted.
 
 There is no handshake of our own: TLS authenticates keys, and the application only compares the
 key it authenticated with the identity claimed, then asks the engine whether that identity may talk
@@ -35,7 +37,7 @@ from peer.lan.errors import (
     LinkError,
     Unauthorized,
 )
-from peer.lan.framing import read_frame, write_frame
+from peer.lan.framing import DEFAULT_MAX_FRAME_BYTES, FrameReader, read_exact_frame, write_frame
 from peer.lan.hello import MAX_HELLO_BYTES, Hello
 from peer.lan.tls import TlsIdentity, certificate_public_key, client_context, server_context
 
@@ -49,7 +51,7 @@ ConnectionHandler = Callable[["LanConnection"], Awaitable[None]]
 
 @dataclasses.dataclass(frozen=True)
 class LanLimits:
-    max_frame_bytes: int = 8 * 1024 * 1024
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     read_timeout_s: float = 30.0
     write_timeout_s: float = 30.0
     connect_timeout_s: float = 10.0
@@ -88,7 +90,7 @@ class LanConnection:
         peer: PeerIdentity,
         limits: LanLimits,
     ) -> None:
-        self._reader = reader
+        self._frames = FrameReader(reader, limits.max_frame_bytes)
         self._writer = writer
         self._limits = limits
         self._read_lock = asyncio.Lock()
@@ -106,10 +108,8 @@ class LanConnection:
     async def receive(self, timeout_s: float | None = None) -> bytes:
         """The next frame; waits at most ``timeout_s`` (default: the limits' read timeout)."""
         async with self._read_lock:
-            return await read_frame(
-                self._reader,
-                max_bytes=self._limits.max_frame_bytes,
-                timeout_s=self._limits.read_timeout_s if timeout_s is None else timeout_s,
+            return await self._frames.next(
+                self._limits.read_timeout_s if timeout_s is None else timeout_s
             )
 
     @property
@@ -163,7 +163,9 @@ async def _admit(writer: asyncio.StreamWriter, hello: Hello, authorize: Authoriz
 
 
 async def _read_hello(reader: asyncio.StreamReader, limits: LanLimits) -> Hello:
-    data = await read_frame(reader, max_bytes=MAX_HELLO_BYTES, timeout_s=limits.handshake_timeout_s)
+    data = await read_exact_frame(
+        reader, max_bytes=MAX_HELLO_BYTES, timeout_s=limits.handshake_timeout_s
+    )
     return Hello.decode(data)
 
 

@@ -16,8 +16,14 @@ from peer.lan.announcement import (
     encode_announcement,
 )
 from peer.lan.discovery import LanDiscovery
-from peer.lan.errors import BadHello, ConnectionClosed, FrameTooLarge, ReadTimeout
-from peer.lan.framing import HEADER, read_frame
+from peer.lan.errors import (
+    BadHello,
+    ConnectionClosed,
+    FrameTooLarge,
+    MalformedFrame,
+    ReadTimeout,
+)
+from peer.lan.framing import FrameReader, read_exact_frame
 from peer.lan.hello import MAX_CERTIFICATE_BYTES, Hello
 from peer.lan.tokens import HOUR_MS, TOKEN_BYTES, hour_of, match_shares, share_token
 from seams import SeededRandom
@@ -137,14 +143,38 @@ def reader_with(data: bytes, eof: bool = True) -> asyncio.StreamReader:
     return reader
 
 
-async def test_frames_limits_timeouts_and_truncation() -> None:
-    frame = HEADER.pack(5) + b"hello"
-    assert await read_frame(reader_with(frame), max_bytes=5, timeout_s=1) == b"hello"
+async def test_exact_frame_reads_stop_at_the_frame_and_enforce_limits() -> None:
+    frame = (5).to_bytes(4, "big") + b"hello"
+    reader = reader_with(frame + b"rest")
+    assert await read_exact_frame(reader, max_bytes=5, timeout_s=1) == b"hello"
+    assert await reader.read() == b"rest"  # nothing after the frame was consumed
     with pytest.raises(FrameTooLarge):
-        await read_frame(reader_with(frame), max_bytes=4, timeout_s=1)
+        await read_exact_frame(reader_with(frame), max_bytes=4, timeout_s=1)
     with pytest.raises(ConnectionClosed, match="3 of 5 bytes"):
-        await read_frame(reader_with(frame[:7]), max_bytes=5, timeout_s=1)
+        await read_exact_frame(reader_with(frame[:7]), max_bytes=5, timeout_s=1)
     with pytest.raises(ConnectionClosed):
-        await read_frame(reader_with(b""), max_bytes=5, timeout_s=1)
+        await read_exact_frame(reader_with(b""), max_bytes=5, timeout_s=1)
+    with pytest.raises(MalformedFrame):
+        await read_exact_frame(reader_with(bytes(4)), max_bytes=5, timeout_s=1)
     with pytest.raises(ReadTimeout):
-        await read_frame(reader_with(frame[:6], eof=False), max_bytes=5, timeout_s=0.05)
+        await read_exact_frame(reader_with(frame[:6], eof=False), max_bytes=5, timeout_s=0.05)
+
+
+async def test_frame_reader_splits_batches_and_refuses_bad_frames() -> None:
+    frames = b"".join(len(p).to_bytes(4, "big") + p for p in (b"a", b"bb", b"ccc"))
+    reader = FrameReader(reader_with(frames), max_bytes=3)
+    assert [await reader.next(1) for _ in range(3)] == [b"a", b"bb", b"ccc"]
+    with pytest.raises(ConnectionClosed):
+        await reader.next(1)
+    with pytest.raises(FrameTooLarge):
+        await FrameReader(reader_with(frames), max_bytes=2).next(1)
+    with pytest.raises(MalformedFrame):
+        await FrameReader(reader_with(bytes(4)), max_bytes=2).next(1)
+    cut = FrameReader(reader_with(frames[:7]), max_bytes=3)  # "a", then half a header
+    assert await cut.next(1) == b"a"
+    with pytest.raises(ConnectionClosed, match="2 bytes pending"):
+        await cut.next(1)
+    stalled = FrameReader(reader_with(frames[:7], eof=False), max_bytes=3)
+    assert await stalled.next(1) == b"a"
+    with pytest.raises(ReadTimeout):
+        await stalled.next(0.05)

@@ -20,10 +20,10 @@ from peer.lan.errors import (
     IdentityMismatch,
     LanError,
     LinkError,
+    MalformedFrame,
     ReadTimeout,
     Unauthorized,
 )
-from peer.lan.framing import HEADER
 from peer.lan.hello import Hello
 from peer.lan.tls import TlsIdentity, certificate_public_key, client_context
 from peer.lan.transport import LanConnection, LanLimits, LanServer, LocalDevice, connect
@@ -36,6 +36,10 @@ FAST = LanLimits(
     handshake_timeout_s=0.5,
     close_timeout_s=1.0,
 )
+
+
+def header(size: int) -> bytes:
+    return size.to_bytes(4, "big")
 
 
 def make_device() -> LocalDevice:
@@ -106,7 +110,7 @@ async def test_two_devices_exchange_frames_and_see_each_others_keys(start_server
     ) as conn:
         assert conn.peer.device_key == a.tls.public_key
         assert conn.peer.certificate == a.certificate
-        for payload in (b"", b"hello", os.urandom(60_000)):
+        for payload in (b"hello", os.urandom(60_000), b"x"):
             await conn.send(payload)
             assert await conn.receive() == b"echo:" + payload
     assert server.seen[0].peer.device_key == b.tls.public_key
@@ -160,7 +164,7 @@ async def test_unauthorized_client_gets_nothing_after_tls(start_server) -> None:
         "127.0.0.1", server.port, ssl=client_context(b.tls), server_hostname=""
     )
     hello = b.hello().encode()
-    writer.write(HEADER.pack(len(hello)) + hello)
+    writer.write(header(len(hello)) + hello)
     await writer.drain()
     assert await asyncio.wait_for(reader.read(), timeout=2) == b""
     writer.close()
@@ -250,7 +254,7 @@ async def test_oversized_frame_is_refused_before_its_body(start_server) -> None:
     await conn.close()
     assert len(server.errors) == 1
     assert isinstance(server.errors[0], FrameTooLarge)
-    assert server.errors[0].size == FAST.max_frame_bytes + 1
+    assert server.errors[0].limit == FAST.max_frame_bytes
     with pytest.raises(FrameTooLarge):
         await conn.send(b"x" * (big.max_frame_bytes + 1))
 
@@ -259,7 +263,7 @@ async def test_half_a_frame_then_silence_times_out(start_server) -> None:
     a, b = make_device(), make_device()
     server = await start_server(a, echo)
     conn = await connect("127.0.0.1", server.port, device=b, authorize=admit_all, limits=FAST)
-    conn._writer.write(HEADER.pack(100) + b"only forty bytes of the hundred announced")
+    conn._writer.write(header(100) + b"only forty bytes of the hundred announced")
     await conn._writer.drain()
     await asyncio.sleep(FAST.read_timeout_s * 2)
     assert len(server.errors) == 1
@@ -275,7 +279,7 @@ async def test_half_a_hello_then_silence_is_dropped(start_server) -> None:
     reader, writer = await asyncio.open_connection(
         "127.0.0.1", server.port, ssl=client_context(b.tls), server_hostname=""
     )
-    writer.write(HEADER.pack(500)[:2])
+    writer.write(header(500)[:2])
     await writer.drain()
     started = asyncio.get_running_loop().time()
     assert await asyncio.wait_for(reader.read(), timeout=3) == b""
@@ -349,3 +353,34 @@ async def test_connections_beyond_the_limit_are_dropped(start_server) -> None:
     await again.send(b"ping")
     assert await again.receive() == b"echo:ping"
     await again.close()
+
+
+async def test_empty_frames_are_refused_both_ways(start_server) -> None:
+    a, b = make_device(), make_device()
+    server = await start_server(a, echo)
+    conn = await connect("127.0.0.1", server.port, device=b, authorize=admit_all, limits=FAST)
+    with pytest.raises(ValueError, match="empty"):
+        await conn.send(b"")
+    conn._writer.write(header(0))
+    with pytest.raises(ConnectionClosed):
+        await conn.receive(timeout_s=2)
+    await conn.close()
+    assert len(server.errors) == 1
+    assert isinstance(server.errors[0], MalformedFrame)
+
+
+async def test_frames_that_arrive_together_are_delivered_one_by_one(start_server) -> None:
+    a, b = make_device(), make_device()
+
+    async def burst(conn: LanConnection) -> None:
+        await conn.receive()
+        conn._writer.write(b"".join(header(len(p)) + p for p in (b"one", b"two", b"three")))
+        await conn.send(b"four")
+        await conn.receive()
+
+    server = await start_server(a, burst)
+    async with await connect(
+        "127.0.0.1", server.port, device=b, authorize=admit_all, limits=FAST
+    ) as conn:
+        await conn.send(b"go")
+        assert [await conn.receive() for _ in range(4)] == [b"one", b"two", b"three", b"four"]
