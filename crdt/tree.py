@@ -445,6 +445,24 @@ class FolderTree:
         parent_path, _ = _split(path)
         return self.move(path, parent_path, now_ms=now_ms, new_name=new_name)
 
+    def rename_many(self, renames: Iterable[tuple[str, str]], *, now_ms: int) -> LocalUpdate:
+        """Rename many entries (path, new name) in one update; all or nothing."""
+        batch = _Batch(self, now_ms)
+        claimed: dict[tuple[str, str], str] = {}
+        for path, new_name in renames:
+            entry = self._require_item(path)
+            if entry.kind is EntryKind.CONFLICTED_COPY:
+                raise InvalidOperation("resolve or edit a conflicted copy before renaming it")
+            folder = self._entry(entry.parent)
+            parent_path, _ = _split(path)
+            dest = f"{parent_path}/{new_name}" if parent_path else new_name
+            self._free(folder, new_name, dest, allow=entry.id)
+            if claimed.setdefault((folder.id, name_key(new_name)), entry.id) != entry.id:
+                raise AlreadyExists(dest)
+            for node in entry.nodes:
+                batch.move(node, self.projection.structure.parent[node], new_name)
+        return self._commit(batch)
+
     def move(self, path: str, new_parent: str, *, now_ms: int,
              new_name: str | None = None) -> LocalUpdate:
         entry = self._require(path)
