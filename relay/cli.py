@@ -1,6 +1,8 @@
 """``drift relay``: run and administer a relay.
 
-Exit codes: 0 ok, 1 fatal (the message says why), 2 usage or configuration error, 130 interrupted.
+Settings come from a TOML file (``--config``), then ``DRIFT_RELAY_<FIELD>`` environment variables
+(how a container receives its database URL), then the flags. Exit codes: 0 ok, 1 fatal (the
+message says why), 2 usage or configuration error, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import ssl
 import sys
 from collections.abc import Sequence
@@ -74,6 +77,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
     settings = Settings()
     if args.config is not None:
         settings = Settings.from_toml(args.config)
+    try:
+        settings = Settings.from_env(os.environ, base=settings)
+    except ValueError as exc:
+        raise SettingsError(f"invalid DRIFT_RELAY_* environment variable: {exc}") from exc
     overrides: dict[str, Any] = {}
     for name in (
         "host",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -44,6 +45,9 @@ class Settings:
     data_dir: Path = Path("relay-data")
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    #: Plain HTTP off loopback is allowed only behind a proxy that terminates TLS (an ingress);
+    #: the origin must then be https.
+    behind_tls_proxy: bool = False
     #: The origin devices put in their auth messages and the tokens' audience.
     origin: str = ""
     database_url: str = ""
@@ -109,10 +113,12 @@ class Settings:
         problems: list[str] = []
         if (self.tls_cert is None) != (self.tls_key is None):
             problems.append("give both tls_cert and tls_key, or neither")
-        if self.tls_cert is None and not self.is_loopback():
+        if self.behind_tls_proxy and not self.effective_origin.startswith("https://"):
+            problems.append("behind_tls_proxy needs an https:// origin (the proxy's public URL)")
+        if self.tls_cert is None and not self.is_loopback() and not self.behind_tls_proxy:
             problems.append(
                 f"TLS is required when listening on {self.host}: pass --tls-cert and --tls-key "
-                "(plain HTTP is allowed on loopback only)"
+                "(plain HTTP is allowed on loopback, or behind a TLS proxy with behind_tls_proxy)"
             )
         if not 0 < self.token_ttl_s <= MAX_TOKEN_TTL_S:
             problems.append(f"token_ttl_s must be in 1..{MAX_TOKEN_TTL_S}")
@@ -161,6 +167,26 @@ class Settings:
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise SettingsError(f"cannot read relay config {path}: {exc}") from exc
         return cls.from_mapping(raw, base=base, relative_to=path.parent)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], base: Settings | None = None) -> Settings:
+        """Overrides from ``DRIFT_RELAY_<FIELD>`` variables (how a container gets its secrets)."""
+        known = {f.name: f for f in fields(cls) if f.name not in ("extra", "jwt_keys")}
+        raw: dict[str, Any] = {}
+        for name, f in known.items():
+            value = environ.get(f"DRIFT_RELAY_{name.upper()}")
+            if value is None:
+                continue
+            kind = str(f.type)
+            if kind == "int":
+                raw[name] = int(value)
+            elif kind == "float":
+                raw[name] = float(value)
+            elif kind == "bool":
+                raw[name] = value.lower() in ("1", "true", "yes")
+            else:
+                raw[name] = value
+        return cls.from_mapping(raw, base=base)
 
     @classmethod
     def from_mapping(

@@ -27,7 +27,7 @@ from relay.settings import Settings
 logger = logging.getLogger("relay.http")
 
 # Paths that take no token: health, metrics, and the login exchange itself.
-PUBLIC = {"/healthz", "/metrics", "/v1/auth/challenge", "/v1/auth/token"}
+PUBLIC = {"/healthz", "/livez", "/metrics", "/v1/auth/challenge", "/v1/auth/token"}
 # Token-like query parameters: refused outright so a token never ends up in a URL or a log.
 TOKEN_PARAMS = {"token", "access_token", "jwt", "auth", "authorization"}
 

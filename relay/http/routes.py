@@ -40,6 +40,12 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+async def livez(request: web.Request) -> web.Response:
+    """Liveness: the process answers (never the database: a database outage must not restart
+    every replica at once)."""
+    return web.json_response({"status": "ok"})
+
+
 async def metrics(request: web.Request) -> web.Response:
     return web.Response(
         text=request.app[METRICS].render(),
@@ -246,6 +252,7 @@ async def put_blocks(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     share = "/v1/shares/{share}"
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/livez", livez)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/v1/auth/challenge", challenge)
     app.router.add_post("/v1/auth/token", token)
