@@ -312,7 +312,11 @@ class SimHost:
         return host
 
     async def listen(self, port: int, handler: ConnectionHandler) -> SimListener:
+        """Accept connections on ``port`` (0: a free ephemeral port, see ``listener.address``);
+        each runs ``handler`` in its own task and is closed when the handler returns."""
         host = self._require_up()
+        if port == 0:
+            port = next(host.ports)
         if port in host.listeners:
             raise AddressInUse(f"{self._name}:{port} already has a listener")
         listener = SimListener(self, port, handler)
@@ -371,6 +375,8 @@ class SimHost:
 
     async def bind_datagram(self, port: int) -> SimDatagramEndpoint:
         host = self._require_up()
+        if port == 0:
+            port = next(host.ports)
         if port in host.datagram_endpoints:
             raise AddressInUse(f"{self._name}:{port} already has a datagram endpoint")
         endpoint = SimDatagramEndpoint(self.net, Address(self._name, port))
