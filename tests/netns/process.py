@@ -98,13 +98,29 @@ class NsProcess:
             if line is None:
                 self._proc.wait()
                 raise self._failure(f"exited ({self._proc.returncode}) before {what}")
-            try:
-                message = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise self._failure(f"printed a line that is not JSON: {line!r}") from exc
-            self.messages.append(message)
+            message = self._record(line)
             if predicate(message):
                 return message
+
+    def drain(self) -> list[dict[str, Any]]:
+        """Take every line printed so far into ``messages`` without waiting; all messages."""
+        while True:
+            try:
+                line = self._lines.get_nowait()
+            except queue.Empty:
+                return self.messages
+            if line is None:
+                self._lines.put(None)  # keep the end marker for ``expect``
+                return self.messages
+            self._record(line)
+
+    def _record(self, line: str) -> dict[str, Any]:
+        try:
+            message = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise self._failure(f"printed a line that is not JSON: {line!r}") from exc
+        self.messages.append(message)
+        return message
 
     def wait(self, timeout_s: float) -> int:
         """Wait for a normal exit; the return code."""
