@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from crdt.ops import MoveOp, Op, VersionOp
+from crdt.ops import TRASH, MoveOp, Op, VersionOp
 
 
 class OpIndex:
@@ -21,20 +21,34 @@ class OpIndex:
         self.max_t = 0
 
     def add(self, op: Op) -> None:
-        self.max_t = max(self.max_t, op.t)
-        if isinstance(op, MoveOp):
-            self.moves[op.id] = op
-            self.node_moves.setdefault(op.node, []).append(op.id)
-            if op.is_create:
-                self.creates[op.id] = op
-            if op.is_delete:
-                self.node_deletes.setdefault(op.node, []).append(op.id)
+        # Hot on load (once per op): plain dict gets instead of setdefault and helpers.
+        if op.t > self.max_t:
+            self.max_t = op.t
+        oid, node = op.id, op.node
+        if type(op) is MoveOp:
+            self.moves[oid] = op
+            ids = self.node_moves.get(node)
+            if ids is None:
+                self.node_moves[node] = [oid]
+            else:
+                ids.append(oid)
+            if node == oid:
+                self.creates[oid] = op
+            if op.parent == TRASH:
+                self.node_deletes.setdefault(node, []).append(oid)
         else:
-            self.versions[op.id] = op
-            self.node_versions.setdefault(op.node, []).append(op.id)
-            heads = self.heads.setdefault(op.node, set())
-            heads.difference_update(op.base)
-            heads.add(op.id)
+            self.versions[oid] = op
+            ids = self.node_versions.get(node)
+            if ids is None:
+                self.node_versions[node] = [oid]
+            else:
+                ids.append(oid)
+            heads = self.heads.get(node)
+            if heads is None:
+                self.heads[node] = {oid}
+            else:
+                heads.difference_update(op.base)  # type: ignore[union-attr]
+                heads.add(oid)
 
     def add_all(self, ops: Iterable[Op]) -> None:
         for op in ops:

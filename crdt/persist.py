@@ -16,6 +16,7 @@ from typing import Any
 import msgpack
 
 from crdt.errors import CorruptState
+from crdt.gcpause import paused_gc
 from crdt.identity import ReplicaIdentity
 from crdt.incremental import IncrementalStructure
 from crdt.index import OpIndex
@@ -64,7 +65,8 @@ def save(tree: FolderTree) -> bytes:
                      for e in view.entries.values() if e.id != "root"],
         },
     }
-    body = msgpack.packb(payload, use_bin_type=True)
+    with paused_gc():
+        body = msgpack.packb(payload, use_bin_type=True)
     return MAGIC + _digest(body) + body
 
 
@@ -78,8 +80,9 @@ def load(identity: ReplicaIdentity, data: bytes, *, rules: ProjectionRules = DEF
     if _digest(body) != digest:
         raise CorruptState("saved folder tree is damaged (checksum mismatch)")
     try:
-        payload = msgpack.unpackb(body, raw=False, strict_map_key=False)
-        return _restore(identity, payload, rules, use_projection)
+        with paused_gc():
+            payload = msgpack.unpackb(body, raw=False, strict_map_key=False)
+            return _restore(identity, payload, rules, use_projection)
     except CorruptState:
         raise
     except (ValueError, KeyError, TypeError, IndexError) as exc:

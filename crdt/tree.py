@@ -15,6 +15,7 @@ from crdt.errors import (
     UpdateRefused,
 )
 from crdt.events import ChangeEvent, events_from_journal
+from crdt.gcpause import BULK_OPS, paused_gc
 from crdt.identity import ReplicaIdentity
 from crdt.index import OpIndex
 from crdt.names import name_key
@@ -28,6 +29,7 @@ from crdt.ydoc import ROOT_MAP, YDoc
 from crdt.yjs_codec import ClientRun, encode_update
 
 MAX_PENDING = 100_000
+BULK_UPDATE_BYTES = 1 << 18
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,7 +279,11 @@ class FolderTree:
                 raise UpdateRefused("too many updates are waiting for their causal past")
             self._pending[(replica, seq)] = _Pending(identity, seq, seen, bytes(update))
             return ReceiveResult(ReceiveStatus.PENDING)
-        journal = self._apply_remote(identity, seq, seen, bytes(update))
+        if len(update) < BULK_UPDATE_BYTES:
+            journal = self._apply_remote(identity, seq, seen, bytes(update))
+        else:
+            with paused_gc():
+                journal = self._apply_remote(identity, seq, seen, bytes(update))
         applied = [(replica, seq)]
         refused: list[Refusal] = []
         self._pending.pop((replica, seq), None)
@@ -318,8 +324,12 @@ class FolderTree:
 
     def _fold(self, info: UpdateInfo, ops: list[Op]) -> dict[str, Entry | None]:
         self.log.record(info)
-        self.index.add_all(ops)
-        return self.projection.apply(ops)
+        if len(ops) < BULK_OPS:
+            self.index.add_all(ops)
+            return self.projection.apply(ops)
+        with paused_gc():
+            self.index.add_all(ops)
+            return self.projection.apply(ops)
 
     # -- local operations ------------------------------------------------------------------
     def _require(self, path: str) -> Entry:
@@ -382,6 +392,11 @@ class FolderTree:
         Missing parent folders are created; existing folders are reused; a name that is taken
         raises :class:`AlreadyExists` and nothing is written.
         """
+        with paused_gc():
+            return self._import_tree(items, now_ms)
+
+    def _import_tree(self, items: Iterable[tuple[str, FileContent | None]],
+                     now_ms: int) -> LocalUpdate:
         batch = _Batch(self, now_ms)
         made: dict[str, tuple[str, dict[str, str]]] = {}  # folder path -> (node, key -> kind)
 
