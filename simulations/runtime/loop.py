@@ -23,9 +23,11 @@ import asyncio
 import concurrent.futures
 import gc
 import itertools
+import math
 import threading
+import weakref
 from asyncio import base_events, events
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from contextvars import Context
 from pathlib import Path
 from typing import Any, Literal, NoReturn, TypeVar
@@ -139,6 +141,10 @@ class VirtualTimeLoop(base_events.BaseEventLoop):
         self._tie_rng = rng if ties == "seeded" else None
         self._sequence = itertools.count()
         self._selector = _NeverBlockingSelector(self._advance)
+        self._task_sequence = itertools.count()
+        self._task_order: weakref.WeakKeyDictionary[asyncio.Task[Any], int] = (
+            weakref.WeakKeyDictionary()
+        )
         self.iterations = 0
         self.unhandled: list[str] = []
         self.set_exception_handler(_record_unhandled)
@@ -192,6 +198,24 @@ class VirtualTimeLoop(base_events.BaseEventLoop):
         base_events.heapq.heappush(self._scheduled, timer)
         timer._scheduled = True
         return timer
+
+    # -- tasks in a replayable order ---------------------------------------------------------
+
+    def create_task(  # type: ignore[override]
+        self,
+        coro: Coroutine[Any, Any, T],
+        *,
+        name: str | None = None,
+        context: Context | None = None,
+    ) -> asyncio.Task[T]:
+        task = super().create_task(coro, name=name, context=context)
+        self._task_order[task] = next(self._task_sequence)
+        return task
+
+    def ordered(self, tasks: Iterable[asyncio.Task[Any]]) -> list[asyncio.Task[Any]]:
+        """``tasks`` in creation order. ``asyncio.all_tasks`` is a set ordered by memory
+        address, so anything done to "all tasks" must go through here to replay."""
+        return sorted(tasks, key=lambda t: (self._task_order.get(t, math.inf), t.get_name()))
 
     # -- hooks a selector loop would implement ----------------------------------------------
 
@@ -358,7 +382,7 @@ def _shut_down(loop: VirtualTimeLoop) -> None:
     """Cancel what is left, finish async generators, close; then let the garbage collector report
     tasks whose exceptions nobody retrieved."""
     try:
-        pending = asyncio.all_tasks(loop)
+        pending = loop.ordered(asyncio.all_tasks(loop))
         for task in pending:
             task.cancel()
         if pending:

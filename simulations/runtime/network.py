@@ -23,6 +23,7 @@ from simulations.runtime.errors import (
 )
 from simulations.runtime.faults import LinkKind, NetFaults
 from simulations.runtime.interfaces import Address, ConnectionHandler
+from simulations.runtime.loop import VirtualTimeLoop
 from simulations.runtime.streams import Path, SimConnection, open_pair
 from simulations.runtime.trace import GLOBAL_HOST, Trace
 
@@ -202,7 +203,9 @@ class SimNetwork:
         host.listeners.clear()
         for endpoint in list(host.datagram_endpoints.values()):
             endpoint.close()
-        for task in sorted(host.tasks, key=lambda t: t.get_name()):
+        loop = asyncio.get_running_loop()
+        tasks = loop.ordered(host.tasks) if isinstance(loop, VirtualTimeLoop) else host.tasks
+        for task in tasks:
             task.cancel()
         self._recheck_connections()
 

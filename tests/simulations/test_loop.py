@@ -254,6 +254,25 @@ def test_leftover_tasks_are_cancelled_when_main_returns() -> None:
     assert cleaned == ["background"]
 
 
+def test_leftover_tasks_are_cancelled_in_creation_order() -> None:
+    finished: list[int] = []
+
+    async def worker(i: int) -> None:
+        try:
+            await asyncio.sleep(1e6)
+        finally:
+            finished.append(i)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        tasks = [loop.create_task(worker(i), name=f"w{(i * 7) % 50}") for i in range(50)]
+        await asyncio.sleep(1)
+        assert all(not task.done() for task in tasks)
+
+    run(main())
+    assert finished == list(range(50))
+
+
 def test_a_task_error_nobody_looked_at_fails_the_run() -> None:
     async def broken() -> None:
         await asyncio.sleep(1)
