@@ -9,12 +9,14 @@ block id by the store before anything is recorded; a wrong body is refused and s
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from relay.db import Tx
 from relay.errors import BadRequest, BlockMismatch, NotFound, PayloadTooLarge, Unavailable
 from seams import Executor
 from storage.blockstore import BlockStore
+from storage.dirstore import DirectoryBlockStore
 from storage.errors import (
     BlockIdMismatchError,
     BlockNotFoundError,
@@ -135,6 +137,12 @@ class BlockAccess:
             except StoreError as exc:
                 raise Unavailable("the block store failed; retry later") from exc
         return out
+
+    def local_path(self, block_id: bytes) -> Path | None:
+        """Where a directory store keeps the block, so it can be sent with sendfile."""
+        if isinstance(self.store, DirectoryBlockStore):
+            return self.store.path_of(BlockId(block_id))
+        return None
 
     async def presigned_url(self, block_id: bytes) -> str | None:
         if self._presigner is None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar
 
 from protocol.auth import AuthChallenge, AuthResponse, make_challenge, verify_auth
@@ -472,15 +473,22 @@ class RelayService:
         self.metrics.block_bytes_out.inc(sum(len(v) for v in out.values()))
         return out
 
-    async def block_redirect(
+    async def locate_block(
         self, principal: Principal, share_id: str, block_id: bytes
-    ) -> str | None:
-        """A pre-signed URL for one block when the store offers them (S3), else None."""
+    ) -> str | Path | None:
+        """Where to serve one block from: a pre-signed URL (S3), a local file (directory store),
+        or None (fetch it with :meth:`get_blocks`). The share must hold the block."""
         async with self.db.read() as tx:
             await self._require(tx, share_id, principal)
             if not await self.blocks.present(tx, share_id, [block_id]):
                 raise NotFound("the share has no such block", block_id=block_id.hex())
-        return await self.blocks.presigned_url(block_id)
+        url = await self.blocks.presigned_url(block_id)
+        if url is not None:
+            return url
+        path = self.blocks.local_path(block_id)
+        if path is not None:
+            self.metrics.block_bytes_out.inc(path.stat().st_size)
+        return path
 
     # -- notifications ---------------------------------------------------------------------------
 

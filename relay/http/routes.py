@@ -215,15 +215,15 @@ async def get_block(request: web.Request) -> web.StreamResponse:
     service = request.app[SERVICE]
     principal, share = principal_of(request), _share(request)
     block_id = hex_id(request.match_info["block"], ID_BYTES, "block id")
-    url = await service.block_redirect(principal, share, block_id)
-    if url is not None:
-        raise web.HTTPTemporaryRedirect(url, headers={"Cache-Control": "private, max-age=300"})
+    where = await service.locate_block(principal, share, block_id)
+    if isinstance(where, str):
+        raise web.HTTPTemporaryRedirect(where, headers={"Cache-Control": "private, max-age=300"})
+    headers = {"Cache-Control": IMMUTABLE, "Content-Type": "application/octet-stream"}
+    if where is not None:
+        # Blocks are immutable files named by their hash: sendfile, no copy through Python.
+        return web.FileResponse(where, headers=headers)
     blocks = await service.get_blocks(principal, share, [block_id])
-    return web.Response(
-        body=blocks[block_id],
-        content_type="application/octet-stream",
-        headers={"Cache-Control": IMMUTABLE, "ETag": f'"{block_id.hex()}"'},
-    )
+    return web.Response(body=blocks[block_id], headers={**headers, "ETag": f'"{block_id.hex()}"'})
 
 
 async def get_blocks(request: web.Request) -> web.Response:

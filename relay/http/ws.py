@@ -48,6 +48,8 @@ async def poll(request: web.Request) -> web.Response:
 class _Session:
     """One WebSocket: the subscription it holds and the task that pushes to it."""
 
+    __slots__ = ("pusher", "service", "sock", "sub", "who")
+
     def __init__(self, service: RelayService, sock: web.WebSocketResponse, who: Principal) -> None:
         self.service = service
         self.sock = sock
