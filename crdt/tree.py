@@ -9,7 +9,6 @@ from typing import Literal
 
 from crdt.errors import (
     AlreadyExists,
-    CrdtError,
     InvalidOperation,
     NotFound,
     UpdateRefused,
@@ -615,5 +614,5 @@ class FolderTree:
         return full_projection(self.index, self.rules)[2]
 
 
-__all__ = ["CrdtError", "FileContent", "FolderTree", "LocalUpdate", "ReceiveResult",
-           "ReceiveStatus"]
+__all__ = ["FileContent", "FolderTree", "LocalUpdate", "NodeHistory", "ReceiveResult",
+           "ReceiveStatus", "Refusal"]
