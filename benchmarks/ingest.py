@@ -38,7 +38,7 @@ from storage.dirstore import DirectoryBlockStore
 from storage.index import index_file
 from storage.ingest import ingest_file, ingest_stream
 from storage.keys import Keyring, SealingKey, ShareKeys
-from storage.manifest import FileRef
+from storage.manifest import FileRef, Manifest
 from storage.memory import tune_allocator
 from storage.restore import restore_file
 
@@ -101,7 +101,7 @@ async def ingest_all(files: Sequence[Path], store_dir: Path, seed: int, fsync: b
         totals["chunks"] += result.stats.chunks
         totals["new_blocks"] += result.stats.new_blocks
         totals["new_block_bytes"] += result.stats.new_block_bytes
-        if result.manifest is not None:
+        if isinstance(result.manifest, Manifest):
             distinct.update((e.chunk_id, e.size) for e in result.manifest.entries)
         elif result.ref.size:
             distinct[result.ref.content_hash] = result.ref.size

@@ -69,7 +69,7 @@ class BlockTooLargeError(StorageError):
 
 
 class FileTooLargeError(StorageError):
-    """A file with more chunks than one manifest block can list."""
+    """A manifest over its size limit (a file of more than 3.2 billion chunks)."""
 
 
 class BlockNotFoundError(StorageError):

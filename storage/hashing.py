@@ -41,6 +41,12 @@ class ContentHasher:
     def digest(self) -> bytes:
         return self._hasher.digest()
 
+    def copy(self) -> ContentHasher:
+        twin = ContentHasher.__new__(ContentHasher)
+        twin._hasher = self._hasher.copy()
+        twin.size = self.size
+        return twin
+
 
 def block_id_of(sealed: Buffer) -> BlockId:
     return BlockId(hashlib.sha256(sealed).digest())

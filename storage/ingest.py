@@ -23,9 +23,13 @@ from storage.errors import SourceError, StorageError
 from storage.hashing import BlockId, ContentHasher
 from storage.keys import SealingKey, ShareKeys
 from storage.manifest import (
+    MAX_ENTRIES,
+    AnyManifest,
     FileRef,
     Manifest,
     ManifestEntry,
+    PartEntry,
+    PartsManifest,
     RefKind,
     seal_manifest,
 )
@@ -51,7 +55,7 @@ class IngestStats:
 @dataclass(frozen=True, slots=True)
 class IngestResult:
     ref: FileRef
-    manifest: Manifest | None
+    manifest: AnyManifest | None  # the top manifest block's content; None if there is none
     stats: IngestStats = field(compare=False)
 
 
@@ -86,6 +90,7 @@ async def ingest_file(
     params: ChunkingParams = DEFAULT_CHUNKING,
     executor: Executor | None = None,
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+    chunks_per_part: int = MAX_ENTRIES,
 ) -> IngestResult:
     """Chunk, seal and store one file; returns the reference to record for this version."""
     run = Offload(executor)
@@ -105,6 +110,7 @@ async def ingest_file(
             executor=executor,
             max_in_flight=max_in_flight,
             name=str(path),
+            chunks_per_part=chunks_per_part,
         )
     finally:
         opened.close()
@@ -152,17 +158,30 @@ async def ingest_stream(
     executor: Executor | None = None,
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     name: str = "stream",
+    chunks_per_part: int = MAX_ENTRIES,
 ) -> IngestResult:
-    """Like :func:`ingest_file`, for any binary file object (read in a worker thread)."""
-    if max_in_flight < 1:
-        raise ValueError("max_in_flight must be at least 1")
+    """Like :func:`ingest_file`, for any binary file object (read in a worker thread).
+
+    A file of more than ``chunks_per_part`` chunks (one full manifest) is stored as parts: each
+    a chunk manifest, listed by a parts manifest. Only one part's entries are held at a time.
+    """
+    if max_in_flight < 1 or not 2 <= chunks_per_part <= MAX_ENTRIES:
+        raise ValueError("max_in_flight must be >= 1 and chunks_per_part in 2..MAX_ENTRIES")
     run = Offload(executor)
     stats = IngestStats()
     writer = _Writer(store, stats)
     hasher = ContentHasher(share.chunk_id_key)
     chunks = Chunker(share.chunking_key, params).stream(reader)
 
+    # Per-part content hashes, appended by the reader as each part's last chunk is read (before
+    # the consumer can see that chunk). The first part's hash is the file hash so far; later
+    # parts need a hasher of their own, so files of one part hash their bytes only once.
+    part_hashes: list[bytes] = []
+    part_hasher: ContentHasher | None = None
+    chunks_read = 0
+
     def next_chunk() -> bytes | None:
+        nonlocal part_hasher, chunks_read
         try:
             view = next(chunks, None)
         except OSError as exc:
@@ -171,7 +190,25 @@ async def ingest_stream(
             return None
         data = bytes(view)  # the chunker's view is only valid until its next chunk
         hasher.update(data)
+        if part_hasher is not None:
+            part_hasher.update(data)
+        chunks_read += 1
+        if chunks_read % chunks_per_part == 0:
+            part_hashes.append((part_hasher or hasher).digest())
+            part_hasher = ContentHasher(share.chunk_id_key)
         return data
+
+    parts: list[PartEntry] = []
+    last_part: list[Manifest] = []
+
+    async def close_part(entries: list[ManifestEntry], part_hash: bytes) -> None:
+        size = sum(e.size for e in entries)
+        manifest = Manifest(size, part_hash, tuple(entries))
+        block = await run(seal_manifest, share, key, manifest)
+        await writer.store_blocks([block])
+        parts.append(PartEntry(part_hash, block.block_id, key.epoch, size))
+        last_part[:] = [manifest]
+        entries.clear()
 
     # Reader → (bounded queue of sealing futures) → writer, in order.
     queue: asyncio.Queue[asyncio.Future[SealedChunk] | None] = asyncio.Queue(max_in_flight)
@@ -205,11 +242,14 @@ async def ingest_stream(
                     break
                 futures.append(more)
             batch = [await f for f in futures]
-            entries.extend(
-                ManifestEntry(s.chunk_id, s.block.block_id, key.epoch, s.size) for s in batch
-            )
             stats.chunks += len(batch)
             await writer.store_blocks([s.block for s in batch])
+            for sealed in batch:
+                entries.append(
+                    ManifestEntry(sealed.chunk_id, sealed.block.block_id, key.epoch, sealed.size)
+                )
+                if len(entries) == chunks_per_part:
+                    await close_part(entries, part_hashes[len(parts)])
         await producer
     finally:
         if not producer.done():
@@ -222,14 +262,22 @@ async def ingest_stream(
                 pending.cancel()
     stats.bytes_read = hasher.size
     content_hash = hasher.digest()
-    if not entries:
-        return IngestResult(FileRef(RefKind.EMPTY, 0, content_hash, None), None, stats)
-    if len(entries) == 1:
+    if parts and entries:
+        assert part_hasher is not None
+        await close_part(entries, part_hasher.digest())
+    if len(parts) == 1:  # exactly one full part: its manifest is the file's
+        ref = FileRef(RefKind.MANIFEST, hasher.size, content_hash, parts[0].block_id)
+        return IngestResult(ref, last_part[0], stats)
+    if parts:
+        top: AnyManifest = PartsManifest(hasher.size, content_hash, tuple(parts))
+    elif len(entries) > 1:
+        top = Manifest(hasher.size, content_hash, tuple(entries))
+    elif entries:
         ref = FileRef(RefKind.CHUNK, hasher.size, content_hash, entries[0].block_id)
         return IngestResult(ref, None, stats)
-    manifest = Manifest(hasher.size, content_hash, tuple(entries))
-    block = await run(seal_manifest, share, key, manifest)
+    else:
+        return IngestResult(FileRef(RefKind.EMPTY, 0, content_hash, None), None, stats)
+    block = await run(seal_manifest, share, key, top)
     await writer.store_blocks([block])
-    return IngestResult(
-        FileRef(RefKind.MANIFEST, hasher.size, content_hash, block.block_id), manifest, stats
-    )
+    ref = FileRef(RefKind.MANIFEST, hasher.size, content_hash, block.block_id)
+    return IngestResult(ref, top, stats)

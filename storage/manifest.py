@@ -1,16 +1,21 @@
 """Manifests: the ordered list of chunks of one file version, and a reference to a version.
 
 A version of a file is named by a :class:`FileRef`: empty (no block), one chunk (the version *is*
-that data block) or a manifest block listing every chunk. The byte layout (docs/storage.md) is
-fixed-width so a manifest stays small (72 bytes per chunk: about 360 KB for a 5 GB file) and its
-decoder is strict: any byte string it accepts re-encodes to itself.
+that data block) or a manifest block. A :class:`Manifest` lists chunks; one block holds up to
+:data:`MAX_ENTRIES` of them (at least 14 GiB of file). A larger file is cut into parts of that
+many chunks, each a chunk manifest of its own, and a :class:`PartsManifest` lists the parts, so
+files of any size work with every manifest block bounded and memory bounded by one part.
+
+The byte layout (docs/storage.md) is fixed-width so a manifest stays small (72 bytes per chunk:
+about 360 KB for a 5 GB file) and its decoder is strict: any byte string it accepts re-encodes
+to itself.
 """
 
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from enum import Enum
+from enum import Enum, IntEnum
 
 from storage.chunking import MAX_CHUNK_SIZE
 from storage.errors import FileTooLargeError, MalformedManifestError, ParameterError
@@ -21,10 +26,19 @@ from storage.sealing import MAX_PLAINTEXT_SIZE, BlockType, SealedBlock, open_blo
 MANIFEST_MAGIC = b"DRFM"
 MANIFEST_VERSION = 1
 
-_HEAD = struct.Struct(">4sB3sQ32sI")
+_HEAD = struct.Struct(">4sBBHQ32sI")
 _ENTRY = struct.Struct(">32s32sII")
+_PART = struct.Struct(">32s32sIQ")
 #: The most chunks one manifest block lists (at least 14 GiB of file, about 57 GiB typically).
 MAX_ENTRIES = (MAX_PLAINTEXT_SIZE - _HEAD.size) // _ENTRY.size
+#: The most parts one parts manifest lists (so a file may hold over 3 billion chunks).
+MAX_PARTS = (MAX_PLAINTEXT_SIZE - _HEAD.size) // _PART.size
+MAX_FILE_SIZE = 2**63 - 1
+
+
+class ManifestKind(IntEnum):
+    CHUNKS = 0
+    PARTS = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +60,7 @@ class Manifest:
             raise ParameterError("a manifest lists at least one chunk")
         if len(self.entries) > MAX_ENTRIES:
             raise FileTooLargeError(
-                f"a file of {len(self.entries)} chunks exceeds the {MAX_ENTRIES} one manifest holds"
+                f"{len(self.entries)} chunks exceed the {MAX_ENTRIES} one manifest holds"
             )
         if len(self.content_hash) != ID_SIZE:
             raise ParameterError("content hash must be 32 bytes")
@@ -62,45 +76,89 @@ class Manifest:
         return [e.block_id for e in self.entries]
 
 
-def encode_manifest(manifest: Manifest) -> bytes:
-    out = bytearray(_HEAD.size + _ENTRY.size * len(manifest.entries))
+@dataclass(frozen=True, slots=True)
+class PartEntry:
+    """One part of a large file: a chunk manifest covering ``size`` bytes of it."""
+
+    content_hash: bytes  # keyed BLAKE3 (chunk-id key) of the part's bytes
+    block_id: BlockId  # the part's chunk manifest block
+    epoch: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class PartsManifest:
+    file_size: int
+    content_hash: bytes
+    parts: tuple[PartEntry, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.parts) < 2:
+            raise ParameterError("a parts manifest lists at least two parts")
+        if len(self.parts) > MAX_PARTS:
+            raise FileTooLargeError(f"{len(self.parts)} parts exceed the {MAX_PARTS} allowed")
+        if len(self.content_hash) != ID_SIZE:
+            raise ParameterError("content hash must be 32 bytes")
+        for p in self.parts:
+            if len(p.content_hash) != ID_SIZE or len(p.block_id) != ID_SIZE:
+                raise ParameterError("part hashes and block ids are 32 bytes")
+            if not 1 <= p.size <= MAX_FILE_SIZE or not 0 <= p.epoch <= MAX_EPOCH:
+                raise ParameterError("part size or epoch out of range")
+        if sum(p.size for p in self.parts) != self.file_size:
+            raise ParameterError("part sizes do not add up to the file size")
+
+
+AnyManifest = Manifest | PartsManifest
+
+
+def encode_manifest(manifest: AnyManifest) -> bytes:
+    if isinstance(manifest, PartsManifest):
+        kind, rows, layout = ManifestKind.PARTS, manifest.parts, _PART
+        values = [(p.content_hash, p.block_id, p.epoch, p.size) for p in manifest.parts]
+    else:
+        kind, rows, layout = ManifestKind.CHUNKS, manifest.entries, _ENTRY
+        values = [(e.chunk_id, e.block_id, e.epoch, e.size) for e in manifest.entries]
+    out = bytearray(_HEAD.size + layout.size * len(rows))
     _HEAD.pack_into(
         out,
         0,
         MANIFEST_MAGIC,
         MANIFEST_VERSION,
-        bytes(3),
+        kind,
+        0,
         manifest.file_size,
         manifest.content_hash,
-        len(manifest.entries),
+        len(rows),
     )
-    pos = _HEAD.size
-    for e in manifest.entries:
-        _ENTRY.pack_into(out, pos, e.chunk_id, e.block_id, e.epoch, e.size)
-        pos += _ENTRY.size
+    for i, row in enumerate(values):
+        layout.pack_into(out, _HEAD.size + i * layout.size, *row)
     return bytes(out)
 
 
-def decode_manifest(data: Buffer) -> Manifest:
+def decode_manifest(data: Buffer) -> AnyManifest:
     """Decode manifest bytes; raises :class:`MalformedManifestError` on anything else."""
     if len(data) < _HEAD.size:
         raise MalformedManifestError("manifest is truncated")
-    magic, version, reserved, file_size, content_hash, count = _HEAD.unpack_from(data)
+    magic, version, kind, reserved, file_size, content_hash, count = _HEAD.unpack_from(data)
     if magic != MANIFEST_MAGIC:
         raise MalformedManifestError("not a driftsync manifest (bad magic)")
     if version != MANIFEST_VERSION:
         raise MalformedManifestError(f"unsupported manifest version {version}")
-    if reserved != bytes(3):
+    if reserved != 0 or kind not in (ManifestKind.CHUNKS, ManifestKind.PARTS):
         raise MalformedManifestError("malformed manifest header")
-    if len(data) != _HEAD.size + count * _ENTRY.size:
+    layout = _ENTRY if kind == ManifestKind.CHUNKS else _PART
+    if len(data) != _HEAD.size + count * layout.size:
         raise MalformedManifestError(
             f"manifest says {count} entries but holds {len(data) - _HEAD.size} bytes of them"
         )
-    entries = tuple(
-        ManifestEntry(ChunkId(c), BlockId(b), epoch, size)
-        for c, b, epoch, size in _ENTRY.iter_unpack(memoryview(data)[_HEAD.size :])
-    )
+    rows = layout.iter_unpack(memoryview(data)[_HEAD.size :])
     try:
+        if kind == ManifestKind.PARTS:
+            parts = tuple(PartEntry(h, BlockId(b), epoch, size) for h, b, epoch, size in rows)
+            return PartsManifest(file_size, content_hash, parts)
+        entries = tuple(
+            ManifestEntry(ChunkId(c), BlockId(b), epoch, size) for c, b, epoch, size in rows
+        )
         return Manifest(file_size, content_hash, entries)
     except (ParameterError, FileTooLargeError) as exc:
         raise MalformedManifestError(f"invalid manifest: {exc}") from None
@@ -158,13 +216,25 @@ class FileRef:
             raise ParameterError(f"not a file reference: {exc}") from None
 
 
-def seal_manifest(share: ShareKeys, key: SealingKey, manifest: Manifest) -> SealedBlock:
+def seal_manifest(share: ShareKeys, key: SealingKey, manifest: AnyManifest) -> SealedBlock:
     return seal_block(share, key, BlockType.MANIFEST, encode_manifest(manifest))
 
 
 def open_manifest(
-    share: ShareKeys, keyring: Keyring, sealed: Buffer, *, block_id: BlockId | None = None
-) -> Manifest:
+    share: ShareKeys,
+    keyring: Keyring,
+    sealed: Buffer,
+    *,
+    block_id: BlockId | None = None,
+    expected_epoch: int | None = None,
+) -> AnyManifest:
     """Open and decode a manifest block (verifying it like any block)."""
-    plain = open_block(share, keyring, sealed, expected_type=BlockType.MANIFEST, block_id=block_id)
+    plain = open_block(
+        share,
+        keyring,
+        sealed,
+        expected_type=BlockType.MANIFEST,
+        block_id=block_id,
+        expected_epoch=expected_epoch,
+    )
     return decode_manifest(plain)

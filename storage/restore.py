@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from storage.blockstore import BlockStore
-from storage.errors import ContentMismatchError, SourceError
+from storage.errors import ContentMismatchError, MalformedManifestError, SourceError
 from storage.hashing import BlockId, ChunkId, ContentHasher
 from storage.ingest import DEFAULT_MAX_IN_FLIGHT
 from storage.keys import Keyring, ShareKeys
-from storage.manifest import FileRef, Manifest, RefKind, open_manifest
+from storage.manifest import AnyManifest, FileRef, Manifest, RefKind, open_manifest
 from storage.offload import Offload
 from storage.sealing import open_chunk
 
@@ -44,8 +44,8 @@ async def load_manifest(
     keyring: Keyring,
     *,
     executor: Executor | None = None,
-) -> Manifest:
-    """Fetch and open the manifest of a manifest-kind version, checked against the reference."""
+) -> AnyManifest:
+    """Fetch and open the top manifest of a manifest-kind version, checked against the ref."""
     if ref.kind is not RefKind.MANIFEST or ref.block_id is None:
         raise ValueError("only a manifest-kind version has a manifest")
     sealed = await store.get(ref.block_id)
@@ -55,6 +55,39 @@ async def load_manifest(
             f"manifest {ref.block_id.hex()} describes another file than the version asked for"
         )
     return manifest
+
+
+async def _wants(
+    ref: FileRef,
+    store: BlockStore,
+    share: ShareKeys,
+    keyring: Keyring,
+    offload: Offload,
+) -> AsyncIterator[_Want]:
+    """The version's chunks in order; a large file's part manifests load one at a time."""
+    if ref.kind is RefKind.EMPTY:
+        return
+    if ref.kind is RefKind.CHUNK:
+        assert ref.block_id is not None
+        # A one-chunk file's content hash is its chunk id.
+        yield _Want(ChunkId(ref.content_hash), ref.block_id, None, ref.size)
+        return
+    top = await load_manifest(ref, store, share, keyring, executor=offload.executor)
+    if isinstance(top, Manifest):
+        for e in top.entries:
+            yield _Want(e.chunk_id, e.block_id, e.epoch, e.size)
+        return
+    for part in top.parts:
+        sealed = await store.get(part.block_id)
+        child = await offload(open_manifest, share, keyring, sealed, expected_epoch=part.epoch)
+        if not isinstance(child, Manifest):
+            raise MalformedManifestError("a part of a file must list chunks, not more parts")
+        if child.file_size != part.size or child.content_hash != part.content_hash:
+            raise ContentMismatchError(
+                f"part manifest {part.block_id.hex()} does not match its entry in the file's"
+            )
+        for e in child.entries:
+            yield _Want(e.chunk_id, e.block_id, e.epoch, e.size)
 
 
 async def read_version(
@@ -70,15 +103,6 @@ async def read_version(
     if max_in_flight < 1:
         raise ValueError("max_in_flight must be at least 1")
     offload = Offload(executor)
-    if ref.kind is RefKind.EMPTY:
-        wants: list[_Want] = []
-    elif ref.kind is RefKind.CHUNK:
-        assert ref.block_id is not None
-        # A one-chunk file's content hash is its chunk id.
-        wants = [_Want(ChunkId(ref.content_hash), ref.block_id, None, ref.size)]
-    else:
-        manifest = await load_manifest(ref, store, share, keyring, executor=executor)
-        wants = [_Want(e.chunk_id, e.block_id, e.epoch, e.size) for e in manifest.entries]
 
     async def fetch(want: _Want) -> bytes:
         sealed = await store.get(want.block_id)  # the store verifies the block id
@@ -93,17 +117,14 @@ async def read_version(
 
     hasher = ContentHasher(share.chunk_id_key)
     ahead: deque[asyncio.Task[bytes]] = deque()
-    upcoming = iter(wants)
+    upcoming = _wants(ref, store, share, keyring, offload)
     try:
-        for want in upcoming:
+        while len(ahead) < max_in_flight and (want := await anext(upcoming, None)) is not None:
             ahead.append(asyncio.ensure_future(fetch(want)))
-            if len(ahead) >= max_in_flight:
-                break
         while ahead:
             plain = await ahead.popleft()
-            next_want = next(upcoming, None)
-            if next_want is not None:
-                ahead.append(asyncio.ensure_future(fetch(next_want)))
+            if (want := await anext(upcoming, None)) is not None:
+                ahead.append(asyncio.ensure_future(fetch(want)))
             await offload(hasher.update, plain)
             yield plain
     finally:
@@ -112,6 +133,7 @@ async def read_version(
         for task in ahead:
             with suppress(asyncio.CancelledError, Exception):
                 await task
+        await upcoming.aclose()
     if hasher.size != ref.size or hasher.digest() != ref.content_hash:
         raise ContentMismatchError(
             "restored content does not match the version's size and content hash"

@@ -21,7 +21,7 @@ from storage.chunking import DEFAULT_CHUNKING, ChunkingParams
 from storage.errors import ParameterError
 from storage.ingest import IngestResult, ingest_file
 from storage.keys import Keyring, SealingKey, ShareKeys
-from storage.manifest import FileRef
+from storage.manifest import FileRef, Manifest
 from storage.restore import restore_file
 
 DEFAULT_FILES_IN_FLIGHT = 4
@@ -45,9 +45,9 @@ class TreeStats:
         self.new_blocks += result.stats.new_blocks
         self.new_block_bytes += result.stats.new_block_bytes
         self.reused_blocks += result.stats.reused_blocks
-        if result.manifest is not None:
+        if isinstance(result.manifest, Manifest):
             self.distinct_chunks.update((e.chunk_id, e.size) for e in result.manifest.entries)
-        elif result.ref.size:
+        elif result.ref.size:  # one chunk, or a file in parts (over 14 GiB) counted whole
             self.distinct_chunks[result.ref.content_hash] = result.ref.size
 
     @property

@@ -9,7 +9,14 @@ from hypothesis import strategies as st
 from storage.errors import StorageError
 from storage.hashing import BlockId, ChunkId
 from storage.keys import Keyring, SealingKey, ShareKeys
-from storage.manifest import Manifest, ManifestEntry, decode_manifest, encode_manifest
+from storage.manifest import (
+    Manifest,
+    ManifestEntry,
+    PartEntry,
+    PartsManifest,
+    decode_manifest,
+    encode_manifest,
+)
 from storage.sealing import BlockType, open_block, seal_block
 
 SHARE = ShareKeys(b"fuzz share", bytes(range(32)), bytes(range(1, 33)))
@@ -28,6 +35,18 @@ VALID_MANIFEST = encode_manifest(
         (
             ManifestEntry(ChunkId(bytes(32)), BlockId(bytes([1]) * 32), 3, 10),
             ManifestEntry(ChunkId(bytes([2]) * 32), BlockId(bytes([3]) * 32), 4, 20),
+        ),
+    )
+)
+
+
+VALID_PARTS = encode_manifest(
+    PartsManifest(
+        2**40,
+        bytes(32),
+        (
+            PartEntry(bytes([4]) * 32, BlockId(bytes([5]) * 32), 1, 2**40 - 7),
+            PartEntry(bytes([6]) * 32, BlockId(bytes([7]) * 32), 2, 7),
         ),
     )
 )
@@ -98,11 +117,11 @@ def test_decode_manifest_rejects_random_bytes_with_storage_errors(data: bytes) -
 
 
 @FUZZ
-@given(mutations())
+@given(st.sampled_from([VALID_MANIFEST, VALID_PARTS]), mutations())
 def test_decode_manifest_accepts_only_what_reencodes_to_itself(
-    ops: list[tuple[str, int, int]],
+    valid: bytes, ops: list[tuple[str, int, int]]
 ) -> None:
-    mutated = mutate(VALID_MANIFEST, ops)
+    mutated = mutate(valid, ops)
     try:
         manifest = decode_manifest(mutated)
     except StorageError:

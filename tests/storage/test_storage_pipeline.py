@@ -23,7 +23,7 @@ from storage.errors import (
 from storage.hashing import chunk_id_of
 from storage.ingest import ingest_file, ingest_stream
 from storage.keys import Keyring, SealingKey, ShareKeys
-from storage.manifest import FileRef, Manifest, RefKind, seal_manifest
+from storage.manifest import FileRef, Manifest, PartEntry, PartsManifest, RefKind, seal_manifest
 from storage.restore import read_version, restore_file
 
 SMALL = ChunkingParams(min_size=256, avg_size=1024, max_size=4096)
@@ -256,3 +256,69 @@ async def test_read_error_mid_file_is_a_source_error_not_a_hang(
 ) -> None:
     with pytest.raises(SourceError, match="Input/output error"):
         await ingest_stream(FailingReader(64 * MiB), dir_store, share, key, name="flaky")
+
+
+@pytest.mark.parametrize("chunks_per_part", [2, 3, 7])
+async def test_large_files_are_stored_in_parts(
+    dir_store: DirectoryBlockStore,
+    share: ShareKeys,
+    key: SealingKey,
+    keyring: Keyring,
+    tmp_path: Path,
+    chunks_per_part: int,
+) -> None:
+    # Small chunks and small parts stand in for a file of more than 58,253 one-MiB chunks.
+    data = noise(14, 60_000)
+    src = write(tmp_path / "src", data)
+    result = await ingest_file(
+        src, dir_store, share, key, params=SMALL, chunks_per_part=chunks_per_part
+    )
+    assert isinstance(result.manifest, PartsManifest)
+    assert sum(p.size for p in result.manifest.parts) == len(data)
+    assert len(result.manifest.parts) == -(-result.stats.chunks // chunks_per_part)
+    await restore_file(result.ref, dir_store, share, keyring, tmp_path / "out")
+    assert (tmp_path / "out").read_bytes() == data
+    again = await ingest_file(
+        src, dir_store, share, key, params=SMALL, chunks_per_part=chunks_per_part
+    )
+    assert again.ref == result.ref
+    assert again.stats.new_blocks == 0
+
+
+async def test_a_file_of_exactly_one_part_has_a_plain_manifest(
+    dir_store: DirectoryBlockStore, share: ShareKeys, key: SealingKey, tmp_path: Path
+) -> None:
+    data = noise(15, 30_000)
+    src = write(tmp_path / "src", data)
+    plain = await ingest_file(src, dir_store, share, key, params=SMALL)
+    assert isinstance(plain.manifest, Manifest)
+    exact = await ingest_file(
+        src, dir_store, share, key, params=SMALL, chunks_per_part=len(plain.manifest.entries)
+    )
+    assert exact.ref == plain.ref
+    assert exact.stats.new_blocks == 0
+
+
+async def test_a_part_that_does_not_match_its_entry_is_rejected(
+    dir_store: DirectoryBlockStore,
+    share: ShareKeys,
+    key: SealingKey,
+    keyring: Keyring,
+    tmp_path: Path,
+) -> None:
+    result = await ingest_file(
+        write(tmp_path / "src", noise(16, 40_000)), dir_store, share, key,
+        params=SMALL, chunks_per_part=3,
+    )  # fmt: skip
+    assert isinstance(result.manifest, PartsManifest)
+    first, second, *rest = result.manifest.parts
+    swapped = PartsManifest(
+        result.manifest.file_size,
+        result.manifest.content_hash,
+        (PartEntry(first.content_hash, second.block_id, first.epoch, first.size), second, *rest),
+    )
+    sealed = seal_manifest(share, key, swapped)
+    await dir_store.put(sealed.block_id, sealed.data)
+    ref = FileRef(RefKind.MANIFEST, swapped.file_size, swapped.content_hash, sealed.block_id)
+    with pytest.raises(ContentMismatchError):
+        await restore_file(ref, dir_store, share, keyring, tmp_path / "out")

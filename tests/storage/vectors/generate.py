@@ -14,7 +14,7 @@ import blake3
 from storage.chunking import Chunker, ChunkingParams, seed_for
 from storage.hashing import BlockId, ChunkId, chunk_id_of
 from storage.keys import SealingKey, ShareKeys
-from storage.manifest import Manifest, ManifestEntry, encode_manifest
+from storage.manifest import Manifest, ManifestEntry, PartEntry, PartsManifest, encode_manifest
 from storage.padding import padded_size, padme
 from storage.sealing import BlockType, seal_block
 
@@ -44,6 +44,15 @@ def build() -> dict[str, object]:
         ),
     )
     plaintexts["manifest"] = (BlockType.MANIFEST, encode_manifest(manifest))
+    parts = PartsManifest(
+        2**40 + 5,
+        blake3.blake3(b"stand-in for a 1 TiB file", key=SHARE.chunk_id_key).digest(),
+        (
+            PartEntry(bytes([2]) * 32, BlockId(bytes([3]) * 32), 7, 2**40),
+            PartEntry(bytes([4]) * 32, BlockId(bytes([5]) * 32), 6, 5),
+        ),
+    )
+    plaintexts["parts manifest"] = (BlockType.MANIFEST, encode_manifest(parts))
     for name, (block_type, plain) in plaintexts.items():
         sealed = seal_block(SHARE, KEY, block_type, plain)
         blocks.append(
