@@ -327,16 +327,16 @@ class Scanner:
                 result.now_ignored.append(path)
             else:
                 deleted[path] = old
-        moves = _pair_moves(added, deleted)
-        result.changes.extend(moves)
+        moves, rest = _pair_moves(added, deleted)
         for path, old in deleted.items():
-            result.changes.append(Change(ChangeKind.DELETED, path, None, old))
+            rest.append(Change(ChangeKind.DELETED, path, None, old))
         for path, new in added.items():
-            result.changes.append(Change(ChangeKind.ADDED, path, new, None))
+            rest.append(Change(ChangeKind.ADDED, path, new, None))
         for change in other:
-            state = SyncState.MODIFIED
-            result.changes.append(replace(change, new=replace(change.new, state=state)))
-        result.changes.sort(key=_change_order)
+            assert change.new is not None
+            rest.append(replace(change, new=replace(change.new, state=SyncState.MODIFIED)))
+        result.changes.extend(moves)  # in the order they must be applied
+        result.changes.extend(sorted(rest, key=lambda c: c.path))
 
     @staticmethod
     def _entry(
@@ -370,20 +370,29 @@ def _is_utf8(name: str) -> bool:
     return True
 
 
-def _change_order(change: Change) -> tuple[int, int, str]:
-    if change.kind is ChangeKind.MOVED:
-        return (0, change.path.count("/"), change.path)
-    return (1, 0, change.path)
+def _after(path: str, moves: list[tuple[str, str]]) -> str:
+    """Where ``path`` is once ``moves`` (src, dst) have been applied in order."""
+    for src, dst in moves:
+        if is_within(path, src):
+            path = dst + path[len(src) :]
+    return path
 
 
-def _pair_moves(added: dict[str, IndexEntry], deleted: dict[str, IndexEntry]) -> list[Change]:
+def _pair_moves(
+    added: dict[str, IndexEntry], deleted: dict[str, IndexEntry]
+) -> tuple[list[Change], list[Change]]:
     """Turn delete+add pairs into moves, removing the pairs from ``added`` and ``deleted``.
+
+    Returns the moves, in the order to apply them (each ``src`` as it is after the moves before
+    it), and the modifications found below moved directories.
 
     Directories pair by inode; whatever lies below a moved directory and is unchanged is implied
     by the directory's move. Files and symlinks pair by content hash, preferring the same inode,
     then the same name; empty files only by inode (all empty files hash alike).
     """
     moves: list[Change] = []
+    modified: list[Change] = []
+    applied: list[tuple[str, str]] = []
     dir_by_inode = {e.inode: e for e in deleted.values() if e.kind is FileKind.DIR}
     dir_moves: list[tuple[str, str]] = []
     for path in sorted(added, key=lambda p: (p.count("/"), p)):
@@ -398,7 +407,9 @@ def _pair_moves(added: dict[str, IndexEntry], deleted: dict[str, IndexEntry]) ->
         dir_moves.append((old.path, path))
         del added[path], deleted[old.path]
         if not implied:
-            moves.append(Change(ChangeKind.MOVED, path, new, old, src=old.path))
+            src_now = _after(old.path, applied)
+            applied.append((src_now, path))
+            moves.append(Change(ChangeKind.MOVED, path, new, old, src=src_now))
     # below a moved directory: an unchanged entry is implied; a changed one is reported at its
     # new path (deletions included), since the index re-keys the subtree with the move
     for src, dst in sorted(dir_moves, key=lambda m: -m[0].count("/")):
@@ -414,7 +425,7 @@ def _pair_moves(added: dict[str, IndexEntry], deleted: dict[str, IndexEntry]) ->
                 or new.content_hash != old.content_hash
                 or (new.executable != old.executable)
             ):
-                moves.append(
+                modified.append(
                     Change(
                         ChangeKind.MODIFIED,
                         moved_path,
@@ -454,7 +465,7 @@ def _pair_moves(added: dict[str, IndexEntry], deleted: dict[str, IndexEntry]) ->
             chunks=old.chunks,
         )
         moves.append(Change(ChangeKind.MOVED, path, moved, old, src=old.path))
-    return moves
+    return moves, modified
 
 
 async def record_scan(index: LocalIndex, result: ScanResult) -> None:

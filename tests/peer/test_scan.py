@@ -11,7 +11,7 @@ import pytest
 
 from peer.fs import AccessDeniedError, FileKind, MemFileSystem, OsFileSystem
 from peer.local.index import LocalIndex, SyncState
-from peer.local.scan import Scanner, ScanResult, minimal_roots, record_scan
+from peer.local.scan import ChangeKind, Scanner, ScanResult, minimal_roots, record_scan
 from seams import InlineExecutor, ThreadExecutor
 from tests.peer.helpers import ErrorFs, FakeClock
 
@@ -142,8 +142,8 @@ async def test_moves_renames_and_case_only_renames_are_moves(clock: FakeClock) -
     fs.rename("f1", "other/f1-renamed")
     result = await scan_and_record(scanner)
     assert kinds(result) == [
-        ("moved", "readme->README"),
         ("moved", "dir->moved"),
+        ("moved", "readme->README"),
         ("moved", "f1->other/f1-renamed"),
         ("modified", "moved/edit"),
         ("deleted", "moved/gone"),
@@ -356,3 +356,27 @@ async def test_rescan_of_100k_unchanged_files_within_3s(tmp_path: Path) -> None:
     print(f"rescan of 100k unchanged files: {elapsed:.2f}s")
     assert (result.changes, result.files_hashed, result.files_seen) == ([], 0, 100_000)
     assert elapsed <= 3.0, f"rescan of 100k unchanged files took {elapsed:.2f}s"
+
+
+async def test_nested_directory_moves_apply_in_order(
+    memfs: MemFileSystem, clock: FakeClock
+) -> None:
+    memfs.mkdir("a/sub", parents=True)
+    memfs.write_atomic("a/sub/f", b"f")
+    memfs.write_atomic("a/g", b"g")
+    memfs.mkdir("p/q", parents=True)
+    memfs.write_atomic("p/q/h", b"h")
+    scanner = await make(memfs, clock)
+    await scan_and_record(scanner)
+    clock.advance(5)
+    memfs.rename("a", "b")
+    memfs.rename("b/sub", "c")  # out of the moved directory
+    memfs.rename("p", "r")
+    memfs.rename("r/q", "r/q2")  # renamed inside the moved directory
+    result = await scan_and_record(scanner)
+    moves = [(c.src, c.path) for c in result.changes if c.kind is ChangeKind.MOVED]
+    assert sorted(moves) == sorted([("a", "b"), ("b/sub", "c"), ("p", "r"), ("r/q", "r/q2")])
+    assert [c for c in result.changes if c.kind is not ChangeKind.MOVED] == []
+    assert sorted(await scanner.index.entries()) == ["b", "b/g", "c", "c/f", "r", "r/q2", "r/q2/h"]
+    clock.advance(5)
+    assert (await scanner.scan()).changes == []
