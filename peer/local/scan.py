@@ -23,8 +23,14 @@ from dataclasses import dataclass, field, replace
 import blake3
 
 from peer.fs.base import READ_BLOCK, FileInfo, FileKind, FileSystem, same_version
-from peer.fs.errors import FsError, NotADirError, NotFoundError, SymlinkInPathError
-from peer.fs.paths import is_within, join, name_of
+from peer.fs.errors import (
+    FsError,
+    NotADirError,
+    NotFoundError,
+    SymlinkInPathError,
+    UnsafePathError,
+)
+from peer.fs.paths import is_temp_name, is_within, join, name_of
 from peer.local.ignore import IGNORE_FILE, IgnoreRules
 from peer.local.index import FileError, IndexEntry, LocalIndex, SyncState
 from seams import Clock, Executor
@@ -57,6 +63,7 @@ class ScanResult:
     unstable: list[str] = field(default_factory=list)  # still being written: scan again later
     now_ignored: list[str] = field(default_factory=list)  # indexed paths an ignore rule now hides
     errors: list[FileError] = field(default_factory=list)
+    temp_files: list[str] = field(default_factory=list)  # ours, left by a crash: sweep them
     files_seen: int = 0
     files_hashed: int = 0
 
@@ -75,6 +82,7 @@ class _Walk:
     unknown: list[str] = field(default_factory=list)  # unreadable: say nothing about below them
     ignored: list[str] = field(default_factory=list)  # scan roots that are ignored
     errors: list[FileError] = field(default_factory=list)
+    temp_files: list[str] = field(default_factory=list)
 
 
 def hash_file(fs: FileSystem, path: str) -> bytes:
@@ -143,7 +151,7 @@ class Scanner:
         roots = minimal_roots(under)
         started_ns = self.clock.now_ms() * 1_000_000
         walk, indexed = await self.executor.run(self._walk, roots)
-        result = ScanResult(errors=list(walk.errors))
+        result = ScanResult(errors=list(walk.errors), temp_files=sorted(walk.temp_files))
         to_hash = self._needs_hash(walk, indexed)
         hashes: dict[str, bytes] = {}
         if to_hash:
@@ -175,9 +183,11 @@ class Scanner:
             if root == "":
                 self._walk_dir("", walk)
                 continue
+            if not _is_utf8(root):
+                continue  # a full scan reports the name as a per-file error
             try:
                 info = self.fs.lstat(root)
-            except _GONE:
+            except (*_GONE, UnsafePathError):
                 continue
             except FsError as exc:
                 walk.errors.append(self._error(root, "scan", exc.reason))
@@ -225,6 +235,8 @@ class Scanner:
                 path = f"{directory}/{name}" if directory else name
                 is_dir = kind is FileKind.DIR
                 if matches(path, is_dir):
+                    if is_temp_name(name):
+                        walk.temp_files.append(path)
                     continue
                 observed[path] = info
                 if is_dir:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from pathlib import Path
@@ -9,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from peer.fs import AccessDeniedError, FileKind, MemFileSystem, OsFileSystem
+from peer.fs import AccessDeniedError, FileKind, MemFileSystem, OsFileSystem, SimulatedCrash
 from peer.local.index import LocalIndex, SyncState
 from peer.local.scan import ChangeKind, Scanner, ScanResult, minimal_roots, record_scan
-from seams import InlineExecutor, ThreadExecutor
+from peer.local.watch import Watcher
+from seams import InlineExecutor, SystemClock, ThreadExecutor
 from tests.peer.helpers import ErrorFs, FakeClock
 
 
@@ -380,3 +382,59 @@ async def test_nested_directory_moves_apply_in_order(
     assert sorted(await scanner.index.entries()) == ["b", "b/g", "c", "c/f", "r", "r/q2", "r/q2/h"]
     clock.advance(5)
     assert (await scanner.scan()).changes == []
+
+
+async def test_leftover_temp_files_are_listed_not_synced(
+    memfs: MemFileSystem, clock: FakeClock
+) -> None:
+    memfs.mkdir("d")
+    memfs.arm_crash("write.before_rename")
+    with pytest.raises(SimulatedCrash):
+        memfs.write_atomic("d/f", b"data")
+    rebooted = memfs.crash()
+    rebooted.write_atomic("d/.~drift-0123456789abcdef.tmp", b"left by a crash")
+    scanner = await make(rebooted, clock)
+    result = await scanner.scan()
+    assert kinds(result) == [("added", "d")]
+    assert result.temp_files == ["d/.~drift-0123456789abcdef.tmp"]
+
+
+async def test_odd_scan_roots_are_harmless(memfs: MemFileSystem, clock: FakeClock) -> None:
+    memfs.write_atomic("f", b"1")
+    scanner = await make(memfs, clock)
+    result = await scanner.scan(["../outside", "f/under-a-file", "nope"])
+    assert (result.changes, result.errors) == ([], [])
+
+
+async def test_watcher_batches_feed_the_scanner(tmp_path: Path) -> None:
+    """End to end on the real disk: an OS event, a debounced batch, a subtree scan, a change."""
+    executor = ThreadExecutor(2)
+    clock = SystemClock()
+    try:
+        index = await LocalIndex.open(":memory:", executor)
+        fs = OsFileSystem(tmp_path)
+        scanner = Scanner(fs, index, executor=executor, clock=clock, stable_interval_s=0.05)
+        await scan_and_record(scanner)
+        watcher = Watcher(
+            tmp_path,
+            clock=clock,
+            executor=executor,
+            ignore_rules=lambda: scanner.ignore,
+            debounce_ms=30,
+        )
+        async with watcher:
+            (tmp_path / "docs").mkdir()
+            (tmp_path / "docs" / "new.txt").write_bytes(b"hello")
+            found: list[tuple[str, str]] = []
+
+            async def until_seen() -> None:
+                while ("added", "docs/new.txt") not in found:
+                    batch = await watcher.next_batch()
+                    result = await scan_and_record(scanner, *batch.paths)
+                    found.extend(kinds(result))
+
+            await asyncio.wait_for(until_seen(), 10)
+        assert ("added", "docs") in found
+        await index.close()
+    finally:
+        executor.shutdown()
