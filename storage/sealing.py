@@ -250,7 +250,7 @@ def _decode_body(body: bytes) -> bytes:
     # code would have produced is accepted.
     encoding, length = _BODY_PREFIX.unpack_from(body)
     end = _BODY_PREFIX.size + length
-    if end > len(body) or any(memoryview(body)[end:].tobytes()) or encoding not in (0, 1):
+    if end > len(body) or body.count(0, end) != len(body) - end or encoding not in (0, 1):
         raise MalformedBlockError("malformed block body")
     payload = body[_BODY_PREFIX.size : end]
     if encoding == Encoding.RAW:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+import zstandard
 
 from storage.errors import (
     BlockAuthenticationError,
@@ -25,6 +26,7 @@ from storage.sealing import (
     MAX_PLAINTEXT_SIZE,
     OVERHEAD,
     BlockType,
+    _decode_body,
     open_block,
     open_chunk,
     seal_block,
@@ -153,3 +155,26 @@ def test_open_chunk_checks_the_chunk_id(
     assert open_chunk(share, keyring, data, chunk_id=sealed.chunk_id) == b"chunk one"
     with pytest.raises(ChunkIdMismatchError):
         open_chunk(share, keyring, data, chunk_id=ChunkId(bytes(32)))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\x00\x00\x00\x00\x03abc\x00\x01",  # non-zero padding
+        b"\x00\x00\x00\x00\x09abc",  # length past the end
+        b"\x02\x00\x00\x00\x03abc",  # unknown encoding
+        b"\x01\x00\x00\x00\x03abc",  # not a zstd frame
+    ],
+    ids=["padding", "length", "encoding", "zstd"],
+)
+def test_body_decoder_is_strict_even_for_authenticated_bytes(body: bytes) -> None:
+    # Reaching the body needs a valid tag, so these only come from a buggy or hostile sealer.
+    with pytest.raises(MalformedBlockError):
+        _decode_body(body)
+
+
+def test_decompression_is_bounded() -> None:
+    bomb = zstandard.ZstdCompressor().compress(bytes(MAX_PLAINTEXT_SIZE + 1))
+    body = bytes([1]) + len(bomb).to_bytes(4, "big") + bomb
+    with pytest.raises(MalformedBlockError):
+        _decode_body(body)
