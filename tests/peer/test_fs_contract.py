@@ -27,14 +27,17 @@ from peer.fs import (
 )
 
 
-@pytest.fixture(params=["os", "mem"])
+@pytest.fixture(params=["os", "mem", "mem-ci"])
 def fs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FileSystem]:
+    """The real disk here (case-sensitive ext4), MemFileSystem, and a case-insensitive one."""
     if request.param == "os":
         root = tmp_path / "root"
         root.mkdir()
         yield OsFileSystem(root)
-    else:
+    elif request.param == "mem":
         yield MemFileSystem(seed=1)
+    else:
+        yield MemFileSystem.from_uri("mem://?seed=1&case_insensitive=1")
 
 
 def names(fs: FileSystem, path: str = "") -> list[str]:
