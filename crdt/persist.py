@@ -59,7 +59,8 @@ def save(tree: FolderTree) -> bytes:
             "void_c": sorted(inc.void_c),
             "undo": [[mid, *(prev or ("", "", "")), int(applied)]
                      for mid, prev, applied in inc.undo],
-            "structure": [[n, p, s.name[n], s.effective[n]] for n, p in s.parent.items()],
+            "structure": [[n, p, s.name[n], s.effective[n], s.key[n]]
+                          for n, p in s.parent.items()],
             "view": [[e.id, e.kind.value, e.parent, e.name, list(e.nodes),
                       e.version.version_id if e.version else None, list(e.copies), e.copy_of]
                      for e in view.entries.values() if e.id != "root"],
@@ -139,15 +140,26 @@ def _warm_projection(index: OpIndex, rules: ProjectionRules,
     inc.keys = [moves[u[0]].key for u in inc.undo]
     s = Structure()
     children = s.children
-    for node, parent, name, eff in saved["structure"]:
+    named = s.named
+    for node, parent, name, eff, key in saved["structure"]:
         s.parent[node] = parent
         s.name[node] = name
         s.effective[node] = eff
+        s.key[node] = key
         kids = children.get(parent)
         if kids is None:
             children[parent] = {node}
         else:
             kids.add(node)
+        by_key = named.get(parent)
+        if by_key is None:
+            named[parent] = {key: {node}}
+        else:
+            same = by_key.get(key)
+            if same is None:
+                by_key[key] = {node}
+            else:
+                same.add(node)
     inc.structure = s
     view = VisibleTree()
     versions = index.versions

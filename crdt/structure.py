@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from crdt.index import OpIndex
+from crdt.names import name_key
 from crdt.ops import ROOT, TRASH, MoveOp
 from crdt.rules import ProjectionRules
 
@@ -20,27 +21,53 @@ class Structure:
     name: dict[str, str] = field(default_factory=dict)
     effective: dict[str, str] = field(default_factory=dict)  # node -> move op that placed it
     children: dict[str, set[str]] = field(default_factory=dict)
+    key: dict[str, str] = field(default_factory=dict)  # node -> name_key(name)
+    # folder node -> name key -> children with that key (the view re-presents one key at a time)
+    named: dict[str, dict[str, set[str]]] = field(default_factory=dict)
 
     def place(self, node: str, parent: str, name: str, move_id: str) -> None:
-        old = self.parent.get(node)
-        if old is not None:
-            kids = self.children[old]
-            kids.discard(node)
-            if not kids:
-                del self.children[old]
+        if node in self.parent:
+            self._detach(node)
+        key = self.key[node] = name_key(name)
         self.parent[node] = parent
         self.name[node] = name
         self.effective[node] = move_id
-        self.children.setdefault(parent, set()).add(node)
+        kids = self.children.get(parent)
+        if kids is None:
+            self.children[parent] = {node}
+        else:
+            kids.add(node)
+        by_key = self.named.get(parent)
+        if by_key is None:
+            self.named[parent] = {key: {node}}
+        else:
+            same = by_key.get(key)
+            if same is None:
+                by_key[key] = {node}
+            else:
+                same.add(node)
 
-    def unplace(self, node: str) -> None:
-        old = self.parent.pop(node)
+    def _detach(self, node: str) -> None:
+        old = self.parent[node]
         kids = self.children[old]
         kids.discard(node)
         if not kids:
             del self.children[old]
+        by_key = self.named[old]
+        key = self.key[node]
+        same = by_key[key]
+        same.discard(node)
+        if not same:
+            del by_key[key]
+            if not by_key:
+                del self.named[old]
+
+    def unplace(self, node: str) -> None:
+        self._detach(node)
+        del self.parent[node]
         del self.name[node]
         del self.effective[node]
+        del self.key[node]
 
     def is_ancestor(self, anc: str, node: str) -> bool:
         """True if ``anc`` is ``node`` or one of its ancestors (bounded: safe with cycles)."""
