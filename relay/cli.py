@@ -170,6 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.OK
     except KeyboardInterrupt:
         return ExitCode.INTERRUPTED
-    except (OSError, SettingsError, DatabaseError) as exc:
+    except SettingsError as exc:
+        print(f"drift relay: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+    except (OSError, DatabaseError) as exc:
         print(f"drift relay: {exc}", file=sys.stderr)
         return ExitCode.FATAL

@@ -11,7 +11,7 @@ from protocol.chain import Role
 from protocol.codec import pack, unpack
 
 from .conftest import RelayUnderTest
-from .helpers import add_member, block, create_share, login, new_device, publish
+from .helpers import NOW_MS, add_member, block, create_share, login, new_device, publish
 
 
 async def test_health_and_metrics(relay: RelayUnderTest) -> None:
@@ -151,3 +151,34 @@ async def test_token_never_in_url(relay: RelayUnderTest) -> None:
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
             await session.ws_connect(url)
         assert refused.value.status == 400
+
+
+async def test_recovery_blob_and_revocation(relay: RelayUnderTest) -> None:
+    api = relay.api
+    alice, bob = new_device(), new_device()
+    await login(api, alice)
+    await login(api, bob)
+    assert (await api.call("GET", "/v1/recovery", token=alice.token)).status == 404
+    put = await api.call("PUT", "/v1/recovery", {"blob": b"wrapped user key"}, token=alice.token)
+    assert put.status == 200
+    got = await api.call("GET", "/v1/recovery", token=alice.token)
+    assert got.body == {"blob": b"wrapped user key"}
+    assert (await api.call("GET", "/v1/recovery", token=bob.token)).status == 404
+
+    # Bob cannot revoke Alice's device; Alice can, and the device is refused at once.
+    statement = alice.user.revoke(alice.device_id, NOW_MS).encode()
+    refused = await api.call(
+        "POST", "/v1/devices/revoke", {"revocation": statement}, token=bob.token
+    )
+    assert refused.status == 403
+    laptop2 = new_device(alice.user, "phone")
+    await login(api, laptop2)
+    done = await api.call(
+        "POST", "/v1/devices/revoke", {"revocation": statement}, token=laptop2.token
+    )
+    assert done.body == {"new": True}
+    gone = await api.call("GET", "/v1/shares", token=alice.token)
+    assert (gone.status, gone.code) == (403, "device_revoked")
+    again = await login(api, alice)
+    assert (again.status, again.code) == (403, "device_revoked")
+    assert (await api.call("GET", "/v1/shares", token=laptop2.token)).status == 200
