@@ -19,6 +19,7 @@ import logging
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any, Generic, Literal, TypeVar
 
+from zeroconf import Error as ZeroconfError
 from zeroconf import IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
@@ -133,14 +134,17 @@ class LanDiscovery(Generic[S]):
             self._azc = AsyncZeroconf(
                 interfaces=self._addresses, ip_version=_ip_version(self._addresses)
             )
+            # Browse first: registering waits for the probes that claim our name (~1 s).
+            self._browser = AsyncServiceBrowser(
+                self._azc.zeroconf, SERVICE_TYPE, handlers=[self._on_service_state_change]
+            )
             self._info = self._service_info()
-            await self._azc.async_register_service(self._info)
-        except (OSError, ValueError) as exc:
+            await self._azc.async_register_service(self._info, allow_name_change=True)
+        except (OSError, ValueError, ZeroconfError) as exc:
             await self.close()
             raise DiscoveryError(f"cannot start mDNS on {self._addresses}: {exc}") from exc
-        self._browser = AsyncServiceBrowser(
-            self._azc.zeroconf, SERVICE_TYPE, handlers=[self._on_service_state_change]
-        )
+        # On the (unlikely) clash of two random names, zeroconf picked another one.
+        self.instance_name = self._info.name
         self._rotation = asyncio.create_task(self._rotate_tokens(), name="lan-token-rotation")
 
     async def close(self) -> None:

@@ -5,6 +5,10 @@
     python -m tests.lan.agent_transfer fetch --connect 10.77.0.1:4300 --seed HEX \
         --peer-key HEX --chunks 16 --chunk-kib 256 --content-seed 7
 
+With ``--share-key HEX`` the server also announces that share over mDNS, and a fetcher given
+``--share-key`` and ``--listen`` (its own address) instead of ``--connect`` finds the server that
+way: no address or port configured.
+
 The session messages are a stand-in for the sync engine's (``G`` + chunk ids asks, ``C`` + id +
 data answers, ``E`` ends a batch); the connection, authorization and resume logic are the real
 ``peer.lan`` code. Reports JSON lines on stdout.
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import signal
@@ -22,6 +27,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import blake3
 
+from peer.lan.discovery import LanDiscovery, PeerSeen
 from peer.lan.errors import PeerMisbehaved
 from peer.lan.tls import TlsIdentity
 from peer.lan.transfer import RetryPolicy, WantedChunks, fetch_chunks
@@ -113,13 +119,43 @@ async def serve(args: argparse.Namespace, chunks: dict[bytes, bytes]) -> None:
     say(event="listening", port=server.port)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    async with server:
+    async with server, contextlib.AsyncExitStack() as stack:
+        if args.share_key:
+            await stack.enter_async_context(
+                discovery(server.port, args.listen, bytes.fromhex(args.share_key))
+            )
+            say(event="announced")
         await stop.wait()
+
+
+def discovery(port: int, address: str, share_key: bytes) -> LanDiscovery[str]:
+    return LanDiscovery(
+        port=port,
+        discovery_keys={"share": share_key},
+        bind_addresses=[address],
+        clock=SystemClock(),
+        random=OsRandom(),
+    )
+
+
+async def discover(address: str, share_key: bytes) -> tuple[str, int]:
+    """Where the first device announcing our share listens: no address is configured."""
+    # A fetch-only agent serves nothing; it announces a placeholder port, as it must announce.
+    async with discovery(1, address, share_key) as finder:
+        while True:
+            event = await finder.next_event()
+            if isinstance(event, PeerSeen) and "share" in event.shares:
+                say(event="discovered", address=event.addresses[0], port=event.port)
+                return event.addresses[0], event.port
 
 
 async def fetch(args: argparse.Namespace, chunks: dict[bytes, bytes]) -> None:
     device, authorize = device_and_authorize(args)
-    host, port = args.connect.rsplit(":", 1)
+    if args.connect:
+        host, port = args.connect.rsplit(":", 1)
+    else:
+        async with asyncio.timeout(20):
+            host, port = await discover(args.listen, bytes.fromhex(args.share_key))
     received: dict[bytes, bytes] = {}
 
     async def open_source() -> SessionSource:
@@ -160,7 +196,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("mode", choices=["serve", "fetch"])
     parser.add_argument("--listen")
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--connect")
+    parser.add_argument("--connect", help="host:port; without it, find the server by mDNS")
+    parser.add_argument("--share-key", help="hex discovery key to announce (serve) or seek (fetch)")
     parser.add_argument("--seed", required=True)
     parser.add_argument("--peer-key", required=True)
     parser.add_argument("--chunks", type=int, required=True)

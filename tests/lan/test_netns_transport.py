@@ -18,8 +18,10 @@ PORT = 4300
 
 
 def start_pair(
-    bed: TestBed, chunks: int, chunk_kib: int
+    bed: TestBed, chunks: int, chunk_kib: int, share_key: bytes | None = None
 ) -> tuple[NsProcess, Callable[[], NsProcess]]:
+    """A serving and a fetching agent; with ``share_key`` the fetcher finds the server by mDNS
+    (the server then listens on a port picked at random, so only discovery can tell it)."""
     server_seed, client_seed = os.urandom(32), os.urandom(32)
     server_key = TlsIdentity.from_seed(server_seed).public_key
     client_key = TlsIdentity.from_seed(client_seed).public_key
@@ -32,22 +34,27 @@ def start_pair(
         "--listen",
         server_device.address,
         "--port",
-        str(PORT),
+        "0" if share_key else str(PORT),
         "--seed",
         server_seed.hex(),
         "--peer-key",
         client_key.hex(),
         *common,
+        *(["--share-key", share_key.hex()] if share_key else []),
     )
     server.expect(lambda m: m["event"] == "listening", 10, "listening")
+    where = (
+        ["--listen", client_device.address, "--share-key", share_key.hex()]
+        if share_key
+        else ["--connect", f"{server_device.address}:{PORT}"]
+    )
 
     def start_client() -> NsProcess:
         return bed.spawn(
             client_device,
             AGENT,
             "fetch",
-            "--connect",
-            f"{server_device.address}:{PORT}",
+            *where,
             "--seed",
             client_seed.hex(),
             "--peer-key",
@@ -58,10 +65,15 @@ def start_pair(
     return server, start_client
 
 
-def test_chunks_cross_namespaces_over_tls(netns_bed: Callable[[int], TestBed]) -> None:
+def test_unconfigured_devices_discover_each_other_and_fetch_over_tls(
+    netns_bed: Callable[[int], TestBed],
+) -> None:
     bed = netns_bed(2)
-    _, start_client = start_pair(bed, chunks=6, chunk_kib=64)
+    server, start_client = start_pair(bed, chunks=6, chunk_kib=64, share_key=os.urandom(32))
+    port = server.expect(lambda m: m["event"] == "listening", 1, "listening")["port"]
     client = start_client()
+    found = client.expect(lambda m: m["event"] == "discovered", 20, "the server by mDNS")
+    assert found == {"event": "discovered", "address": bed.devices[0].address, "port": port}
     done = client.expect(lambda m: m["event"] == "done", 15, "the fetch to finish")
     assert done["complete"] is True
     assert done["per_session"] == [6]
