@@ -16,11 +16,11 @@ from typing import TextIO
 GLOBAL_HOST = "-"
 
 
-def _running_loop_time() -> float:
+def _running_loop_time() -> float | None:
     try:
         return asyncio.get_running_loop().time()
     except RuntimeError:
-        return 0.0
+        return None
 
 
 def _format_value(value: object) -> str:
@@ -40,17 +40,21 @@ class Trace:
         *,
         keep: int | None = 100_000,
         sink: TextIO | None = None,
-        now: Callable[[], float] = _running_loop_time,
+        now: Callable[[], float | None] = _running_loop_time,
     ) -> None:
         self._lines: deque[str] = deque(maxlen=keep)
         self._sink = sink
         self._now = now
         self._hash = hashlib.sha256()
+        self._last_s = 0.0
         self.count = 0
 
     def record(self, host: str, event: str, **details: object) -> None:
         fields = " ".join(f"{key}={_format_value(value)}" for key, value in details.items())
-        line = f"{self._now() * 1000:12.3f} {host:<10} {event}" + (f" {fields}" if fields else "")
+        now = self._now()
+        # Outside a running loop (set-up, or after the run ended) events keep the last time seen.
+        self._last_s = now if now is not None else self._last_s
+        line = f"{self._last_s * 1000:12.3f} {host:<10} {event}" + (f" {fields}" if fields else "")
         self._hash.update(line.encode() + b"\n")
         self.count += 1
         self._lines.append(line)
