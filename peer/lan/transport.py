@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import inspect
 import logging
 import ssl
@@ -70,6 +71,15 @@ class LocalDevice:
 
     def hello(self) -> Hello:
         return Hello(device_key=self.tls.public_key, certificate=self.certificate)
+
+    # Built once: reconnect loops must not reload the key for every attempt.
+    @functools.cached_property
+    def client_context(self) -> ssl.SSLContext:
+        return client_context(self.tls)
+
+    @functools.cached_property
+    def server_context(self) -> ssl.SSLContext:
+        return server_context(self.tls)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,7 +200,7 @@ async def connect(
             reader, writer = await asyncio.open_connection(
                 host,
                 port,
-                ssl=client_context(device.tls),
+                ssl=device.client_context,
                 server_hostname="",
                 ssl_handshake_timeout=limits.handshake_timeout_s,
                 local_addr=(local_address, 0) if local_address else None,
@@ -252,7 +262,7 @@ class LanServer:
             self._accept,
             host,
             port,
-            ssl=server_context(self._device.tls),
+            ssl=self._device.server_context,
             ssl_handshake_timeout=self._limits.handshake_timeout_s,
         )
 
@@ -291,6 +301,8 @@ class LanServer:
                 await self._handler(connection)
             except LinkError as exc:
                 log.info("LAN peer %s: %s", peer_address, exc)
+            except LanError as exc:
+                log.warning("LAN peer %s misbehaved: %s", peer_address, exc)
         finally:
             await _close_writer(writer, self._limits.close_timeout_s)
 
