@@ -4,6 +4,8 @@ a hashed trace and seeds. Same seed, same run, event for event.
 The real peer and relay run on it through their seams: ``SimClock`` for ``seams.Clock``,
 ``SimHost`` for the Network seam (``interfaces.HostNetwork``), ``SeededBuggify`` for fault points,
 ``seams.SeededRandom`` forks for randomness and ``seams.InlineExecutor`` for CPU work.
+aiohttp servers and clients run on the simulated network through ``aiohttp_sim`` (imported on its
+own, so the runtime does not pull in aiohttp).
 """
 
 from simulations.runtime.buggify import NO_BUGGIFY, Buggify, NoBuggify, SeededBuggify, SiteReport
@@ -43,6 +45,7 @@ from simulations.runtime.seed import (
 from simulations.runtime.simulation import Simulation, SwarmOptions, swarm
 from simulations.runtime.streams import SimConnection
 from simulations.runtime.trace import Trace
+from simulations.runtime.transport import SimTransport, open_protocol, serve_protocol
 
 __all__ = [
     "DEFAULT_EPOCH_MS",
@@ -75,6 +78,7 @@ __all__ = [
     "SimHost",
     "SimListener",
     "SimNetwork",
+    "SimTransport",
     "Simulation",
     "SimulationError",
     "SiteReport",
@@ -84,11 +88,13 @@ __all__ = [
     "VirtualTimeLoop",
     "describe_pending",
     "fresh_seed",
+    "open_protocol",
     "parse_seed",
     "replay_hint",
     "run",
     "run_seeds",
     "seeds_to_run",
+    "serve_protocol",
     "swarm",
     "swarm_faults",
 ]

@@ -49,7 +49,9 @@ class LinkCounters:
 class Link:
     """One direction between two hosts: its latency, its bandwidth queue, its counters."""
 
-    def __init__(self, src: str, dst: str, kind: LinkKind, faults: NetFaults, rng: SeededRandom):
+    def __init__(
+        self, src: str, dst: str, kind: LinkKind, faults: NetFaults, rng: SeededRandom
+    ) -> None:
         self.src = src
         self.dst = dst
         self.kind = kind
@@ -229,6 +231,14 @@ class SimNetwork:
 
     def counters_by_link(self) -> dict[tuple[str, str], LinkCounters]:
         return {key: self._links[key].counters for key in sorted(self._links)}
+
+    def counters_touching(self, host: str) -> LinkCounters:
+        """Traffic to and from ``host`` (e.g. everything that went through the relay)."""
+        total = LinkCounters()
+        for (src, dst), link in sorted(self._links.items()):
+            if host in (src, dst) and src != dst:
+                total.add(link.counters)
+        return total
 
     def counters_by_kind(self) -> dict[LinkKind, LinkCounters]:
         totals = {kind: LinkCounters() for kind in LinkKind}

@@ -218,6 +218,9 @@ def test_counters_split_bytes_by_link_and_path_kind() -> None:
     )
     assert links[("a", "b")].bytes_delivered == 4000
     assert (links[("c", "relay")].bytes_sent, links[("c", "relay")].datagrams_dropped) == (10, 1)
+    through_relay = net.counters_touching("relay")
+    assert (through_relay.bytes_sent, through_relay.frames_sent) == (1510, 3)
+    assert net.counters_touching("b").bytes_sent == 4000
     kinds = net.counters_by_kind()
     assert kinds[LinkKind.LAN].bytes_sent == 4000
     assert kinds[LinkKind.WAN].bytes_sent == 1510
