@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ipaddress
+import itertools
 import logging
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any, Generic, Literal, TypeVar
@@ -26,7 +27,13 @@ from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZerocon
 from peer.lan.announcement import decode_announcement, encode_announcement
 from peer.lan.errors import DiscoveryError
 from peer.lan.hello import LAN_PROTOCOL_VERSION
-from peer.lan.tokens import HOUR_MS, TOKEN_BYTES, hour_of, match_shares, share_token
+from peer.lan.tokens import (
+    DISCOVERY_KEY_BYTES,
+    HOUR_MS,
+    hour_of,
+    match_shares,
+    share_token,
+)
 from seams import Clock, RandomSource
 
 log = logging.getLogger(__name__)
@@ -106,6 +113,7 @@ class LanDiscovery(Generic[S]):
         # Random per run: nothing in the names links two runs, or this device to its ids.
         label = random.bytes(8).hex()
         self.instance_name = f"{label}.{SERVICE_TYPE}"
+        self._padding_key = random.bytes(DISCOVERY_KEY_BYTES)
         self._server = f"ds-{label}.local."
         self._events: asyncio.Queue[DiscoveryEvent] = asyncio.Queue(EVENT_QUEUE_SIZE)
         self._known: dict[str, PeerSeen[S]] = {}
@@ -177,10 +185,11 @@ class LanDiscovery(Generic[S]):
 
     def _service_info(self) -> AsyncServiceInfo:
         hour = hour_of(self._clock.now_ms())
+        # Padding is stable within the hour: were it redrawn on every re-announcement (a new
+        # address, say), the tokens that stayed put would be the real ones.
+        padding = (share_token(self._padding_key, hour * 256 + i) for i in itertools.count())
         properties = encode_announcement(
-            self._version,
-            (share_token(key, hour) for key in self._keys.values()),
-            iter(lambda: self._random.bytes(TOKEN_BYTES), None),
+            self._version, (share_token(key, hour) for key in self._keys.values()), padding
         )
         return AsyncServiceInfo(
             SERVICE_TYPE,

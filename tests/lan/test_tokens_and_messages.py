@@ -106,11 +106,14 @@ def test_announcer_rotates_tokens_with_the_hour_and_names_nothing() -> None:
         random=SeededRandom(9),
     )
     before = decode_announcement(discovery._service_info().properties)
+    # Re-announcing within the hour (a new address) shows the very same tokens, padding included.
+    assert decode_announcement(discovery._service_info().properties) == before
     clock.now += HOUR_MS
     after = decode_announcement(discovery._service_info().properties)
     assert share_token(KEY_A, 490_000) in before.tokens
     assert share_token(KEY_A, 490_001) in after.tokens
     assert share_token(KEY_A, 490_000) not in after.tokens
+    assert not before.tokens & after.tokens  # padding rotates with the hour too
     other = LanDiscovery(
         port=4000,
         discovery_keys={"photos": KEY_A},
