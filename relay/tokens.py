@@ -78,6 +78,11 @@ class TokenAuthority:
         self._verified[token] = (principal, iat, exp)
         return principal
 
+    def expires_ms(self, token: str, now_ms: int) -> int:
+        """When a valid token expires (verifying it if it was not yet)."""
+        self.verify(token, now_ms)
+        return self._verified[token][2] * 1000
+
     def _verify_signed(self, token: str, now_ms: int) -> tuple[Principal, int, int]:
         try:
             header = jwt.get_unverified_header(token)

@@ -18,7 +18,7 @@ from aiohttp import WSCloseCode, web
 
 from relay.errors import BadRequest, RelayError, Unauthenticated
 from relay.http import routes, ws
-from relay.http.context import METRICS, PRINCIPAL, SERVICE, SETTINGS, SOCKETS
+from relay.http.context import METRICS, PRINCIPAL, SERVICE, SETTINGS, SOCKETS, TOKEN
 from relay.http.wire import error_response
 from relay.metrics import RelayMetrics
 from relay.runtime import Seams, build_service, close_service
@@ -68,6 +68,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("missing access token (Authorization: Bearer …)")
     request[PRINCIPAL] = await request.app[SERVICE].authenticate(token.strip())
+    request[TOKEN] = token.strip()
     return await handler(request)
 
 

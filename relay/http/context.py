@@ -17,6 +17,8 @@ METRICS = web.AppKey("metrics", RelayMetrics)
 SETTINGS = web.AppKey("settings", Settings)
 SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])
 PRINCIPAL = web.RequestKey("principal", Principal)
+#: The bearer token of the request, kept in memory only (WebSockets re-check its expiry).
+TOKEN = web.RequestKey("token", str)
 
 
 def principal_of(request: web.Request) -> Principal:

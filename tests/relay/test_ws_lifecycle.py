@@ -1,0 +1,93 @@
+"""A WebSocket lives no longer than its token or its device's membership."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from protocol.chain import Role
+from protocol.codec import pack, unpack
+from relay.settings import Settings
+from tests.conftest import free_port
+
+from .conftest import RelayUnderTest, running_relay
+from .helpers import add_member, create_share, login, new_device, remove_member
+
+
+def _settings(tmp_path: Path, ttl_s: int) -> Settings:
+    return Settings(port=free_port(), data_dir=tmp_path, heartbeat_s=0.5, token_ttl_s=ttl_s)
+
+
+async def _subscribe(relay: RelayUnderTest, token: str, share_hex: str):  # type: ignore[no-untyped-def]
+    headers = {"Authorization": f"Bearer {token}"}
+    ws = await relay.api.session.ws_connect(relay.api.base + "/v1/ws", headers=headers)
+    await ws.send_bytes(pack({"type": "subscribe", "cursors": {share_hex: 0}}))
+    assert unpack(await ws.receive_bytes(timeout=5))["type"] == "heads"
+    return ws
+
+
+async def _collect(ws: aiohttp.ClientWebSocketResponse, into: list[dict[str, Any]]) -> None:
+    """Read (and so answer pings) until the socket closes, as a device would."""
+    while True:
+        msg = await ws.receive()
+        if msg.type != aiohttp.WSMsgType.BINARY:
+            return
+        into.append(unpack(msg.data))
+
+
+async def test_socket_closes_when_its_token_expires_unless_renewed(tmp_path: Path) -> None:
+    async with running_relay(_settings(tmp_path, ttl_s=3)) as relay:
+        owner = new_device()
+        await login(relay.api, owner)
+        share = await create_share(relay.api, owner)
+        expiring = await _subscribe(relay, owner.token, share.hex)
+        renewed = await _subscribe(relay, owner.token, share.hex)
+        got_expiring: list[dict[str, Any]] = []
+        got_renewed: list[dict[str, Any]] = []
+        readers = [
+            asyncio.create_task(_collect(expiring, got_expiring)),
+            asyncio.create_task(_collect(renewed, got_renewed)),
+        ]
+        await asyncio.sleep(1.1)  # tokens are stamped in whole seconds
+        await login(relay.api, owner)  # a fresh token for the same device
+        await renewed.send_bytes(pack({"type": "auth", "token": owner.token}))
+        await asyncio.wait_for(readers[0], 6)
+        assert got_expiring[-1]["error"] == "unauthenticated"
+        assert expiring.close_code == 4401
+        assert not renewed.closed
+        assert [m["type"] for m in got_renewed if m["type"] != "heartbeat"] == ["auth_ok"]
+        await renewed.close()
+        await asyncio.wait_for(readers[1], 5)
+
+
+async def test_removed_member_is_disconnected(tmp_path: Path) -> None:
+    async with running_relay(_settings(tmp_path, ttl_s=600)) as relay:
+        owner, editor, stranger = new_device(), new_device(), new_device()
+        for device in (owner, editor, stranger):
+            await login(relay.api, device)
+        share = await create_share(relay.api, owner)
+        await add_member(relay.api, share, editor, Role.EDITOR)
+        ws = await _subscribe(relay, editor.token, share.hex)
+        await remove_member(relay.api, share, editor, cutoff=0)
+        last = None
+        while True:
+            msg = await ws.receive(timeout=5)
+            if msg.type.name != "BINARY":
+                break
+            last = unpack(msg.data)
+        assert last is not None
+        assert last["error"] == "not_member"
+        assert ws.close_code == 4403
+
+        # A non-member's subscription is refused outright, and the socket stays usable.
+        other = await relay.api.session.ws_connect(
+            relay.api.base + "/v1/ws", headers={"Authorization": f"Bearer {stranger.token}"}
+        )
+        await other.send_bytes(pack({"type": "subscribe", "cursors": {share.hex: 0}}))
+        assert unpack(await other.receive_bytes(timeout=5))["error"] == "not_member"
+        await other.send_bytes(b"\x00\x01")
+        assert unpack(await other.receive_bytes(timeout=5))["type"] == "error"
+        await other.close()
