@@ -201,6 +201,10 @@ def test_a_clean_close_delivers_everything_then_eof() -> None:
         assert isinstance(caught.value, ConnectionClosed)
         with pytest.raises(ConnectionResetError):
             await client.send(b"after close")
+        assert net.open_connections == 1  # the server end has not closed yet
+        await server.close()
+        await asyncio.sleep(1)
+        assert net.open_connections == 0
         return got, str(caught.value)
 
     got, message = run(main())
