@@ -1,0 +1,125 @@
+"""File content as the folder tree records it, and blocks as the storage pipeline wants them.
+
+The tree's version holds at most 64 bytes: for a non-empty file the block id (the single data
+block or the manifest) followed by the keyed content hash; for an empty file the content hash
+alone. Which of the two block kinds it is, the block's own header says.
+
+:class:`RelayBlocks` gives ``storage.ingest``/``storage.restore`` the block store they expect,
+backed by the relay: uploads are held back and sent in batches (one "which do you have?" for the
+lot, then only the missing ones, several requests in flight), so an interrupted upload resumes by
+sending only what the relay lacks; downloads take prefetched blocks first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from peer.errors import IntegrityError
+from peer.remote.link import RelayLink
+from storage.errors import StorageError
+from storage.hashing import BlockId, verify_block_id
+from storage.manifest import FileRef, RefKind
+from storage.sealing import BlockType, parse_header
+
+ID_BYTES = 32
+FLUSH_BYTES = 8 << 20
+MAX_PREFETCHED = 4096
+
+
+def encode_content(ref: FileRef) -> bytes:
+    if ref.block_id is None:
+        return ref.content_hash
+    return bytes(ref.block_id) + ref.content_hash
+
+
+def content_hash_of(content: bytes) -> bytes:
+    return content[-ID_BYTES:]
+
+
+def block_of(content: bytes) -> bytes | None:
+    return content[:ID_BYTES] if len(content) == 2 * ID_BYTES else None
+
+
+def decode_content(content: bytes, size: int, first_block: bytes | None) -> FileRef:
+    """The storage reference of a version; ``first_block`` is its block's sealed bytes."""
+    if len(content) == ID_BYTES:
+        if size != 0:
+            raise IntegrityError("a version without a block must be empty")
+        return FileRef(RefKind.EMPTY, 0, content, None)
+    if len(content) != 2 * ID_BYTES or first_block is None:
+        raise IntegrityError("a version's content reference is malformed")
+    try:
+        kind = parse_header(first_block).block_type
+    except Exception as exc:
+        raise IntegrityError(f"a version's block is not a driftsync block: {exc}") from exc
+    ref_kind = RefKind.MANIFEST if kind is BlockType.MANIFEST else RefKind.CHUNK
+    try:
+        return FileRef(ref_kind, size, content[ID_BYTES:], BlockId(content[:ID_BYTES]))
+    except Exception as exc:
+        raise IntegrityError(f"a version's content reference is invalid: {exc}") from exc
+
+
+class RelayBlocks:
+    """The block-store duck type ``storage`` uses (``has_many``, ``put``, ``get``) on the relay."""
+
+    def __init__(self, link: RelayLink, share: str) -> None:
+        self.link = link
+        self.share = share
+        self.known: set[bytes] = set()  # at the relay for sure
+        self.pending: dict[bytes, bytes] = {}
+        self.pending_bytes = 0
+        self.prefetched: dict[bytes, bytes] = {}
+        self.uploaded_blocks = 0
+        self.uploaded_bytes = 0
+
+    async def has(self, block_id: bytes) -> bool:
+        return block_id in self.known or block_id in self.pending
+
+    async def has_many(self, block_ids: Iterable[bytes]) -> set[bytes]:
+        return {b for b in block_ids if b in self.known or b in self.pending}
+
+    async def put(self, block_id: bytes, data: bytes | bytearray, *, verify: bool = True) -> bool:
+        if block_id in self.known or block_id in self.pending:
+            return False
+        self.pending[block_id] = bytes(data)
+        self.pending_bytes += len(data)
+        if self.pending_bytes >= FLUSH_BYTES:
+            await self.flush()
+        return True
+
+    async def flush(self) -> None:
+        """Send what is held back: ask once which the relay has, upload only the others."""
+        if not self.pending:
+            return
+        pending, self.pending, self.pending_bytes = self.pending, {}, 0
+        have = await self.link.have_blocks(self.share, list(pending))
+        missing = [(b, d) for b, d in pending.items() if b not in have]
+        if missing:
+            await self.link.put_blocks(self.share, missing)
+            self.uploaded_blocks += len(missing)
+            self.uploaded_bytes += sum(len(d) for _, d in missing)
+        self.known.update(pending)
+
+    async def prefetch(self, block_ids: Iterable[bytes]) -> None:
+        wanted = [b for b in dict.fromkeys(block_ids) if b not in self.prefetched]
+        if not wanted:
+            return
+        if len(self.prefetched) + len(wanted) > MAX_PREFETCHED:
+            self.prefetched.clear()
+        self.prefetched.update(await self.link.get_blocks(self.share, wanted))
+
+    async def get(self, block_id: bytes) -> bytes:
+        data = self.prefetched.pop(block_id, None)
+        if data is None:
+            data = (await self.link.get_blocks(self.share, [block_id])).get(block_id)
+            if data is None:
+                raise IntegrityError(f"the relay did not send block {block_id.hex()}")
+        try:
+            verify_block_id(BlockId(block_id), data)
+        except StorageError as exc:
+            raise IntegrityError(f"the relay sent wrong bytes for a block: {exc}") from exc
+        self.known.add(block_id)
+        return data
+
+    async def get_many(self, block_ids: Iterable[bytes]) -> dict[bytes, bytes]:
+        return {b: await self.get(b) for b in block_ids}

@@ -1,0 +1,28 @@
+"""A share's keys as each consumer wants them: protocol's key ring → storage's keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from protocol.keyschedule import KeyRing
+from storage.keys import Keyring, SealingKey, ShareKeys
+
+
+@dataclass(frozen=True)
+class ShareCrypto:
+    ring: KeyRing
+
+    @property
+    def share_keys(self) -> ShareKeys:
+        stable = self.ring.share_keys
+        return ShareKeys(self.ring.share_id, stable.chunking_key, stable.chunk_id_key)
+
+    def sealing_key(self, epoch: int) -> SealingKey:
+        return SealingKey(epoch, self.ring.epoch(epoch).sealing_key)
+
+    @property
+    def keyring(self) -> Keyring:
+        return Keyring(self.sealing_key(e) for e in range(self.ring.latest_epoch + 1))
+
+    def metadata_key(self, epoch: int) -> bytes:
+        return self.ring.epoch(epoch).metadata_key

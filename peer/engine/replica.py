@@ -1,0 +1,280 @@
+"""One share's replicated state on this device: chain, keys, folder tree, envelopes in and out.
+
+Receiving runs every check a replica makes, in this order: the envelope decodes; the chain knows
+the height it names (else the chain is fetched first); its payload opens with the epoch's
+metadata key; the signer's certificate inside is issued by a user key the chain knows; the
+signature, the signer's authority (role, epoch, cutoffs) and continuity with the device's last
+envelope hold; and the CRDT accepts the update. Anything that fails is not applied and is
+reported; the device's tip still advances past an envelope the CRDT refused, so every replica
+reaches the same verdict and the log keeps flowing.
+
+Sending: a local CRDT update is sealed into the device's next envelope, and the counter, the
+envelope (outbox) and the update are committed (fsynced) together before anything leaves.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from crdt.errors import UpdateRefused
+from crdt.identity import ReplicaIdentity
+from crdt.tree import FolderTree, LocalUpdate, ReceiveStatus
+from peer.device.store import ShareStore, StoredUpdate
+from peer.engine.keys import ShareCrypto
+from peer.engine.payload import UpdatePayload
+from peer.errors import IntegrityError, ShareError
+from protocol.chain import ZERO_HASH, ChainEntry, MembershipChain, Role, verify_chain
+from protocol.envelope import (
+    Envelope,
+    EnvelopeTip,
+    open_envelope,
+    seal_envelope,
+    verify_envelope,
+)
+from protocol.errors import CounterReplay, ProtocolError, UnknownHeight
+from protocol.keys import CertifiedDevice, DeviceCertificate
+from protocol.keyschedule import KeyRing
+from seams import RandomSource
+
+logger = logging.getLogger("peer.engine")
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    seq: int
+    device: bytes
+    counter: int
+    reason: str
+
+
+@dataclass
+class ApplyReport:
+    applied: int = 0
+    own: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+    needs_chain: bool = False
+
+
+class ShareReplica:
+    def __init__(
+        self,
+        store: ShareStore,
+        device: CertifiedDevice,
+        chain: MembershipChain,
+        crypto: ShareCrypto,
+        rng: RandomSource,
+    ) -> None:
+        self.store = store
+        self.device = device
+        self.chain = chain
+        self.crypto = crypto
+        self.rng = rng
+        self.share_id = chain.share_id
+        self.identity = ReplicaIdentity(device.device_id, device.identity.install_id)
+        self.tree = FolderTree(self.identity)
+        self.installs: dict[bytes, bytes] = {}  # device → install of its last envelope
+
+    # -- opening ---------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, store: ShareStore, device: CertifiedDevice, rng: RandomSource) -> ShareReplica:
+        try:
+            chain = verify_chain(ChainEntry.decode(e) for e in store.chain_entries())
+            ring = KeyRing(chain.share_id, tuple(store.epoch_keys()))
+            ring.check_against(chain)
+        except ProtocolError as exc:
+            raise ShareError(
+                f"the saved state of share in {store.path.parent} does not verify: {exc}",
+                hint="remove that share directory and join the share again",
+            ) from exc
+        replica = cls(store, device, chain, ShareCrypto(ring), rng)
+        replica._replay()
+        return replica
+
+    def _replay(self) -> None:
+        for u in self.store.updates():
+            identity = ReplicaIdentity(u.device, u.install)
+            try:
+                self.tree.receive(identity, u.seq, u.seen, u.body)
+            except UpdateRefused as exc:  # pragma: no cover - only accepted updates are stored
+                logger.error(
+                    "stored update %s#%d refused on replay: %s", u.device.hex(), u.seq, exc
+                )
+            self.installs[u.device] = u.install
+        stored_install = self.store.get("install")
+        if stored_install is not None and stored_install != self.identity.install_id:
+            # Restored from a backup or copied: we write as a new replica from now on, and our
+            # envelope counter continues after whatever the relay already holds from us.
+            self.store.set("restored", True)
+        self.store.set("install", self.identity.install_id)
+
+    # -- state -----------------------------------------------------------------------------------
+
+    @property
+    def role(self) -> Role | None:
+        return self.chain.role_at(self.device.certificate.user_id)
+
+    @property
+    def counter(self) -> int:
+        return int(self.store.get("counter", 0))
+
+    @property
+    def cursor(self) -> int:
+        return int(self.store.get("cursor", 0))
+
+    def tips_vector(self) -> dict[bytes, int]:
+        return {d: c for d, (c, _) in self.store.tips().items()}
+
+    def update_chain(self, entries: list[bytes]) -> None:
+        """Append entries fetched from the relay (verified one by one)."""
+        start = self.chain.height + 1
+        added: list[bytes] = []
+        for raw in entries:
+            entry = ChainEntry.decode(raw)
+            if entry.height < start:
+                continue
+            if self.chain.append(entry):
+                added.append(raw)
+        if added:
+            self.store.add_chain_entries(start, added)
+
+    def set_keys(self, ring: KeyRing) -> None:
+        ring.check_against(self.chain)
+        if ring.latest_epoch >= self.crypto.ring.latest_epoch:
+            self.store.set_epoch_keys(ring.epoch_keys)
+            self.crypto = ShareCrypto(ring)
+
+    # -- receiving -------------------------------------------------------------------------------
+
+    def apply_page(self, entries: Iterable[tuple[int, bytes]], now_ms: int) -> ApplyReport:
+        """Apply log entries in order; stops early (``needs_chain``) when the chain is behind."""
+        report = ApplyReport()
+        with self.store.transaction():
+            for seq, body in entries:
+                try:
+                    envelope = Envelope.decode(body)
+                except ProtocolError as exc:
+                    report.rejected.append(Rejected(seq, b"", 0, f"undecodable envelope: {exc}"))
+                    self.store.set("cursor", seq)
+                    continue
+                if envelope.header.height > self.chain.height:
+                    report.needs_chain = True
+                    return report
+                outcome = self._apply_one(seq, envelope, now_ms)
+                if outcome == "own":
+                    report.own += 1
+                elif outcome == "applied":
+                    report.applied += 1
+                elif outcome is not None:
+                    report.rejected.append(
+                        Rejected(seq, envelope.header.device, envelope.header.counter, outcome)
+                    )
+                self.store.set("cursor", seq)
+        return report
+
+    def _apply_one(self, seq: int, envelope: Envelope, now_ms: int) -> str | None:
+        header = envelope.header
+        tips = self.store.tips()
+        last = tips.get(header.device)
+        if header.device == self.device.device_id and header.counter <= self.counter:
+            if last is None or last[0] < header.counter:
+                self.store.set_tip(header.device, header.counter, envelope.envelope_hash)
+            return "own"
+        if last is not None and header.counter <= last[0]:
+            return None  # seen before (a resend, or delivered twice)
+        try:
+            payload = UpdatePayload.decode(
+                open_envelope(envelope, self.crypto.metadata_key(header.epoch))
+            )
+            certificate = DeviceCertificate.decode(payload.certificate)
+            tip = None if last is None else EnvelopeTip(last[0], last[1])
+            verify_envelope(envelope, certificate, self.chain, tip)
+        except CounterReplay:
+            return None
+        except UnknownHeight:
+            return "the envelope names a chain height this device has not verified yet"
+        except (ProtocolError, IntegrityError) as exc:
+            return f"envelope refused: {exc}"
+        self.store.set_tip(header.device, header.counter, envelope.envelope_hash)
+        self.store.add_certificate(header.device, payload.certificate)
+        if header.device == self.device.device_id:
+            # Ours, written before a restore from backup (or before our state was lost): apply it
+            # like any other, and continue our counter after it.
+            self._advance_own(header.counter, envelope.envelope_hash)
+        identity = ReplicaIdentity(header.device, payload.install)
+        try:
+            result = self.tree.receive(identity, payload.seq, payload.seen, payload.update)
+        except UpdateRefused as exc:
+            return f"update refused by the folder tree: {exc.reason}"
+        self.installs[header.device] = payload.install
+        if result.status is not ReceiveStatus.DUPLICATE:
+            self.store.record_update(
+                StoredUpdate(
+                    header.device,
+                    payload.install,
+                    payload.seq,
+                    payload.seen,
+                    payload.update,
+                    seq,
+                    now_ms,
+                )
+            )
+        return "applied"
+
+    def _advance_own(self, counter: int, envelope_hash: bytes) -> None:
+        if counter > self.counter:
+            self.store.set("counter", counter)
+            self.store.set("prev", envelope_hash)
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    def seal(self, update: LocalUpdate, blocks: Iterable[bytes], now_ms: int) -> int:
+        """Seal ``update`` as our next envelope and commit it with the counter; the counter."""
+        if self.role not in (Role.OWNER, Role.EDITOR):
+            raise ShareError(
+                "this device's user may only read this share",
+                hint="ask an owner to make you an editor to publish changes",
+            )
+        counter = self.counter + 1
+        prev = self.store.get("prev", ZERO_HASH) if counter > 1 else ZERO_HASH
+        epoch = self.chain.current_epoch
+        payload = UpdatePayload(
+            self.identity.install_id,
+            update.seq,
+            dict(update.seen),
+            update.update,
+            self.device.certificate.encode(),
+        )
+        seen = {d: c for d, c in self.tips_vector().items() if d != self.device.device_id}
+        envelope = seal_envelope(
+            self.device.identity,
+            share=self.share_id,
+            epoch=epoch,
+            height=self.chain.height,
+            counter=counter,
+            prev=prev,
+            seen=seen,
+            blocks=blocks,
+            update=payload.encode(),
+            metadata_key=self.crypto.metadata_key(epoch),
+            random_bytes=self.rng.bytes,
+        )
+        with self.store.transaction():
+            self.store.queue_envelope(counter, envelope.encode())
+            self.store.set("counter", counter)
+            self.store.set("prev", envelope.envelope_hash)
+            self.store.set_tip(self.device.device_id, counter, envelope.envelope_hash)
+            self.store.record_update(
+                StoredUpdate(
+                    self.device.device_id,
+                    self.identity.install_id,
+                    update.seq,
+                    dict(update.seen),
+                    update.update,
+                    None,
+                    now_ms,
+                )
+            )
+        return counter

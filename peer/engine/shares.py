@@ -1,0 +1,263 @@
+"""Creating, inviting to, joining and leaving shares: the account-level flows around the engine.
+
+Key delivery on invite: the relay has no mailbox for key wraps, so an invite carries a one-time
+secret. The owner seals the share's key ring under a key derived from it and stores the sealed
+package as a block of the share (only members can read blocks, and the invitee is made a member
+by the chain entry written at the same time); the invite code names that block. Whoever holds
+the code, and is the invited user, can open it; the keys are then checked against the hashes in
+the membership chain, so a relay cannot substitute keys.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from nacl.encoding import RawEncoder
+from nacl.exceptions import CryptoError
+from nacl.hash import blake2b
+from nacl.secret import SecretBox
+
+from peer.device.config import DeviceConfig, ShareConfig
+from peer.device.home import Home
+from peer.device.store import ShareStore
+from peer.errors import ConfigError, IntegrityError, NotFound, ShareError, UsageError
+from peer.remote.link import RelayLink
+from protocol.chain import (
+    ChainEntry,
+    MembershipChain,
+    Role,
+    make_add_user,
+    make_change_role,
+    make_genesis,
+    make_remove_user,
+    verify_chain,
+)
+from protocol.codec import pack, unpack
+from protocol.errors import ProtocolError
+from protocol.invite import Invite, check_invite, make_invite
+from protocol.keys import CertifiedDevice, DeviceCertificate, user_id_of
+from protocol.keyschedule import KeyRing, new_share_id
+from seams import Clock, RandomSource
+
+SECRET_BYTES = 32
+KEY_PACKAGE_PERSON = b"drift-invite-key"
+SEPARATOR = "~"
+
+
+def state_path(home: Home, share_id: str) -> Path:
+    return home.share_dir(share_id) / "state.db"
+
+
+def _check_folder(home: Home, folder: Path) -> Path:
+    folder = folder.expanduser().resolve()
+    if home.root == folder or home.root.is_relative_to(folder):
+        raise UsageError(
+            f"the device's state ({home.root}) would be inside the synced folder {folder}",
+            hint="choose another folder, or another --home",
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+async def create_share(
+    home: Home,
+    config: DeviceConfig,
+    device: CertifiedDevice,
+    link: RelayLink,
+    folder: Path,
+    *,
+    name: str,
+    clock: Clock,
+    rng: RandomSource,
+) -> str:
+    folder = _check_folder(home, folder)
+    share_id = new_share_id(rng.bytes)
+    ring = KeyRing.create(share_id, rng.bytes)
+    genesis = make_genesis(device, share_id, ring.epoch(0).key_hash, clock.now_ms())
+    share = await link.create_share(genesis.encode())
+    store = ShareStore(state_path(home, share))
+    try:
+        store.add_chain_entries(0, [genesis.encode()])
+        store.set_epoch_keys(ring.epoch_keys)
+    finally:
+        store.close()
+    config.shares[share] = ShareConfig(share, str(folder), name or folder.name)
+    config.save(home.config)
+    return share
+
+
+async def _fresh_chain(link: RelayLink, store: ShareStore, share: str) -> MembershipChain:
+    entries = [ChainEntry.decode(e) for e in await link.chain(share, 0)]
+    try:
+        chain = verify_chain(entries, bytes.fromhex(share))
+    except ProtocolError as exc:
+        raise IntegrityError(f"the relay's membership chain does not verify: {exc}") from exc
+    store.add_chain_entries(0, [e.encode() for e in entries])
+    return chain
+
+
+def _require_owner(chain: MembershipChain, device: CertifiedDevice) -> None:
+    if chain.role_at(device.certificate.user_id) is not Role.OWNER:
+        raise ShareError(
+            "only an owner of the share can do this", hint="ask an owner of the share to do it"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class InviteCode:
+    invite: Invite
+    secret: bytes
+    block_id: bytes
+
+    def to_text(self) -> str:
+        tail = base64.b32encode(self.secret + self.block_id).decode("ascii").rstrip("=")
+        return self.invite.to_text() + SEPARATOR + tail
+
+    @classmethod
+    def from_text(cls, text: str) -> InviteCode:
+        head, sep, tail = text.strip().partition(SEPARATOR)
+        if not sep:
+            raise UsageError("this invite code is incomplete", hint="copy the whole code")
+        try:
+            invite = Invite.from_text(head)
+            raw = base64.b32decode(tail.upper() + "=" * (-len(tail) % 8))
+        except (ProtocolError, ValueError) as exc:
+            raise UsageError(
+                f"this invite code is damaged: {exc}", hint="ask for it again"
+            ) from exc
+        if len(raw) != SECRET_BYTES + 32:
+            raise UsageError("this invite code is damaged", hint="ask for it again")
+        return cls(invite, raw[:SECRET_BYTES], raw[SECRET_BYTES:])
+
+
+def _package_box(secret: bytes) -> SecretBox:
+    key = blake2b(secret, digest_size=32, person=KEY_PACKAGE_PERSON, encoder=RawEncoder)
+    return SecretBox(key)
+
+
+async def invite_member(
+    home: Home,
+    config: DeviceConfig,
+    device: CertifiedDevice,
+    link: RelayLink,
+    share: str,
+    user_key: bytes,
+    role: Role,
+    *,
+    clock: Clock,
+    rng: RandomSource,
+) -> str:
+    """Add (or re-role) a user and return the invite code that gives their devices the keys."""
+    store = ShareStore(state_path(home, share))
+    try:
+        chain = await _fresh_chain(link, store, share)
+        _require_owner(chain, device)
+        current = chain.role_at(user_id_of(user_key))
+        entry = None
+        if current is None:
+            entry = make_add_user(chain, device, user_key, role, clock.now_ms())
+        elif current is not role and current is not Role.OWNER:
+            if role is Role.VIEWER:
+                raise ShareError(
+                    "demoting an editor needs their devices' cutoffs",
+                    hint="remove the member and invite them again as a viewer",
+                )
+            entry = make_change_role(chain, device, user_key, role, clock.now_ms())
+        if entry is not None:
+            await link.extend_chain(share, entry.encode())
+            store.add_chain_entries(entry.height, [entry.encode()])
+        ring = KeyRing(chain.share_id, tuple(store.epoch_keys()))
+        secret = rng.bytes(SECRET_BYTES)
+        package = pack({"share": chain.share_id, "keys": list(ring.epoch_keys)})
+        sealed = bytes(_package_box(secret).encrypt(package, rng.bytes(SecretBox.NONCE_SIZE)))
+        block_id = hashlib.sha256(sealed).digest()
+        await link.put_blocks(share, [(block_id, sealed)])
+    finally:
+        store.close()
+    invite = make_invite(chain, config.relay_url, device.device_id)
+    return InviteCode(invite, secret, block_id).to_text()
+
+
+async def join_share(
+    home: Home,
+    config: DeviceConfig,
+    device: CertifiedDevice,
+    link: RelayLink,
+    code: InviteCode,
+    folder: Path,
+) -> str:
+    share = code.invite.share.hex()
+    if share in config.shares:
+        raise UsageError(f"this device already syncs share {share} at {config.shares[share].path}")
+    folder = _check_folder(home, folder)
+    store = ShareStore(state_path(home, share))
+    try:
+        chain = await _fresh_chain(link, store, share)
+        try:
+            check_invite(code.invite, chain)
+        except ProtocolError as exc:
+            raise IntegrityError(f"the invite does not match the relay's share: {exc}") from exc
+        if chain.role_at(device.certificate.user_id) is None:
+            raise ShareError(
+                "your user is not a member of this share",
+                hint="ask the owner to invite your user code (see `drift status`)",
+            )
+        blocks = await link.get_blocks(share, [code.block_id])
+        sealed = blocks.get(code.block_id)
+        if sealed is None or hashlib.sha256(sealed).digest() != code.block_id:
+            raise IntegrityError("the relay did not return the invite's key package")
+        try:
+            package = unpack(_package_box(code.secret).decrypt(sealed))
+            ring = KeyRing(chain.share_id, tuple(package["keys"]))
+            ring.check_against(chain)
+        except (CryptoError, ProtocolError, KeyError, TypeError) as exc:
+            raise IntegrityError(f"the invite's keys do not open or do not verify: {exc}") from exc
+        store.set_epoch_keys(ring.epoch_keys)
+    finally:
+        store.close()
+    config.shares[share] = ShareConfig(share, str(folder), folder.name)
+    if not config.relay_url:
+        config.relay_url = code.invite.relay_url
+    config.save(home.config)
+    return share
+
+
+async def remove_member(
+    home: Home,
+    device: CertifiedDevice,
+    link: RelayLink,
+    share: str,
+    user_key: bytes,
+    *,
+    clock: Clock,
+) -> None:
+    """Remove a user; their devices' envelopes stay valid up to what the relay holds now."""
+    store = ShareStore(state_path(home, share))
+    try:
+        chain = await _fresh_chain(link, store, share)
+        _require_owner(chain, device)
+        user_id = user_id_of(user_key)
+        if chain.role_at(user_id) is None:
+            raise NotFound("that user is not a member of the share")
+        certificates = {d: DeviceCertificate.decode(c) for d, c in store.certificates().items()}
+        vector = await link.server_vector(share)
+        cutoffs = {
+            bytes.fromhex(d): c
+            for d, c in vector.items()
+            if (cert := certificates.get(bytes.fromhex(d))) is not None and cert.user_id == user_id
+        }
+        entry = make_remove_user(chain, device, user_key, cutoffs, clock.now_ms())
+        await link.extend_chain(share, entry.encode())
+        store.add_chain_entries(entry.height, [entry.encode()])
+    finally:
+        store.close()
+
+
+def leave_share(home: Home, config: DeviceConfig, share: str) -> None:
+    if share not in config.shares:
+        raise ConfigError(f"this device does not sync share {share}")
+    del config.shares[share]
+    config.save(home.config)

@@ -1,0 +1,102 @@
+"""Moving file content: a local file → sealed blocks at the relay, a version → a file on disk.
+
+Upload streams the file through ``storage.ingest`` into :class:`RelayBlocks` (bounded memory,
+only blocks the relay lacks are sent). Download streams ``storage.restore.read_version`` into the
+FileSystem seam's atomic write (temp file, fsync, rename): the real path holds the old file or the
+complete, verified new one, never a part. A guard (``expect``) refuses to replace a file that
+changed since it was last synced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+from peer.engine.content import RelayBlocks, block_of, decode_content, encode_content
+from peer.engine.keys import ShareCrypto
+from peer.fs import FileInfo, FileSystem
+from peer.fs.base import Expectation
+from seams import Executor, InlineExecutor
+from storage.ingest import ingest_stream
+from storage.manifest import RefKind
+from storage.restore import read_version
+
+IN_MEMORY_WRITE_BYTES = 16 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Uploaded:
+    content: bytes
+    size: int
+    blocks: tuple[bytes, ...]  # every block the version references (manifest first)
+
+
+async def upload_file(
+    fs: FileSystem,
+    path: str,
+    blocks: RelayBlocks,
+    crypto: ShareCrypto,
+    epoch: int,
+    executor: Executor,
+) -> Uploaded:
+    reader = await executor.run(fs.open_read, path)
+    try:
+        result = await ingest_stream(
+            reader,
+            blocks,  # type: ignore[arg-type]  # the block-store duck type storage uses
+            crypto.share_keys,
+            crypto.sealing_key(epoch),
+            executor=executor.as_pool(),
+            name=path,
+        )
+    finally:
+        await executor.run(reader.close)
+    ref = result.ref
+    referenced: list[bytes] = [] if ref.block_id is None else [bytes(ref.block_id)]
+    if result.manifest is not None:
+        referenced.extend(bytes(b) for b in result.manifest.block_ids())
+    return Uploaded(encode_content(ref), ref.size, tuple(dict.fromkeys(referenced)))
+
+
+async def download_file(
+    fs: FileSystem,
+    path: str,
+    content: bytes,
+    size: int,
+    mtime_ms: int,
+    blocks: RelayBlocks,
+    crypto: ShareCrypto,
+    executor: Executor,
+    expect: Expectation,
+) -> FileInfo:
+    first = block_of(content)
+    first_data = None if first is None else await blocks.get(first)
+    ref = decode_content(content, size, first_data)
+    if ref.kind is RefKind.CHUNK and first is not None and first_data is not None:
+        blocks.prefetched[first] = first_data  # read_version asks for it again
+    chunks = read_version(
+        ref,
+        blocks,
+        crypto.share_keys,
+        crypto.keyring,
+        executor=executor.as_pool(),  # type: ignore[arg-type]
+    )
+    mtime_ns = mtime_ms * 1_000_000
+    if size <= IN_MEMORY_WRITE_BYTES or isinstance(executor, InlineExecutor):
+        data = [c async for c in chunks]
+        return await executor.run(fs.write_atomic, path, data, mtime_ns=mtime_ns, expect=expect)
+    loop = asyncio.get_running_loop()
+    return await executor.run(
+        fs.write_atomic, path, _pull(chunks, loop), mtime_ns=mtime_ns, expect=expect
+    )
+
+
+def _pull(chunks: AsyncIterator[bytes], loop: asyncio.AbstractEventLoop) -> Iterator[bytes]:
+    """Feed an async stream of chunks to a blocking writer running in a worker thread."""
+    while True:
+        future = asyncio.run_coroutine_threadsafe(anext(chunks), loop)  # type: ignore[arg-type]
+        try:
+            yield future.result()
+        except StopAsyncIteration:
+            return

@@ -1,0 +1,79 @@
+"""``RelayLink``: the narrow interface the engine needs from a relay, in protocol bytes.
+
+The HTTP client (:mod:`peer.remote.http`) is the production implementation; a simulation passes
+one that calls the relay service in memory. Records travel as their canonical bytes (chain
+entries, envelopes, sealed blocks), so an implementation needs nothing of the peer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteShare:
+    share_id: str
+    role: str
+    last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class AppendAck:
+    """The relay's sequence number per envelope (original ones for resends) and its head."""
+
+    seqs: tuple[int, ...]
+    appended: int
+    last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class LogPage:
+    entries: tuple[tuple[int, bytes], ...]  # (seq, envelope bytes), ascending seq
+    last_seq: int
+    more: bool
+
+
+class RelayLink(Protocol):
+    """A logged-in device's view of one relay. Errors: ``RelayRefused``, ``RelayUnreachable``."""
+
+    async def create_share(self, genesis: bytes) -> str: ...
+
+    async def list_shares(self) -> list[RemoteShare]: ...
+
+    async def chain(self, share: str, from_height: int = 0) -> list[bytes]: ...
+
+    async def extend_chain(self, share: str, entry: bytes) -> int: ...
+
+    async def append(
+        self, share: str, envelopes: Sequence[tuple[bytes, bytes | None]]
+    ) -> AppendAck:
+        """Append (envelope, certificate or None) pairs, all or nothing; resends are idempotent."""
+        ...
+
+    async def read_log(self, share: str, since: int, limit: int = 1000) -> LogPage: ...
+
+    async def read_missing(
+        self, share: str, vector: Mapping[str, int], limit: int = 1000
+    ) -> LogPage: ...
+
+    async def server_vector(self, share: str) -> dict[str, int]: ...
+
+    async def have_blocks(self, share: str, block_ids: Sequence[bytes]) -> set[bytes]: ...
+
+    async def put_blocks(self, share: str, blocks: Sequence[tuple[bytes, bytes]]) -> int: ...
+
+    async def get_blocks(self, share: str, block_ids: Sequence[bytes]) -> dict[bytes, bytes]: ...
+
+    async def revoke_device(self, statement: bytes) -> bool: ...
+
+    async def put_recovery(self, blob: bytes) -> None: ...
+
+    async def get_recovery(self) -> bytes: ...
+
+    async def wait_heads(self, cursors: Mapping[str, int], timeout_s: float) -> dict[str, int]:
+        """Heads newer than ``cursors`` as soon as there are any, or ``{}`` after the timeout."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,142 @@
+"""Notifications from the relay: a WebSocket kept open, long-poll when it cannot be.
+
+The relay pushes ``(share, seq)`` after appends and sends every followed share's head at
+subscription and with each heartbeat. This keeps the latest head per share; ``wait`` returns as
+soon as one is past the caller's cursor. The socket reconnects with backoff and resubscribes with
+the shares it follows; a caller never misses anything, because it catches up by cursor anyway.
+When the socket cannot be opened, ``wait`` falls back to the relay's HTTP long-poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import aiohttp
+
+from peer.errors import RelayError
+from protocol.codec import pack, unpack
+from protocol.errors import ProtocolError
+
+if TYPE_CHECKING:
+    from peer.remote.http import HttpRelayLink
+
+logger = logging.getLogger("peer.remote")
+
+
+class Notifications:
+    def __init__(self, link: HttpRelayLink) -> None:
+        self.link = link
+        self.heads: dict[str, int] = {}
+        self.shares: set[str] = set()
+        self.changed = asyncio.Event()
+        self.connected = False
+        self.ws_failures = 0
+        self._task: asyncio.Task[None] | None = None
+        self._resubscribe = asyncio.Event()
+
+    async def wait(self, cursors: Mapping[str, int], timeout_s: float) -> dict[str, int]:
+        if not cursors:
+            await self.link.clock.sleep(timeout_s)
+            return {}
+        if not set(cursors) <= self.shares:
+            self.shares |= set(cursors)
+            self._resubscribe.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="drift-notifications")
+        deadline = self.link.clock.monotonic() + timeout_s
+        while True:
+            newer = {s: h for s, h in self.heads.items() if s in cursors and h > cursors[s]}
+            if newer:
+                return newer
+            remaining = deadline - self.link.clock.monotonic()
+            if remaining <= 0:
+                return {}
+            if not self.connected and self.ws_failures >= 2:
+                # The socket cannot be opened (a proxy, a firewall): long-poll instead.
+                try:
+                    heads = await self.link.poll(cursors, min(remaining, 25.0))
+                except RelayError:
+                    await self.link.clock.sleep(min(remaining, 1.0))
+                    continue
+                for share, seq in heads.items():
+                    self.heads[share] = max(self.heads.get(share, 0), seq)
+                continue
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(remaining, 1.0)):
+                    await self.changed.wait()
+
+    async def _run(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                sock = await self.link.ws_connect()
+            except (aiohttp.ClientError, TimeoutError, OSError, RelayError) as exc:
+                self.ws_failures += 1
+                attempt += 1
+                logger.info("notification socket unavailable: %s", exc)
+                await self.link.clock.sleep(self.link.backoff.delay(attempt, self.link.rng))
+                continue
+            attempt = 0
+            self.ws_failures = 0
+            self.connected = True
+            try:
+                await self._follow(sock)
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                logger.info("notification socket lost: %s", exc)
+            finally:
+                self.connected = False
+                await sock.close()
+            await self.link.clock.sleep(self.link.backoff.delay(1, self.link.rng))
+
+    async def _follow(self, sock: aiohttp.ClientWebSocketResponse) -> None:
+        self._resubscribe.clear()
+        subscribed = set(self.shares)
+        cursors = {s: self.heads.get(s, 0) for s in subscribed}
+        await sock.send_bytes(pack({"type": "subscribe", "cursors": cursors}))
+        while True:
+            if self._resubscribe.is_set():
+                return  # reconnect with the larger set of shares
+            receive = asyncio.ensure_future(sock.receive())
+            resub = asyncio.ensure_future(self._resubscribe.wait())
+            done, _ = await asyncio.wait({receive, resub}, return_when=asyncio.FIRST_COMPLETED)
+            resub.cancel()
+            if receive not in done:
+                receive.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await receive
+                return
+            msg = receive.result()
+            if msg.type != aiohttp.WSMsgType.BINARY:
+                return
+            try:
+                body = unpack(msg.data, max_bytes=64 * 1024)
+            except ProtocolError:
+                continue
+            if not isinstance(body, dict):
+                continue
+            kind = body.get("type")
+            if kind in ("heads", "heartbeat") and isinstance(body.get("heads"), dict):
+                for share, seq in body["heads"].items():
+                    self._note(str(share), int(seq))
+            elif kind == "append":
+                self._note(str(body.get("share")), int(body.get("seq", 0)))
+            elif kind == "error":
+                logger.warning("relay notification error: %s", body.get("message"))
+                return
+
+    def _note(self, share: str, seq: int) -> None:
+        if seq > self.heads.get(share, 0):
+            self.heads[share] = seq
+            self.changed.set()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
