@@ -385,6 +385,9 @@ class MemFileSystem:
         if target is not None and target.ino != node.ino:
             if not replace:
                 raise AlreadyExistsError("rename", dst, "destination exists")
+            # in the order Linux checks: onto its own ancestor, then kinds, then emptiness
+            if sparts[: len(dparts)] == dparts:
+                raise DirNotEmptyError("rename", dst, "directory not empty")
             if target.kind is FileKind.DIR and node.kind is not FileKind.DIR:
                 raise IsADirError("rename", dst, "is a directory")
             if target.kind is not FileKind.DIR and node.kind is FileKind.DIR:

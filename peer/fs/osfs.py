@@ -311,7 +311,8 @@ class OsFileSystem:
                     break
                 if info.kind is not FileKind.DIR:
                     sub = "/".join(parts[: i + 1])
-                    raise NotADirError("mkdir", path, f"{sub!r} is a {info.kind}")
+                    cls = SymlinkInPathError if info.kind is FileKind.SYMLINK else NotADirError
+                    raise cls("mkdir", path, f"{sub!r} is a {info.kind}")
                 start = i + 1
         for i in range(max(start, 0), len(parts)):
             sub = "/".join(parts[: i + 1])
@@ -323,12 +324,11 @@ class OsFileSystem:
         sparts, dparts = split_path(src), split_path(dst)
         if not sparts or not dparts:
             raise UnsafePathError(src if not sparts else dst, "cannot rename the root")
+        source = self.lstat(src)
         if src == dst:
-            self.lstat(src)
             return
         if dparts[: len(sparts)] == sparts:
             raise FsError("rename", src, f"cannot move a directory into itself ({dst!r})")
-        source = self.lstat(src)
         try:
             target: FileInfo | None = self.lstat(dst)
         except NotFoundError:
