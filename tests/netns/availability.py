@@ -60,3 +60,20 @@ def require_netns() -> None:
         pytest.fail(f"CI=true but network namespaces cannot be created: {reason}", pytrace=False)
     skipped_reasons.append(reason)
     pytest.skip(f"network namespaces unavailable: {reason}")
+
+
+def report_skipped(terminalreporter: pytest.TerminalReporter) -> None:
+    """A loud line in pytest's summary when namespace tests were skipped; call from a
+    ``pytest_terminal_summary`` hook (tests/lan/conftest.py has one)."""
+    if not skipped_reasons:
+        return
+    terminalreporter.write_sep(
+        "!",
+        f"NETWORK NAMESPACE TESTS DID NOT RUN ({len(skipped_reasons)} skipped): "
+        f"{skipped_reasons[0]}",
+        red=True,
+        bold=True,
+    )
+    terminalreporter.write_line(
+        "They need root and iproute2 (ip, tc); CI (CI=true) fails instead of skipping.", red=True
+    )
