@@ -17,6 +17,7 @@ import bisect
 from collections.abc import Iterable
 
 from crdt.index import OpIndex
+from crdt.names import name_key
 from crdt.ops import ROOT, TRASH, MoveOp, Op, OrderKey
 from crdt.rules import ProjectionRules
 from crdt.structure import Structure, apply_move, project_structure, void_deletes
@@ -147,8 +148,8 @@ class IncrementalStructure:
         return False
 
     # -- the update ---------------------------------------------------------------------------
-    def apply(self, ops: list[Op]) -> set[str]:
-        """Fold in freshly indexed ops; returns the folder nodes whose listing may have changed."""
+    def apply(self, ops: list[Op]) -> set[tuple[str, str]]:
+        """Fold in freshly indexed ops; returns the (folder node, name key) buckets touched."""
         index, rules = self.index, self.rules
         before: dict[str, Placement | None] = {}
         touched = {op.node for op in ops}
@@ -173,31 +174,30 @@ class IncrementalStructure:
             return self._fall_back(before)
         return self._dirty(before)
 
-    def _dirty(self, before: dict[str, Placement | None]) -> set[str]:
-        dirty: set[str] = set()
+    def _dirty(self, before: dict[str, Placement | None]) -> set[tuple[str, str]]:
+        dirty: set[tuple[str, str]] = set()
         for n, old in before.items():
             now = self._placement(n)
             if now != old:
-                if old is not None:
-                    dirty.add(old[0])
-                if now is not None:
-                    dirty.add(now[0])
-        dirty.discard(TRASH)
+                _mark(dirty, old, now)
         return dirty
 
-    def _fall_back(self, before: dict[str, Placement | None]) -> set[str]:
+    def _fall_back(self, before: dict[str, Placement | None]) -> set[tuple[str, str]]:
         self.fallbacks += 1
         old = {n: self._placement(n) for n in self.structure.parent}
         for n, p in before.items():
             old[n] = p
         self._rebuild()
-        dirty: set[str] = set()
+        dirty: set[tuple[str, str]] = set()
         for n in set(old) | set(self.structure.parent):
             was, now = old.get(n), self._placement(n)
             if was != now:
-                if was is not None:
-                    dirty.add(was[0])
-                if now is not None:
-                    dirty.add(now[0])
-        dirty.discard(TRASH)
+                _mark(dirty, was, now)
         return dirty
+
+
+def _mark(dirty: set[tuple[str, str]], was: Placement | None, now: Placement | None) -> None:
+    """The (folder, name key) buckets a node left and joined."""
+    for place in (was, now):
+        if place is not None and place[0] != TRASH:
+            dirty.add((place[0], name_key(place[1])))

@@ -26,7 +26,7 @@ from crdt.rules import DEFAULT_RULES, ProjectionRules
 from crdt.structure import Structure
 from crdt.tree import FolderTree, _Pending
 from crdt.updates import UpdateInfo, UpdateLog
-from crdt.view import Entry, EntryKind, FileVersion, VisibleTree
+from crdt.view import Entry, EntryKind, FileVersion, VisibleTree, kid_key
 from crdt.ydoc import YDoc
 
 MAGIC = b"DRIFTCRDT1"
@@ -62,8 +62,10 @@ def save(tree: FolderTree) -> bytes:
             "structure": [[n, p, s.name[n], s.effective[n], s.key[n]]
                           for n, p in s.parent.items()],
             "view": [[e.id, e.kind.value, e.parent, e.name, list(e.nodes),
-                      e.version.version_id if e.version else None, list(e.copies), e.copy_of]
+                      e.version.version_id if e.version else None, list(e.copies), e.copy_of,
+                      s.key[e.nodes[0]], kid_key(e, tree.rules)]
                      for e in view.entries.values() if e.id != "root"],
+            "tried": [[eid, bucket, list(keys)] for (eid, bucket), keys in view.tried.items()],
         },
     }
     with paused_gc():
@@ -165,17 +167,17 @@ def _warm_projection(index: OpIndex, rules: ProjectionRules,
     versions = index.versions
     entries = view.entries
     node_entry = view.node_entry
-    for eid, kind, parent, name, nodes, vid, copies, copy_of in saved["view"]:
+    rows: list[tuple[Entry, str, str]] = []
+    for eid, kind, parent, name, nodes, vid, copies, copy_of, bucket, kk in saved["view"]:
         k = EntryKind(kind)
-        entries[eid] = Entry(eid, k, parent, name, tuple(nodes),
-                             FileVersion.of(versions[vid]) if vid else None, tuple(copies),
-                             copy_of)
+        e = entries[eid] = Entry(eid, k, parent, name, tuple(nodes),
+                                 FileVersion.of(versions[vid]) if vid else None, tuple(copies),
+                                 copy_of)
+        rows.append((e, bucket, kk))
         if k is not EntryKind.CONFLICTED_COPY:
             for n in nodes:
                 node_entry[n] = eid
-        if k is EntryKind.DIR:
-            view.kids.setdefault(eid, {})
-    view.rebuild_kids(rules)
+    view.restore_index(rows, saved["tried"], rules)
     projection = Projection.__new__(Projection)
     projection.index = index
     projection.rules = rules

@@ -22,21 +22,6 @@ def full_projection(index: OpIndex, rules: ProjectionRules) -> tuple[Structure, 
     return structure, void, VisibleTree.build(structure, index, rules)
 
 
-def dirty_between(old: Structure, new: Structure) -> set[str]:
-    """Folders whose listing may differ between two structures."""
-    dirty: set[str] = set()
-    for node, parent in new.parent.items():
-        if old.parent.get(node) != parent or old.name.get(node) != new.name[node]:
-            dirty.add(parent)
-            if node in old.parent:
-                dirty.add(old.parent[node])
-    for node, parent in old.parent.items():
-        if node not in new.parent:
-            dirty.add(parent)
-    dirty.discard(TRASH)
-    return dirty
-
-
 class Projection:
     """Structure + visible tree for one op index, updated per applied update."""
 
@@ -57,9 +42,9 @@ class Projection:
     def apply(self, ops: list[Op]) -> dict[str, Entry | None]:
         """Fold freshly indexed ``ops`` in; returns the journal of changed entries."""
         dirty = self.inc.apply(ops)
-        parent = self.structure.parent
+        s = self.structure
         for op in ops:
-            if op.node in parent:
-                dirty.add(parent[op.node])
-        dirty.discard(TRASH)
-        return self.view.refresh(dirty, self.structure, self.index, self.rules)
+            parent = s.parent.get(op.node)
+            if parent is not None and parent != TRASH:
+                dirty.add((parent, s.key[op.node]))
+        return self.view.refresh(dirty, set(), s, self.index, self.rules)

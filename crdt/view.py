@@ -7,13 +7,14 @@ of a file). The tree is kept per folder, so a change re-presents only the folder
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
 from crdt.index import OpIndex
 from crdt.names import conflicted_copy_name, name_conflict_name, name_key
 from crdt.ops import ROOT, VersionOp
-from crdt.rules import ProjectionRules
+from crdt.rules import DEFAULT_RULES, ProjectionRules
 from crdt.structure import Structure
 
 ROOT_ENTRY = ROOT
@@ -82,83 +83,116 @@ def _primary_winner(index: OpIndex, node: str) -> VersionOp | None:
     return max((index.versions[h] for h in heads), key=lambda v: v.key, default=None)
 
 
-def present_folder(eid: str, folder_nodes: tuple[str, ...], structure: Structure,
-                   index: OpIndex, rules: ProjectionRules) -> list[Entry]:
-    """Rule 5 on the union of the children of ``folder_nodes``; deterministic for every replica."""
-    kids = [c for n in folder_nodes for c in structure.children.get(n, ())]
+def kid_key(entry: Entry, rules: ProjectionRules) -> str:
+    """The key an entry is listed under in its folder (unique per folder)."""
+    key = name_key(entry.name)
+    return key if rules.name_collisions else f"{key}\x00{entry.id}"
+
+
+class _Group:
+    __slots__ = ("is_dir", "manifest", "name", "nodes")
+
+    def __init__(self, name: str, is_dir: bool, node: str, manifest: bytes | None) -> None:
+        self.name = name
+        self.is_dir = is_dir
+        self.nodes = [node]
+        self.manifest = manifest
+
+
+def present_bucket(eid: str, folder_nodes: tuple[str, ...], key: str, structure: Structure,
+                   index: OpIndex, rules: ProjectionRules) -> tuple[list[Entry], list[str]]:
+    """Rule 5 for the children of ``folder_nodes`` whose names share ``key``.
+
+    The earliest created child keeps its name; a later folder merges into it if it is a folder, a
+    later file with equal content is shown once with it, anything else gets a name-conflict
+    name. Generated names (name conflicts, conflicted copies) avoid every real name key in the
+    folder, so each key's listing depends only on its own children. Returns the entries and the
+    generated-name keys that were tried (a bucket must be re-presented when one of them appears
+    or disappears as a real name).
+    """
+    named = structure.named
+    kids = [c for n in folder_nodes for c in named.get(n, {}).get(key, ())]
+    if not kids:
+        return [], []
     kids.sort(key=lambda c: index.creates[c].key)
-    taken: dict[str, int] = {}
-    groups: list[list] = []  # [name, is_dir, nodes list, winner manifest]
+    tried: list[str] = []
+
+    def is_real(k: str) -> bool:
+        return any(k in named.get(n, ()) for n in folder_nodes)
+
+    def generated(first: str, make: Callable[[int], str]) -> str:
+        name, attempt = first, 0
+        while True:
+            k = name_key(name)
+            tried.append(k)
+            if not rules.name_collisions or not is_real(k):
+                return name
+            name = make(attempt)
+            attempt += 1
+
+    groups: list[_Group] = []
     for c in kids:
-        name = structure.name[c]
         is_dir = index.is_dir(c)
         manifest = None
         if not is_dir:
             w = _primary_winner(index, c)
             manifest = w.manifest if w is not None else b""
-        if not rules.name_collisions:
-            groups.append([name, is_dir, [c], manifest])
-            continue
-        key = name_key(name)
-        g = taken.get(key)
-        if g is not None:
-            other = groups[g]
-            if (other[1] and is_dir) or (not other[1] and not is_dir and other[3] == manifest):
-                other[2].append(c)
+        if groups and rules.name_collisions:
+            first = groups[0]
+            if (first.is_dir and is_dir) or (not first.is_dir and not is_dir
+                                           and first.manifest == manifest):
+                first.nodes.append(c)
                 continue
-            attempt = 0
-            while key in taken:
-                name = name_conflict_name(structure.name[c], c, is_dir, attempt)
-                key = name_key(name)
-                attempt += 1
-        taken[key] = len(groups)
-        groups.append([name, is_dir, [c], manifest])
+            real = structure.name[c]
+            name = generated(
+                name_conflict_name(real, c, is_dir),
+                lambda a, real=real, c=c, d=is_dir: name_conflict_name(real, c, d, a + 1))
+        else:
+            name = structure.name[c]
+        groups.append(_Group(name, is_dir, c, manifest))
 
     out: list[Entry] = []
-    pending_copies: list[tuple[int, VersionOp]] = []
-    for gi, (name, is_dir, nodes, _m) in enumerate(groups):
-        if is_dir:
-            out.append(Entry(nodes[0], EntryKind.DIR, eid, name, tuple(nodes)))
+    for g in groups:
+        nodes = tuple(g.nodes)
+        if g.is_dir:
+            out.append(Entry(nodes[0], EntryKind.DIR, eid, g.name, nodes))
             continue
-        winner, copies = winner_and_copies(index, tuple(nodes), rules)
-        out.append(Entry(nodes[0], EntryKind.FILE, eid, name, tuple(nodes),
-                         FileVersion.of(winner) if winner is not None else None))
-        pending_copies.extend((gi, v) for v in copies)
-    copy_ids: dict[int, list[str]] = {}
-    for gi, v in pending_copies:
-        owner = out[gi]
-        name = conflicted_copy_name(owner.name, v.replica, v.counter)
-        key = name_key(name)
-        attempt = 0
-        while rules.name_collisions and key in taken:
-            name = name_conflict_name(conflicted_copy_name(owner.name, v.replica, v.counter),
-                                      v.id, False, attempt)
-            key = name_key(name)
-            attempt += 1
-        taken[key] = -1
-        cid = f"{v.node}~{v.id}"
-        copy_ids.setdefault(gi, []).append(cid)
-        out.append(Entry(cid, EntryKind.CONFLICTED_COPY, eid, name, (v.node,), FileVersion.of(v),
-                         copy_of=owner.id))
-    for gi, ids in copy_ids.items():
-        e = out[gi]
-        out[gi] = Entry(e.id, e.kind, e.parent, e.name, e.nodes, e.version, tuple(ids))
-    return out
+        winner, copies = winner_and_copies(index, nodes, rules)
+        copy_entries: list[Entry] = []
+        for v in copies:
+            base = conflicted_copy_name(g.name, v.replica, v.counter)
+            name = generated(
+                base, lambda a, base=base, v=v: name_conflict_name(base, v.id, False, a))
+            copy_entries.append(Entry(f"{v.node}~{v.id}", EntryKind.CONFLICTED_COPY, eid, name,
+                                      (v.node,), FileVersion.of(v), copy_of=nodes[0]))
+        out.append(Entry(nodes[0], EntryKind.FILE, eid, g.name, nodes,
+                         FileVersion.of(winner) if winner is not None else None,
+                         tuple(e.id for e in copy_entries)))
+        out.extend(copy_entries)
+    return out, tried
 
 
 class VisibleTree:
-    """The visible tree, kept per folder; updated in place by :meth:`refresh`."""
+    """The visible tree, kept per folder and name key; updated in place by :meth:`refresh`."""
 
     def __init__(self) -> None:
         self.entries: dict[str, Entry] = {
             ROOT_ENTRY: Entry(ROOT_ENTRY, EntryKind.DIR, "", "", (ROOT,))}
-        self.kids: dict[str, dict[str, str]] = {ROOT_ENTRY: {}}  # folder -> name key -> entry
+        self.kids: dict[str, dict[str, str]] = {ROOT_ENTRY: {}}  # folder -> kid key -> entry
         self.node_entry: dict[str, str] = {ROOT: ROOT_ENTRY}
+        # folder -> bucket (real name key) -> ((entry id, kid key), ...) it presented
+        self.buckets: dict[str, dict[str, tuple[tuple[str, str], ...]]] = {}
+        # folder -> generated-name key tried -> buckets that tried it
+        self.gen: dict[str, dict[str, set[str]]] = {}
+        self.tried: dict[tuple[str, str], tuple[str, ...]] = {}  # (folder, bucket) -> keys
+        self.kid_bucket: dict[str, dict[str, str]] = {}  # folder -> kid key -> bucket holding it
+        self.rules: ProjectionRules = DEFAULT_RULES
 
     @classmethod
     def build(cls, structure: Structure, index: OpIndex, rules: ProjectionRules) -> VisibleTree:
         tree = cls()
-        tree.refresh({ROOT}, structure, index, rules)
+        tree.rules = rules
+        tree.refresh(set(), {ROOT}, structure, index, rules)
         return tree
 
     # -- reading ---------------------------------------------------------------------------
@@ -186,73 +220,36 @@ class VisibleTree:
         return sorted((self.entries[c] for c in self.kids.get(eid, {}).values()),
                       key=lambda e: e.name)
 
-    def comparable(self) -> dict[str, Entry]:
-        return dict(self.entries)
-
-    def rebuild_kids(self, rules: ProjectionRules) -> None:
-        """Recreate the per-folder name index from the entries (after loading saved entries)."""
-        for eid in self.kids:
-            self.kids[eid] = {}
-        for e in self.entries.values():
-            if e.id == ROOT_ENTRY:
-                continue
-            key = name_key(e.name) if rules.name_collisions else f"{name_key(e.name)}\x00{e.id}"
-            self.kids.setdefault(e.parent, {})[key] = e.id
+    def restore_index(self, rows: list[tuple[Entry, str, str]],
+                      tried: list[tuple[str, str, list[str]]], rules: ProjectionRules) -> None:
+        """Recreate listings from saved ``(entry, bucket key, kid key)`` rows and tried keys."""
+        self.rules = rules
+        for e, bucket, kk in rows:
+            self.kids.setdefault(e.parent, {})[kk] = e.id
+            self.kid_bucket.setdefault(e.parent, {})[kk] = bucket
+            folder = self.buckets.setdefault(e.parent, {})
+            folder[bucket] = (*folder.get(bucket, ()), (e.id, kk))
+        for eid, bucket, keys in tried:
+            self.tried[(eid, bucket)] = tuple(keys)
+            gen = self.gen.setdefault(eid, {})
+            for k in keys:
+                gen.setdefault(k, set()).add(bucket)
 
     # -- updating --------------------------------------------------------------------------
-    def refresh(self, dirty_nodes: set[str], structure: Structure, index: OpIndex,
-                rules: ProjectionRules) -> dict[str, Entry | None]:
-        """Re-present the folders holding ``dirty_nodes``; returns old values of changed entries."""
-        journal: dict[str, Entry | None] = {}
-        queue = sorted({self.node_entry[n] for n in dirty_nodes if n in self.node_entry
-                        and self.entries[self.node_entry[n]].is_dir})
-        done: set[str] = set()
-        wanted = set(queue)  # folders to re-present; one not listed yet waits to be re-homed
-        dropped: list[tuple[str, str]] = []  # (entry, folder it left)
-        while queue:
-            eid = queue.pop()
-            if eid in done or eid not in self.entries:
-                continue
-            folder = self.entries[eid]
-            if eid != ROOT_ENTRY and not self._listed(folder):
-                continue  # dropped by its parent in this pass; its listing is not its own
-            done.add(eid)
-            new_children = present_folder(eid, folder.nodes, structure, index, rules)
-            old_ids = set(self.kids.get(eid, {}).values())
-            new_kids: dict[str, str] = {}
-            for child in new_children:
-                new_kids[name_key(child.name)] = child.id
-                before = self.entries.get(child.id)
-                if before != child:
-                    self._set(child, before, journal)
-                    if child.is_dir and (before is None or before.nodes != child.nodes
-                                         or not before.is_dir):
-                        done.discard(child.id)
-                        wanted.add(child.id)
-                        queue.append(child.id)
-                    elif child.id in wanted and child.id not in done:
-                        queue.append(child.id)
-            if not rules.name_collisions:
-                # Duplicate keys are possible with the rule off; keep every id reachable.
-                new_kids = {f"{name_key(c.name)}\x00{c.id}": c.id for c in new_children}
-            self.kids[eid] = new_kids
-            new_ids = set(new_kids.values())
-            dropped.extend((gone, eid) for gone in old_ids - new_ids)
-        for gone, folder_id in dropped:
-            e = self.entries.get(gone)
-            if e is not None and e.parent == folder_id and gone not in set(
-                    self.kids.get(folder_id, {}).values()):
-                self._remove_subtree(gone, journal)
-        # An entry re-homed under a folder that was itself dropped later in this pass (only
-        # possible when the cycle rule is switched off) must not survive unreachable.
-        for eid in list(journal):
-            if eid in self.entries and not self._reaches_root(eid):
-                self._remove_subtree(eid, journal)
-        return journal
+    def refresh(self, dirty: set[tuple[str, str]], whole: set[str], structure: Structure,
+                index: OpIndex, rules: ProjectionRules) -> dict[str, Entry | None]:
+        """Re-present the (folder node, name key) buckets in ``dirty`` and the folders in
+        ``whole``; returns the old values of the entries that changed."""
+        self.rules = rules
+        run = _Refresh(self, structure, index, rules)
+        for fnode, key in dirty:
+            run.schedule_node(fnode, key)
+        for fnode in whole:
+            run.schedule_node(fnode, None)
+        return run.finish()
 
     def _listed(self, e: Entry) -> bool:
-        siblings = self.kids.get(e.parent, {})
-        return siblings.get(name_key(e.name)) == e.id or e.id in siblings.values()
+        return self.kids.get(e.parent, {}).get(kid_key(e, self.rules)) == e.id
 
     def _reaches_root(self, eid: str) -> bool:
         seen: set[str] = set()
@@ -277,10 +274,13 @@ class VisibleTree:
                 self.node_entry[n] = entry.id
         if entry.is_dir:
             self.kids.setdefault(entry.id, {})
-        elif entry.id in self.kids:
-            self._drop_children(entry.id, journal)
 
     def _drop_children(self, eid: str, journal: dict[str, Entry | None]) -> None:
+        self.buckets.pop(eid, None)
+        self.kid_bucket.pop(eid, None)
+        for bucket in self.gen.pop(eid, {}).values():
+            for b in bucket:
+                self.tried.pop((eid, b), None)
         for child in list(self.kids.pop(eid, {}).values()):
             if self.entries.get(child) is not None and self.entries[child].parent == eid:
                 self._remove_subtree(child, journal)
@@ -292,3 +292,125 @@ class VisibleTree:
             if self.node_entry.get(n) == eid:
                 del self.node_entry[n]
         self._drop_children(eid, journal)
+
+
+class _Refresh:
+    """One pass of :meth:`VisibleTree.refresh`."""
+
+    def __init__(self, tree: VisibleTree, structure: Structure, index: OpIndex,
+                 rules: ProjectionRules) -> None:
+        self.tree = tree
+        self.structure = structure
+        self.index = index
+        self.rules = rules
+        self.journal: dict[str, Entry | None] = {}
+        self.work: dict[str, set[str] | None] = {}  # folder -> buckets to redo (None: all)
+        self.deferred: dict[str, set[str] | None] = {}  # work for folders not listed (yet)
+        self.queue: list[str] = []
+        self.dropped: list[tuple[str, str]] = []  # (entry, folder it left)
+
+    def schedule_node(self, fnode: str, key: str | None) -> None:
+        eid = self.tree.node_entry.get(fnode)
+        if eid is not None and self.tree.entries[eid].is_dir:
+            self.schedule(eid, key)
+
+    def schedule(self, eid: str, key: str | None) -> None:
+        have = self.work.get(eid, set())
+        if eid not in self.work:
+            self.queue.append(eid)
+        if key is None or have is None:
+            self.work[eid] = None
+        else:
+            have.add(key)
+            self.work[eid] = have
+
+    def _reschedule_deferred(self, eid: str) -> None:
+        if eid in self.deferred:
+            work = self.deferred.pop(eid)
+            if work is None:
+                self.schedule(eid, None)
+            else:
+                for k in work:
+                    self.schedule(eid, k)
+
+    def finish(self) -> dict[str, Entry | None]:
+        tree = self.tree
+        while self.queue:
+            eid = self.queue.pop()
+            if eid not in self.work:
+                continue
+            work = self.work.pop(eid)
+            folder = tree.entries.get(eid)
+            if folder is None:
+                continue
+            if eid != ROOT_ENTRY and not tree._listed(folder):
+                # Dropped by its parent in this pass, or re-homed later: its listing waits.
+                prior = self.deferred.get(eid, set())
+                self.deferred[eid] = None if work is None or prior is None else prior | work
+                continue
+            if work is None:
+                keys = set(tree.buckets.get(eid, {}))
+                for n in folder.nodes:
+                    keys.update(self.structure.named.get(n, ()))
+            else:
+                keys = work
+            for key in sorted(keys):
+                self._present(eid, folder, key)
+        for gone, folder_id in self.dropped:
+            e = tree.entries.get(gone)
+            if e is not None and e.parent == folder_id and not tree._listed(e):
+                tree._remove_subtree(gone, self.journal)
+        # An entry re-homed under a folder that was itself dropped later in this pass (only
+        # possible when the cycle rule is switched off) must not survive unreachable.
+        for eid in list(self.journal):
+            if eid in tree.entries and not tree._reaches_root(eid):
+                tree._remove_subtree(eid, self.journal)
+        return self.journal
+
+    def _present(self, eid: str, folder: Entry, key: str) -> None:
+        tree, rules = self.tree, self.rules
+        new, tried = present_bucket(eid, folder.nodes, key, self.structure, self.index, rules)
+        buckets = tree.buckets.setdefault(eid, {})
+        old = buckets.get(key, ())
+        listing = tree.kids.setdefault(eid, {})
+        holder = tree.kid_bucket.setdefault(eid, {})
+        for oid, kk in old:
+            if listing.get(kk) == oid and holder.get(kk) == key:
+                del listing[kk]
+                del holder[kk]
+        gen = tree.gen.setdefault(eid, {})
+        for k in tree.tried.pop((eid, key), ()):
+            owners = gen.get(k)
+            if owners is not None:
+                owners.discard(key)
+                if not owners:
+                    del gen[k]
+        presented: list[tuple[str, str]] = []
+        for e in new:
+            before = tree.entries.get(e.id)
+            if before != e:
+                tree._set(e, before, self.journal)
+                if e.is_dir and (before is None or before.nodes != e.nodes):
+                    self.deferred.pop(e.id, None)
+                    self.schedule(e.id, None)
+                else:
+                    self._reschedule_deferred(e.id)
+            kk = kid_key(e, rules)
+            listing[kk] = e.id
+            holder[kk] = key
+            presented.append((e.id, kk))
+        if presented:
+            buckets[key] = tuple(presented)
+        else:
+            buckets.pop(key, None)
+        if tried:
+            tree.tried[(eid, key)] = tuple(tried)
+            for k in tried:
+                gen.setdefault(k, set()).add(key)
+        new_ids = {i for i, _ in presented}
+        self.dropped.extend((oid, eid) for oid, _ in old if oid not in new_ids)
+        if bool(old) != bool(presented):
+            # This real name key appeared or vanished: generated names that tried it may change.
+            for owner in sorted(gen.get(key, ())):
+                if owner != key:
+                    self.schedule(eid, owner)
