@@ -8,7 +8,8 @@ aiohttp servers and clients run on the simulated network through ``aiohttp_sim``
 own, so the runtime does not pull in aiohttp).
 """
 
-from simulations.runtime.buggify import NO_BUGGIFY, Buggify, NoBuggify, SeededBuggify, SiteReport
+from seams import NO_BUGGIFY, Buggify, NoBuggify
+from simulations.runtime.buggify import SeededBuggify, SiteReport
 from simulations.runtime.clock import DEFAULT_EPOCH_MS, SimClock
 from simulations.runtime.datagrams import SimDatagramEndpoint
 from simulations.runtime.errors import (

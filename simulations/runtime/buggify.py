@@ -7,37 +7,15 @@ probability ``activation_p`` (decided by the seed and the site name alone, so ad
 changes which others are on), and an active site fires on each evaluation with probability
 ``fire_p``. Rare paths (retries, timeouts, partial writes) then run in many seeds, not in none.
 
-``Buggify``, ``NoBuggify`` and ``NO_BUGGIFY`` are the part that belongs in ``seams``; the seeded
-implementation stays here.
+The interface and the production no-op live in ``seams``; the seeded implementation is here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
 from seams import SeededRandom
 from simulations.runtime.trace import GLOBAL_HOST, Trace
-
-
-class Buggify(Protocol):
-    enabled: bool
-
-    def __call__(self, site: str) -> bool:
-        """True when the fault at ``site`` should happen now."""
-        ...
-
-
-class NoBuggify:
-    """Production: no fault point ever fires."""
-
-    enabled = False
-
-    def __call__(self, site: str) -> bool:
-        return False
-
-
-NO_BUGGIFY = NoBuggify()
 
 
 @dataclass

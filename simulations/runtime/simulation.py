@@ -15,8 +15,8 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TextIO, TypeVar
 
-from seams import SeededRandom
-from simulations.runtime.buggify import NO_BUGGIFY, Buggify, SeededBuggify
+from seams import NO_BUGGIFY, Buggify, SeededRandom
+from simulations.runtime.buggify import SeededBuggify
 from simulations.runtime.clock import DEFAULT_EPOCH_MS, SimClock
 from simulations.runtime.faults import NetFaults, swarm_faults
 from simulations.runtime.loop import DEFAULT_BUDGET_S, DEFAULT_MAX_ITERATIONS, Ties, run
