@@ -112,6 +112,13 @@ class Device:
             self.prev = env.envelope_hash
         return env.encode()
 
+    def accepted(self, envelope: bytes) -> None:
+        """Advance past an envelope made with ``advance=False`` once the relay took it."""
+        from protocol.envelope import Envelope
+
+        self.counter += 1
+        self.prev = Envelope.decode(envelope).envelope_hash
+
 
 def new_device(user: UserIdentity | None = None, name: str = "laptop") -> Device:
     user = user or UserIdentity.generate()
