@@ -2,11 +2,11 @@
 
 Syntax (as git's, checked against ``git check-ignore`` by the tests): ``#`` comments, blank lines,
 ``!`` re-includes, a leading or inner ``/`` anchors a pattern to the folder's root, a trailing
-``/`` matches only directories, ``*`` ``?`` ``[a-z]`` ``[!x]`` never match ``/``, ``**/``,
-``/**`` and ``/**/`` span directories, ``\\`` escapes, trailing spaces are dropped unless escaped.
-As in git, nothing inside an ignored directory can be re-included. Only the ``.driftignore`` at
-the folder's root is read (like syncthing's ``.stignore``); it is itself synced, so every device
-of a share applies the same rules.
+``/`` matches only directories, ``*`` ``?`` ``[a-z]`` ``[!x]`` ``[[:digit:]]`` never match
+``/``, ``**/``, ``/**`` and ``/**/`` span directories, ``\\`` escapes, trailing spaces are
+dropped unless escaped. As in git, nothing inside an ignored directory can be re-included.
+Only the ``.driftignore`` at the folder's root is read (like syncthing's ``.stignore``); it is
+itself synced, so every device of a share applies the same rules.
 
 Always ignored, whatever the rules say: our temp files and ``/.drift/`` (trash and state).
 Ignored by default, which a ``!`` line re-includes: OS litter that is per-machine or regenerated
@@ -95,6 +95,22 @@ def _glob_to_regex(glob: str) -> str:
     return "".join(out)
 
 
+_POSIX_CLASSES = {
+    "alnum": "a-zA-Z0-9",
+    "alpha": "a-zA-Z",
+    "blank": " \\t",
+    "cntrl": "\\x00-\\x1f\\x7f",
+    "digit": "0-9",
+    "graph": "!-~",
+    "lower": "a-z",
+    "print": " -~",
+    "punct": re.escape("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"),
+    "space": " \\t\\n\\r\\f\\v",
+    "upper": "A-Z",
+    "xdigit": "0-9A-Fa-f",
+}
+
+
 def _char_class(glob: str, start: int) -> tuple[str, int]:
     """``[...]`` at ``start``: the regex class and the index after it."""
     i = start + 1
@@ -105,6 +121,15 @@ def _char_class(glob: str, start: int) -> tuple[str, int]:
     first = True
     while i < len(glob):
         c = glob[i]
+        if c == "[" and glob.startswith("[:", i):
+            end = glob.find(":]", i + 2)
+            posix = _POSIX_CLASSES.get(glob[i + 2 : end]) if end >= 0 else None
+            if posix is None:
+                return "(?!)", len(glob)  # git: a malformed class matches nothing
+            items.append(posix)
+            i = end + 2
+            first = False
+            continue
         if c == "]" and not first:
             body = "".join(items)
             return (f"[^/{body}]" if negate else f"(?!/)[{body}]"), i + 1

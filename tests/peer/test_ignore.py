@@ -110,6 +110,18 @@ CASES: list[tuple[str, list[tuple[str, bool, bool]]]] = [
         ],
     ),
     (
+        "[[:digit:]]x\n[[:upper:]]y\n[![:alpha:]]z\n[[:bogus:]]w\n",
+        [
+            ("1x", False, True),
+            ("ax", False, False),
+            ("Ay", False, True),
+            ("ay", False, False),
+            ("9z", False, True),
+            ("qz", False, False),
+            ("bw", False, False),
+        ],
+    ),
+    (
         "foo[\nbar[]]\n[]]x\nsp\\ ace\n",
         [
             ("foo[", False, False),
