@@ -1,0 +1,104 @@
+"""Concurrent changes: edits on three devices, edit against delete, first merge of full folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.peer_sync.harness import make_device, running_relay, settle, share_between
+
+
+def copies(files: dict[str, bytes]) -> dict[str, bytes]:
+    return {p: d for p, d in files.items() if "conflicted copy" in p}
+
+
+async def test_three_concurrent_edits_one_winner_two_copies(tmp_path: Path) -> None:
+    async with running_relay(tmp_path / "relay") as url:
+        devs = [make_device(tmp_path, n, url) for n in ("a", "b", "c")]
+        try:
+            await share_between(devs[0], devs[1], devs[2])
+            (devs[0].folder / "plan.txt").write_bytes(b"v0")
+            await settle(devs)
+            # Offline edits on all three sides, then everyone reconnects.
+            for dev in devs:
+                (dev.folder / "plan.txt").write_bytes(f"edit by {dev.name}".encode())
+            for dev in devs:  # each publishes before seeing the others
+                sync = dev.node.share(next(iter(dev.node.config.shares)))
+                scan = await sync.executor.run(sync._scan)
+                from peer.engine.sync import PassReport
+
+                await sync.publish_local(scan, PassReport())
+                await sync.send_outbox()
+            await settle(devs)
+            pictures = [dev.files() for dev in devs]
+            assert pictures[0] == pictures[1] == pictures[2]
+            assert len(copies(pictures[0])) == 2
+            contents = sorted(pictures[0].values())
+            assert contents == sorted([b"edit by a", b"edit by b", b"edit by c"])
+        finally:
+            for dev in devs:
+                await dev.node.close()
+
+
+async def test_offline_edits_then_reconnect_conflicted_copy(tmp_path: Path) -> None:
+    async with running_relay(tmp_path / "relay") as url:
+        a, b = make_device(tmp_path, "a", url), make_device(tmp_path, "b", url)
+        try:
+            await share_between(a, b)
+            (a.folder / "n.txt").write_bytes(b"base")
+            await settle([a, b])
+            (a.folder / "n.txt").write_bytes(b"from a")
+            await a.sync()
+            (b.folder / "n.txt").write_bytes(b"from b")  # b has not pulled a's edit yet
+            await settle([b, a])
+            assert a.files() == b.files()
+            assert sorted(a.files().values()) == [b"from a", b"from b"]
+            assert len(copies(a.files())) == 1
+        finally:
+            await a.node.close()
+            await b.node.close()
+
+
+async def test_edit_beats_delete(tmp_path: Path) -> None:
+    async with running_relay(tmp_path / "relay") as url:
+        a, b = make_device(tmp_path, "a", url), make_device(tmp_path, "b", url)
+        try:
+            await share_between(a, b)
+            (a.folder / "keep.txt").write_bytes(b"one")
+            await settle([a, b])
+            (a.folder / "keep.txt").unlink()
+            await a.sync()
+            (b.folder / "keep.txt").write_bytes(b"edited while deleted elsewhere")
+            await settle([b, a])
+            assert a.files() == b.files() == {"keep.txt": b"edited while deleted elsewhere"}
+        finally:
+            await a.node.close()
+            await b.node.close()
+
+
+async def test_joining_with_files_loses_nothing(tmp_path: Path) -> None:
+    async with running_relay(tmp_path / "relay") as url:
+        a, b = make_device(tmp_path, "a", url), make_device(tmp_path, "b", url)
+        try:
+            a.folder.mkdir()
+            (a.folder / "same.txt").write_bytes(b"same")
+            (a.folder / "differs.txt").write_bytes(b"a's version")
+            (a.folder / "only-a.txt").write_bytes(b"a")
+            b.folder.mkdir()
+            (b.folder / "same.txt").write_bytes(b"same")
+            (b.folder / "differs.txt").write_bytes(b"b's version")
+            (b.folder / "sub").mkdir()
+            (b.folder / "sub" / "only-b.txt").write_bytes(b"b")
+            await share_between(a, b)
+            await settle([a, b])
+            assert a.files() == b.files()
+            files = a.files()
+            assert files["same.txt"] == b"same"
+            assert files["only-a.txt"] == b"a"
+            assert files["sub/only-b.txt"] == b"b"
+            assert sorted(d for p, d in files.items() if p.startswith("differs")) == [
+                b"a's version",
+                b"b's version",
+            ]
+        finally:
+            await a.node.close()
+            await b.node.close()
