@@ -23,6 +23,7 @@ from peer.lan.errors import (
     MalformedFrame,
     ReadTimeout,
     Unauthorized,
+    WriteTimeout,
 )
 from peer.lan.hello import Hello
 from peer.lan.tls import TlsIdentity, certificate_public_key, client_context
@@ -384,3 +385,25 @@ async def test_frames_that_arrive_together_are_delivered_one_by_one(start_server
     ) as conn:
         await conn.send(b"go")
         assert [await conn.receive() for _ in range(4)] == [b"one", b"two", b"three", b"four"]
+
+
+async def test_a_peer_that_stops_reading_makes_sends_time_out(start_server) -> None:
+    a, b = make_device(), make_device()
+    stop = asyncio.Event()
+
+    async def deaf(conn: LanConnection) -> None:
+        await stop.wait()
+
+    server = await start_server(a, deaf)
+    impatient = dataclasses.replace(FAST, write_timeout_s=0.3, close_timeout_s=0.3)
+    conn = await connect("127.0.0.1", server.port, device=b, authorize=admit_all, limits=impatient)
+    frame = os.urandom(FAST.max_frame_bytes)
+
+    async def flood() -> None:
+        for _ in range(2000):  # far more than any socket buffer holds
+            await conn.send(frame)
+
+    with pytest.raises(WriteTimeout):
+        await flood()
+    stop.set()
+    await conn.close()
