@@ -147,7 +147,10 @@ class OsFileSystem:
 
     @contextlib.contextmanager
     def _dir(self, parts: tuple[str, ...], op: str = "open", path: str = "") -> Iterator[int]:
-        fd = os.open(self.root, _DIR_FLAGS & ~os.O_NOFOLLOW)
+        try:
+            fd = os.open(self.root, _DIR_FLAGS & ~os.O_NOFOLLOW)
+        except OSError as exc:  # the folder itself is gone (an unmounted disk?): say so
+            raise _error(op, path, exc) from exc
         try:
             for i, part in enumerate(parts):
                 try:

@@ -210,7 +210,10 @@ class Scanner:
             directory = stack.pop()
             try:
                 infos = fs.list_dir(directory)
-            except _GONE:
+            except _GONE as exc:
+                if directory == "":  # the folder itself: unmounted, moved away? never "deleted"
+                    walk.errors.append(self._error("", "scan", f"the folder is missing: {exc}"))
+                    walk.unknown.append("")
                 continue  # removed, or replaced by a link, since its parent was listed
             except FsError as exc:
                 walk.errors.append(self._error(directory, "scan", exc.reason))

@@ -438,3 +438,18 @@ async def test_watcher_batches_feed_the_scanner(tmp_path: Path) -> None:
         await index.close()
     finally:
         executor.shutdown()
+
+
+async def test_a_vanished_folder_is_an_error_not_a_mass_deletion(tmp_path: Path) -> None:
+    root = tmp_path / "mount"
+    root.mkdir()
+    (root / "f").write_bytes(b"precious")
+    fs = OsFileSystem(root)
+    clock = FakeClock(time.time_ns() // 1_000_000 + 60_000)
+    scanner = await make(fs, clock)
+    await scan_and_record(scanner)
+    (root / "f").unlink()
+    root.rmdir()
+    result = await scan_and_record(scanner)
+    assert result.changes == []
+    assert [(e.path, e.op) for e in result.errors] == [("", "scan")]
