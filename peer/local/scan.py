@@ -119,7 +119,11 @@ class Scanner:
         clock: Clock,
         stable_interval_s: float = 0.25,
         ignore: IgnoreRules | None = None,
+        marker: str | None = None,
     ) -> None:
+        """``marker``: a path (e.g. ``".drift"``) that must exist in the folder once it is set
+        up, as syncthing's ``.stfolder``: an empty mount point then reads as "not mounted", not
+        as "the user deleted everything"."""
         self.fs = fs
         self.index = index
         self.executor = executor
@@ -129,6 +133,7 @@ class Scanner:
         self.ignore = ignore or IgnoreRules.parse("", case_insensitive=fs.case_insensitive)
         self._ignore_stamp: FileInfo | None = None
         self._ignore_loaded = False
+        self.marker = marker
 
     def _reload_ignore(self) -> None:
         """Re-read ``.driftignore`` when it changed (one lstat per scan otherwise)."""
@@ -178,6 +183,14 @@ class Scanner:
         self._reload_ignore()
         walk = _Walk()
         indexed: dict[str, IndexEntry] = {}
+        if self.marker is not None and not self._marker_present():
+            message = (
+                f"the folder marker {self.marker!r} is missing: is the folder's disk mounted? "
+                "(nothing is treated as deleted until it is back)"
+            )
+            walk.errors.append(self._error("", "scan", message))
+            walk.unknown.append("")
+            return walk, {}
         for root in roots:
             indexed.update(self.index.entries_blocking(root))
             if root == "":
@@ -202,6 +215,13 @@ class Scanner:
             if info.kind is FileKind.DIR:
                 self._walk_dir(root, walk)
         return walk, indexed
+
+    def _marker_present(self) -> bool:
+        try:
+            self.fs.lstat(self.marker or "")
+        except FsError:
+            return False
+        return True
 
     def _walk_dir(self, top: str, walk: _Walk) -> None:
         observed, matches, fs = walk.observed, self.ignore.matches, self.fs

@@ -453,3 +453,18 @@ async def test_a_vanished_folder_is_an_error_not_a_mass_deletion(tmp_path: Path)
     result = await scan_and_record(scanner)
     assert result.changes == []
     assert [(e.path, e.op) for e in result.errors] == [("", "scan")]
+
+
+async def test_a_missing_folder_marker_stops_the_scan(
+    memfs: MemFileSystem, clock: FakeClock
+) -> None:
+    memfs.mkdir(".drift")
+    memfs.write_atomic("f", b"1")
+    index = await LocalIndex.open(":memory:", InlineExecutor())
+    scanner = Scanner(memfs, index, executor=InlineExecutor(), clock=clock, marker=".drift")
+    assert kinds(await scan_and_record(scanner)) == [("added", "f")]
+    memfs.remove_file("f")
+    memfs.rmdir(".drift")  # what an empty mount point looks like
+    result = await scan_and_record(scanner)
+    assert result.changes == []
+    assert "is the folder's disk mounted" in result.errors[0].reason
