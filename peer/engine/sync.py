@@ -115,6 +115,8 @@ class ShareSync:
         self.state = ShareState.IDLE
         self.reason = ""
         self.override_guard = False
+        self._report = PassReport()
+        self._recorded: set[str] = set()
 
     @property
     def tree(self) -> FolderTree:
@@ -246,29 +248,57 @@ class ShareSync:
             for d in sorted(new) + sorted(changed):
                 self._file_error(d, "publish", "you are a viewer of this share: not published")
             return
-        updates: list[tuple[LocalUpdate, tuple[bytes, ...]]] = []
-        self._moves(new, gone, updates, report)
-        for d in sorted((d for d, i in new.items() if i.kind is FileKind.DIR), key=_depth):
-            self._local_dir(d, new[d], updates)
+        self._report = report
+        self._recorded: set[str] = set()
+        self._moves(new, gone, report)
+        # Phase 1: every new or changed file's blocks reach the relay. A failure here (offline)
+        # leaves the tree untouched; the next pass starts again and sends only what is missing.
         new_files = sorted(d for d, i in new.items() if i.kind is not FileKind.DIR)
+        uploads: dict[str, tuple[Uploaded, FileInfo]] = {}
+        for d in [*new_files, *sorted(changed)]:
+            info = new[d] if d in new else changed[d][1]
+            uploaded, after = await self._upload(d, info, report)
+            if uploaded is not None and after is not None:
+                uploads[d] = (uploaded, after)
+        await self.blocks.flush()
+        # Phase 2: tree operations, each sealed into an envelope (and committed) at once.
+        for d in sorted((d for d, i in new.items() if i.kind is FileKind.DIR), key=_depth):
+            self._local_dir(d, new[d])
+        fresh = [d for d in new_files if d in uploads and self.tree.lookup(d) is None]
+        for start in range(0, len(fresh), IMPORT_BATCH):
+            self._import(fresh[start : start + IMPORT_BATCH], uploads)
         for d in new_files:
-            await self._local_new_file(d, new[d], updates, report)
+            if d in uploads and self._unrecorded(d):
+                await self._local_new_file(d, *uploads[d], report)
         for d in sorted(changed):
-            await self._local_changed_file(d, *changed[d], updates, report)
+            if d in uploads:
+                await self._local_changed_file(d, changed[d][0], *uploads[d], report)
         for d in sorted(gone, key=lambda p: -_depth(p)):
-            self._local_gone(gone[d], updates)
-        await self._seal(updates, report)
+            self._local_gone(gone[d])
 
-    async def _seal(
-        self, updates: list[tuple[LocalUpdate, tuple[bytes, ...]]], report: PassReport
-    ) -> None:
-        if not updates:
-            return
-        await self.blocks.flush()  # every block is at the relay before an envelope names it
-        now = self.clock.now_ms()
-        for update, blocks in updates:
-            self.replica.seal(update, blocks, now)
-            report.published += 1
+    def _unrecorded(self, d: str) -> bool:
+        return d not in self._recorded
+
+    def _import(self, paths: list[str], uploads: dict[str, tuple[Uploaded, FileInfo]]) -> None:
+        """Many new files in one update (one envelope): the common case of a first scan."""
+        items = [
+            (d, FileContent(u.content, u.size, after.mtime_ns // 1_000_000))
+            for d in paths
+            for u, after in (uploads[d],)
+        ]
+        try:
+            update = self.tree.import_tree(items, now_ms=self.clock.now_ms())
+        except CrdtError:
+            return  # a name is taken after all: these go one by one
+        self._emit(update, tuple(dict.fromkeys(b for d in paths for b in uploads[d][0].blocks)))
+        for d in paths:
+            uploaded, after = uploads[d]
+            self._record(d, d, after, uploaded.content)
+            self._recorded.add(d)
+
+    def _emit(self, update: LocalUpdate, blocks: tuple[bytes, ...] = ()) -> None:
+        self.replica.seal(update, blocks, self.clock.now_ms())
+        self._report.published += 1
 
     def _record(self, path: str, disk: str, info: FileInfo, content: bytes | None = None) -> None:
         entry = self.tree.lookup(path)
@@ -293,15 +323,13 @@ class ShareSync:
         )
         self.store.clear_file_error(path)
 
-    def _ensure_parents(
-        self, path: str, updates: list[tuple[LocalUpdate, tuple[bytes, ...]]]
-    ) -> None:
+    def _ensure_parents(self, path: str) -> None:
         parts = path.split("/")[:-1]
         for i in range(1, len(parts) + 1):
             folder = "/".join(parts[:i])
             entry = self.tree.lookup(folder)
             if entry is None:
-                updates.append((self.tree.mkdir(folder, now_ms=self.clock.now_ms()), ()))
+                self._emit(self.tree.mkdir(folder, now_ms=self.clock.now_ms()))
             elif not entry.is_dir:
                 raise CrdtError(f"{folder!r} is a file in the share, not a folder")
 
@@ -309,7 +337,6 @@ class ShareSync:
         self,
         new: dict[str, FileInfo],
         gone: dict[str, SyncedFile],
-        updates: list[tuple[LocalUpdate, tuple[bytes, ...]]],
         report: PassReport,
     ) -> None:
         """A vanished path and a new one with the same inode (and kind) is a move or rename."""
@@ -328,17 +355,14 @@ class ShareSync:
             target = new_disk
             try:
                 if entry is not None and entry.id == b.entry:
-                    self._ensure_parents(target, updates)
+                    self._ensure_parents(target)
                     if self.tree.lookup(target) is None or _name(target) != _name(b.path):
-                        updates.append(
-                            (
-                                self.tree.move(
-                                    b.path,
-                                    _parent(target),
-                                    new_name=_name(target),
-                                    now_ms=self.clock.now_ms(),
-                                ),
-                                (),
+                        self._emit(
+                            self.tree.move(
+                                b.path,
+                                _parent(target),
+                                new_name=_name(target),
+                                now_ms=self.clock.now_ms(),
                             )
                         )
                     elif self.tree.lookup(target) is not None:
@@ -374,14 +398,12 @@ class ShareSync:
                     gone.pop(row.disk_path, None)
                     new.pop(new_disk_path, None)
 
-    def _local_dir(
-        self, d: str, info: FileInfo, updates: list[tuple[LocalUpdate, tuple[bytes, ...]]]
-    ) -> None:
+    def _local_dir(self, d: str, info: FileInfo) -> None:
         try:
             entry = self.tree.lookup(d)
             if entry is None:
-                self._ensure_parents(d, updates)
-                updates.append((self.tree.mkdir(d, now_ms=self.clock.now_ms()), ()))
+                self._ensure_parents(d)
+                self._emit(self.tree.mkdir(d, now_ms=self.clock.now_ms()))
             elif not entry.is_dir:
                 self._file_error(d, "publish", "a file of the same name exists in the share")
                 return
@@ -412,16 +434,9 @@ class ShareSync:
         return uploaded, after
 
     async def _local_new_file(
-        self,
-        d: str,
-        info: FileInfo,
-        updates: list[tuple[LocalUpdate, tuple[bytes, ...]]],
-        report: PassReport,
+        self, d: str, uploaded: Uploaded, after: FileInfo, report: PassReport
     ) -> None:
-        uploaded, after = await self._upload(d, info, report)
-        if uploaded is None:
-            return
-        content = FileContent(uploaded.content, uploaded.size, info.mtime_ns // 1_000_000)
+        content = FileContent(uploaded.content, uploaded.size, after.mtime_ns // 1_000_000)
         try:
             entry = self.tree.lookup(d)
             if (
@@ -438,9 +453,9 @@ class ShareSync:
                 d = await self._set_aside(d)
                 report.conflicts += 1
                 after = await self.executor.run(self.fs.lstat, d)
-            self._ensure_parents(d, updates)
-            updates.append(
-                (self.tree.create_file(d, content, now_ms=self.clock.now_ms()), uploaded.blocks)
+            self._ensure_parents(d)
+            self._emit(
+                self.tree.create_file(d, content, now_ms=self.clock.now_ms()), uploaded.blocks
             )
             self._record(d, d, after, uploaded.content)
         except CrdtError as exc:
@@ -456,16 +471,8 @@ class ShareSync:
         return target
 
     async def _local_changed_file(
-        self,
-        d: str,
-        b: SyncedFile,
-        info: FileInfo,
-        updates: list[tuple[LocalUpdate, tuple[bytes, ...]]],
-        report: PassReport,
+        self, d: str, b: SyncedFile, uploaded: Uploaded, after: FileInfo, report: PassReport
     ) -> None:
-        uploaded, after = await self._upload(d, info, report)
-        if uploaded is None:
-            return
         if b.content is not None and content_hash_of(b.content) == content_hash_of(
             uploaded.content
         ):
@@ -494,14 +501,14 @@ class ShareSync:
                     after = await self.executor.run(self.fs.lstat, d)
                     report.conflicts += 1
                 self.store.forget_file(b.path)
-                self._ensure_parents(d, updates)
-                updates.append(
-                    (self.tree.create_file(d, content, now_ms=self.clock.now_ms()), uploaded.blocks)
+                self._ensure_parents(d)
+                self._emit(
+                    self.tree.create_file(d, content, now_ms=self.clock.now_ms()), uploaded.blocks
                 )
                 self._record(d, d, after, uploaded.content)
             elif entry.version is not None and entry.version.version_id == b.version:
-                updates.append(
-                    (self.tree.edit(b.path, content, now_ms=self.clock.now_ms()), uploaded.blocks)
+                self._emit(
+                    self.tree.edit(b.path, content, now_ms=self.clock.now_ms()), uploaded.blocks
                 )
                 self._record(b.path, d, after, uploaded.content)
             else:
@@ -509,12 +516,10 @@ class ShareSync:
                 self.store.forget_file(b.path)
                 aside = await self._set_aside(d)
                 after = await self.executor.run(self.fs.lstat, aside)
-                self._ensure_parents(aside, updates)
-                updates.append(
-                    (
-                        self.tree.create_file(aside, content, now_ms=self.clock.now_ms()),
-                        uploaded.blocks,
-                    )
+                self._ensure_parents(aside)
+                self._emit(
+                    self.tree.create_file(aside, content, now_ms=self.clock.now_ms()),
+                    uploaded.blocks,
                 )
                 self._record(aside, aside, after, uploaded.content)
                 report.conflicts += 1
@@ -522,9 +527,7 @@ class ShareSync:
             self._file_error(d, "publish", str(exc))
             report.errors += 1
 
-    def _local_gone(
-        self, b: SyncedFile, updates: list[tuple[LocalUpdate, tuple[bytes, ...]]]
-    ) -> None:
+    def _local_gone(self, b: SyncedFile) -> None:
         entry = self.tree.lookup(b.path)
         self.store.forget_file(b.path)
         self.store.clear_file_error(b.path)
@@ -536,7 +539,7 @@ class ShareSync:
                     return  # something new arrived in it: the folder stays
             elif entry.version is None or entry.version.version_id != b.version:
                 return  # edited elsewhere meanwhile: the edit wins, the file comes back
-            updates.append((self.tree.delete(b.path, now_ms=self.clock.now_ms()), ()))
+            self._emit(self.tree.delete(b.path, now_ms=self.clock.now_ms()))
         except CrdtError as exc:
             self._file_error(b.path, "delete", str(exc))
 

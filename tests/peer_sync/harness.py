@@ -25,8 +25,10 @@ from tests.conftest import free_port
 
 
 @asynccontextmanager
-async def running_relay(data_dir: Path, **overrides: object) -> AsyncIterator[str]:
-    port = free_port()
+async def running_relay(
+    data_dir: Path, port: int | None = None, **overrides: object
+) -> AsyncIterator[str]:
+    port = port or free_port()
     settings = Settings(
         host="127.0.0.1",
         port=port,
