@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from peer.fs.base import FileSystem
 from peer.fs.errors import NotFoundError
-from peer.fs.paths import is_temp_name
+from peer.fs.paths import TEMP_PREFIX, is_temp_name
 
 IGNORE_FILE = ".driftignore"
 
@@ -245,4 +245,7 @@ def _combine(rules: list[Rule], flags: int) -> re.Pattern[str] | None:
 
 def always_ignored(path: str) -> bool:
     """Our own files: temp files anywhere, ``.drift/`` at the root. No rule re-includes them."""
-    return path == ".drift" or path.startswith(".drift/") or is_temp_name(path.rpartition("/")[2])
+    if path.startswith(".drift") and (len(path) == 6 or path[6] == "/"):
+        return True
+    name = path.rpartition("/")[2]
+    return name.startswith(TEMP_PREFIX) and is_temp_name(name)

@@ -148,17 +148,21 @@ def _row(entry: IndexEntry) -> tuple[object, ...]:
     )
 
 
+_KINDS = {k.value: k for k in FileKind}  # a dict lookup: Enum(value) is slow per row
+_STATES = {s.value: s for s in SyncState}
+
+
 def _entry(row: tuple) -> IndexEntry:  # type: ignore[type-arg]
     return IndexEntry(
         path=row[0],
-        kind=FileKind(row[1]),
+        kind=_KINDS[row[1]],
         size=row[2],
         mtime_ns=row[3],
         inode=row[4],
         executable=bool(row[5]),
         content_hash=row[6],
         indexed_at_ns=row[7],
-        state=SyncState(row[8]),
+        state=_STATES[row[8]],
         symlink_target=row[9],
         node_id=row[10],
         version=row[11],
