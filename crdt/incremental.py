@@ -20,7 +20,7 @@ from crdt.index import OpIndex
 from crdt.names import name_key
 from crdt.ops import ROOT, TRASH, MoveOp, Op, OrderKey
 from crdt.rules import ProjectionRules
-from crdt.structure import Structure, apply_move, project_structure, void_deletes
+from crdt.structure import Structure, apply_move, stranded_deletes, void_deletes
 
 Placement = tuple[str, str, str]  # parent, name, effective move
 
@@ -48,16 +48,24 @@ class IncrementalStructure:
         return inc
 
     def _rebuild(self) -> None:
-        _structure, void = project_structure(self.index, self.rules)
+        """The full replay (rules 1–3 from scratch), keeping the undo log this time."""
         self.void_ab = void_deletes(self.index, self.rules)
-        self.void_c = void - self.void_ab
-        self.structure = Structure()
-        self.keys = []
-        self.undo = []
-        before: dict[str, Placement | None] = {}
-        for op in sorted((m for m in self.index.moves.values() if m.id not in void),
-                         key=lambda m: m.key):
-            self._do(op, before)
+        self.void_c = set()
+        while True:
+            self.structure = Structure()
+            self.keys = []
+            self.undo = []
+            void = self.void_ab | self.void_c
+            before: dict[str, Placement | None] = {}
+            for op in sorted((m for m in self.index.moves.values() if m.id not in void),
+                             key=lambda m: m.key):
+                self._do(op, before)
+            if not self.rules.revive_unseen:
+                return
+            more = stranded_deletes(self.structure) - void
+            if not more:
+                return
+            self.void_c |= more
 
     # -- primitives --------------------------------------------------------------------------
     def _placement(self, node: str) -> Placement | None:

@@ -9,6 +9,8 @@ from crdt.ops import MAX_NAME_BYTES
 
 def name_key(name: str) -> str:
     """Two names collide when their NFC forms are equal after case folding."""
+    if name.isascii():
+        return name.lower()  # NFC is the identity on ASCII, and casefold is lower
     return unicodedata.normalize("NFC", unicodedata.normalize("NFC", name).casefold())
 
 

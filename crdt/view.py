@@ -114,6 +114,15 @@ def present_bucket(eid: str, folder_nodes: tuple[str, ...], key: str, structure:
     kids = [c for n in folder_nodes for c in named.get(n, {}).get(key, ())]
     if not kids:
         return [], []
+    if len(kids) == 1:
+        # The common case, kept cheap: one child under this key and at most one version head.
+        c = kids[0]
+        if index.is_dir(c):
+            return [Entry(c, EntryKind.DIR, eid, structure.name[c], (c,))], []
+        heads = index.heads.get(c)
+        if not heads or len(heads) == 1:
+            version = FileVersion.of(index.versions[next(iter(heads))]) if heads else None
+            return [Entry(c, EntryKind.FILE, eid, structure.name[c], (c,), version)], []
     kids.sort(key=lambda c: index.creates[c].key)
     tried: list[str] = []
 
@@ -362,9 +371,10 @@ class _Refresh:
                 tree._remove_subtree(gone, self.journal)
         # An entry re-homed under a folder that was itself dropped later in this pass (only
         # possible when the cycle rule is switched off) must not survive unreachable.
-        for eid in list(self.journal):
-            if eid in tree.entries and not tree._reaches_root(eid):
-                tree._remove_subtree(eid, self.journal)
+        if not self.rules.cycle_skip:
+            for eid in list(self.journal):
+                if eid in tree.entries and not tree._reaches_root(eid):
+                    tree._remove_subtree(eid, self.journal)
         return self.journal
 
     def _present(self, eid: str, folder: Entry, key: str) -> None:
@@ -395,7 +405,10 @@ class _Refresh:
                     self.schedule(e.id, None)
                 else:
                     self._reschedule_deferred(e.id)
-            kk = kid_key(e, rules)
+            if rules.name_collisions and e.name is self.structure.name.get(e.id):
+                kk = key  # listed under its own real name: the bucket key
+            else:
+                kk = kid_key(e, rules)
             listing[kk] = e.id
             holder[kk] = key
             presented.append((e.id, kk))
