@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
@@ -17,7 +17,7 @@ from crdt.events import ChangeEvent, events_from_journal
 from crdt.gcpause import BULK_OPS, paused_gc
 from crdt.identity import ReplicaIdentity
 from crdt.index import OpIndex
-from crdt.names import name_key
+from crdt.names import name_key, with_suffix
 from crdt.ops import TRASH, MoveOp, Op, VersionOp, check_name, encode_op, op_id
 from crdt.projection import Projection, full_projection
 from crdt.rules import DEFAULT_RULES, ProjectionRules
@@ -608,6 +608,66 @@ class FolderTree:
                for oid in u.op_ids]
         index.add_all(sorted(ops, key=lambda o: o.key))
         return full_projection(index, self.rules)[2]
+
+    def restore_folder(self, path: str, as_of: VersionVector, *, now_ms: int) -> LocalUpdate:
+        """Bring a folder back to how it was at ``as_of`` (a vector; see :meth:`vector_at`).
+
+        Files that existed then get their old content back (a new version, so nothing is lost),
+        deleted ones and missing folders are re-created at their old paths. Files added since are
+        left alone. A path now taken by something of the other kind gets a ``(restored)`` name.
+        """
+        old = self.as_of(as_of)
+        root = old.lookup(path)
+        if root is None or not root.is_dir:
+            raise NotFound(path)
+        batch = _Batch(self, now_ms)
+        created: dict[str, str] = {}  # folder path -> node created in this batch
+
+        def folder_node(p: str) -> str | None:
+            if p in created:
+                return created[p]
+            cur = self.view.lookup(p)
+            if cur is not None:
+                return cur.nodes[0] if cur.is_dir else None
+            parent_path, name = _split(p)
+            parent = folder_node(parent_path)
+            if parent is None:
+                return None
+            created[p] = batch.move(None, parent, name, is_dir=True)
+            return created[p]
+
+        base = "/".join(x for x in path.split("/") if x)
+        stack = [(base, root.id)]
+        while stack:
+            prefix, eid = stack.pop()
+            for child in old.children(eid):
+                full = f"{prefix}/{child.name}" if prefix else child.name
+                if child.is_dir:
+                    folder_node(full)
+                    stack.append((full, child.id))
+                elif child.kind is EntryKind.FILE and child.version is not None:
+                    self._restore_file(batch, full, child.version, folder_node)
+        return self._commit(batch)
+
+    def _restore_file(self, batch: _Batch, full: str, version: FileVersion,
+                      folder_node: Callable[[str], str | None]) -> None:
+        content = FileContent(version.manifest, version.size, version.mtime_ms)
+        cur = self.view.lookup(full)
+        if cur is not None and cur.kind is EntryKind.FILE:
+            if cur.version is None or cur.version.manifest != version.manifest:
+                for node in cur.nodes:
+                    batch.version(node, content, (self._max_head(node),))
+            return
+        parent_path, name = _split(full)
+        parent = folder_node(parent_path)
+        if parent is None:
+            return  # the parent path is a file now; nothing sensible to restore into
+        if cur is not None:
+            name = with_suffix(name, "restored", is_dir=False)
+            if self.view.lookup(f"{parent_path}/{name}" if parent_path else name) is not None:
+                return
+        node = batch.move(None, parent, name, is_dir=False)
+        batch.version(node, content, ())
 
     def full_recompute(self) -> VisibleTree:
         """The oracle: the projection recomputed from scratch from the op set."""

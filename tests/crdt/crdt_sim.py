@@ -58,7 +58,7 @@ class Sim:
         copies = [p for p, e in entries if e.kind is EntryKind.CONFLICTED_COPY]
         content = FileContent(rng.choice(CONTENTS), rng.randint(0, 9), self.now_ms)
         weights = {"mkdir": 3, "create": 4, "edit": 4, "rename": 2, "move": 4, "delete": 2,
-                   "resolve": 1}
+                   "resolve": 1, "restore": 1}
         if self.weights:
             weights = dict(self.weights)
         kind = rng.choices(list(weights), list(weights.values()))[0]
@@ -80,6 +80,10 @@ class Sim:
                 up = tree.move(rng.choice(things), rng.choice(dirs), now_ms=self.now_ms)
             elif kind == "delete" and entries:
                 up = tree.delete(rng.choice([p for p, _ in entries]), now_ms=self.now_ms)
+            elif kind == "restore":
+                when = rng.randint(1_000, self.now_ms)
+                up = tree.restore_folder(rng.choice(dirs), tree.vector_at(when),
+                                         now_ms=self.now_ms)
             elif kind == "resolve" and copies:
                 up = tree.resolve(rng.choice(copies), keep=rng.choice(["current", "copy"]),
                                   now_ms=self.now_ms)

@@ -150,3 +150,21 @@ def test_as_of_an_earlier_vector_and_time() -> None:
     at = t.as_of(t.vector_at(250))
     assert at.lookup("p/a").version.manifest == b"\x01"
     assert t.as_of(t.vector_at(50)).entries.keys() == {"root"}
+
+
+def test_restore_a_folder_to_an_earlier_point() -> None:
+    t = FolderTree(identity(0))
+    t.mkdir("p", now_ms=100)
+    t.mkdir("p/q", now_ms=110)
+    t.create_file("p/a", FileContent(b"\x01", 1, 1), now_ms=200)
+    t.create_file("p/q/b", FileContent(b"\x02", 1, 1), now_ms=210)
+    point = t.version_vector()
+    t.edit("p/a", FileContent(b"\x09", 1, 2), now_ms=300)
+    t.delete("p/q", now_ms=310)
+    t.create_file("p/new", FileContent(b"\x03", 1, 1), now_ms=320)
+    up = t.restore_folder("p", point, now_ms=400)
+    assert t.listing() == {"p": ("dir", None), "p/a": ("file", b"\x01"), "p/q": ("dir", None),
+                           "p/q/b": ("file", b"\x02"), "p/new": ("file", b"\x03")}
+    assert up.events
+    history = t.history(t.lookup("p/a").id)
+    assert [v.version.manifest for v in history.versions] == [b"\x01", b"\x09", b"\x01"]
