@@ -1,6 +1,7 @@
 """Rotating per-share discovery tokens: what a device announces instead of anything trackable.
 
-A token is a keyed BLAKE2b of the hour number under the share's 32-byte discovery key, truncated.
+A token is a keyed BLAKE2b of the hour number under the share's 32-byte discovery key, truncated;
+the construction is the protocol's (``protocol.keyschedule.lan_token``), used here by hour.
 Only devices that hold the discovery key can compute or recognise it, and tokens of different hours
 are unlinkable without the key. A browser accepts the hour before and after its own, so clocks that
 disagree by up to an hour still match.
@@ -8,15 +9,13 @@ disagree by up to an hour still match.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Hashable, Iterable, Mapping
 from typing import TypeVar
 
+from protocol.keyschedule import HOUR_MS, LAN_TOKEN_BYTES, lan_token
+
 DISCOVERY_KEY_BYTES = 32
-TOKEN_BYTES = 8
-HOUR_MS = 3_600_000
-# BLAKE2b's personalization separates these tokens from every other keyed hash of the same key.
-_PERSON = b"driftsync-lan-v1"
+TOKEN_BYTES = LAN_TOKEN_BYTES
 
 S = TypeVar("S", bound=Hashable)
 
@@ -32,9 +31,7 @@ def share_token(discovery_key: bytes, hour: int) -> bytes:
         raise ValueError(f"a discovery key has {DISCOVERY_KEY_BYTES} bytes")
     if hour < 0:
         raise ValueError("hour must not be negative")
-    return hashlib.blake2b(
-        hour.to_bytes(8, "big"), digest_size=TOKEN_BYTES, key=discovery_key, person=_PERSON
-    ).digest()
+    return lan_token(discovery_key, hour * HOUR_MS)
 
 
 def accepted_tokens(discovery_keys: Mapping[S, bytes], hour: int) -> dict[bytes, S]:
