@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -47,6 +48,12 @@ async def poll(request: web.Request) -> web.Response:
         raise BadRequest("poll at least one share")
     heads = await request.app[SERVICE].poll(principal_of(request), cursors, float(timeout))
     return respond({"heads": heads})
+
+
+@functools.lru_cache(maxsize=4096)
+def _append_frame(share: str, seq: int) -> bytes:
+    """One encoding of an append notification, shared by every subscriber of the share."""
+    return pack({"type": "append", "share": share, "seq": seq})
 
 
 class _Session:
@@ -78,9 +85,10 @@ class _Session:
         return (self.expires_ms - self.service.clock.now_ms()) / 1000
 
     async def send(self, message: dict[str, Any]) -> None:
-        heartbeat = self.service.settings.heartbeat_s
-        async with asyncio.timeout(heartbeat):
-            await self.sock.send_bytes(pack(message))
+        # No timeout per send: a socket that stops reading blocks only its own pusher (which
+        # holds one pending seq per share, never a queue), and aiohttp's ping/pong heartbeat
+        # closes it, which ends the send with an error.
+        await self.sock.send_bytes(pack(message))
 
     async def subscribe(self, cursors: dict[str, int]) -> None:
         heads = await self.service.heads(self.who, list(cursors))
@@ -100,7 +108,7 @@ class _Session:
                 woke = await sub.wait(max(0.0, min(heartbeat, self.seconds_left())))
                 if woke:
                     for share, seq in woke.items():
-                        await self.send({"type": "append", "share": share, "seq": seq})
+                        await self.sock.send_bytes(_append_frame(share, seq))
                     metrics.notifications.inc(len(woke), "websocket")
                     continue
                 if self.seconds_left() <= 0:
