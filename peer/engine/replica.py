@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from crdt.errors import UpdateRefused
-from crdt.identity import ReplicaIdentity
+from crdt.identity import ReplicaIdentity, replica_for
 from crdt.tree import FolderTree, LocalUpdate, ReceiveStatus
 from peer.device.store import ShareStore, StoredUpdate
 from peer.engine.keys import ShareCrypto
@@ -123,6 +123,15 @@ class ShareReplica:
     @property
     def cursor(self) -> int:
         return int(self.store.get("cursor", 0))
+
+    def vector_at(self, time_ms: int) -> dict[str, int]:
+        """The CRDT updates this device had received by ``time_ms`` (its own receipt times)."""
+        vector: dict[str, int] = {}
+        for u in self.store.updates():
+            if u.time_ms <= time_ms:
+                replica = replica_for(u.device, u.install)
+                vector[replica] = max(vector.get(replica, 0), u.seq)
+        return vector
 
     def tips_vector(self) -> dict[bytes, int]:
         return {d: c for d, (c, _) in self.store.tips().items()}

@@ -1,0 +1,750 @@
+"""`drift` commands of the device: identity, relay login, devices, shares, the daemon, status,
+conflicts, history, restore and trash.
+
+``main(argv, env)`` takes the whole command line after ``drift`` (``["share", "create", "~/P"]``)
+and returns an :class:`~peer.errors.ExitCode`. Every error says what to do next; tracebacks only
+with ``--debug``. ``--json`` gives scripts a stable shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from peer.device.config import DeviceConfig
+from peer.device.home import Home, resolve_home
+from peer.device.identity import (
+    init_identity,
+    install_certificate,
+    load_device,
+    load_user,
+    new_device_key,
+    parse_user_code,
+    user_code,
+)
+from peer.device.toml import write_atomic
+from peer.engine.node import DeviceNode
+from peer.engine.shares import (
+    InviteCode,
+    create_share,
+    invite_member,
+    join_share,
+    remove_member,
+    state_path,
+)
+from peer.engine.transfer import download_file
+from peer.errors import DriftError, ExitCode, NotFound, UsageError
+from peer.fs import FsError, OsFileSystem
+from peer.remote.http import normalize_url
+from protocol import ids
+from protocol.chain import Role
+from protocol.errors import ProtocolError
+from protocol.keys import DeviceCertificate
+from seams import SystemClock
+from seams.random import OsRandom
+
+EXIT_CODES = """\
+exit codes:
+  0    success
+  1    unexpected error (run again with --debug for details)
+  2    the command line is wrong
+  3    done, but some files could not be synced (see `drift status`)
+  4    the relay could not be reached or refused the request
+  5    `drift conflicts` found conflicted copies
+  10   this device is not set up yet: run `drift init`
+  11   no such share, file or version
+  130  interrupted (Ctrl-C)
+"""
+
+EXAMPLES = """\
+examples:
+  drift init --name laptop                 # your user and this device; shows a recovery code
+  drift relay login https://relay.example  # sign this device in to a relay
+  drift share create ~/Photos              # share a folder
+  drift share invite Photos USER-CODE --role editor   # prints an invite code for them
+  drift share join 'drift-invite:…' ~/Photos          # on their device
+  drift run                                # sync all shares until Ctrl-C
+  drift status --json                      # per share: files, pending, conflicts, why not
+  drift restore ~/Photos/cat.jpg --version 2 --to /tmp/cat-v2.jpg
+"""
+
+DEVICE_CODE_PREFIX = "drift-device:"
+CERT_CODE_PREFIX = "drift-cert:"
+
+
+@dataclass
+class Env:
+    """What a command may touch of the world (tests pass their own)."""
+
+    vars: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    err: TextIO = field(default_factory=lambda: sys.stderr)
+
+    def print(self, text: str = "") -> None:
+        print(text, file=self.out)
+
+    def json(self, value: Any) -> None:
+        print(json.dumps(value, indent=2, sort_keys=True, default=str), file=self.out)
+
+
+# -- the parser ----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # Global options work before or after the command; SUPPRESS keeps a subcommand's parser from
+    # overwriting a value given before it with its default.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--home",
+        default=argparse.SUPPRESS,
+        help="device state directory (default: DRIFT_HOME or the platform's data dir)",
+    )
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
+    )
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
+    )
+    parser = argparse.ArgumentParser(
+        prog="drift",
+        description="Keep folders in sync across your devices and with other people, through "
+        "an end-to-end encrypted relay.",
+        epilog=EXAMPLES + "\n" + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common],
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_text: str, epilog: str = "", **kw: Any) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            parents=[common],
+            epilog=(epilog + "\n\n" + EXIT_CODES) if epilog else EXIT_CODES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            **kw,
+        )
+
+    p = add(
+        "init",
+        "create your user and this device's identity",
+        "example: drift init --name laptop\nThe recovery code is shown once: write it down.",
+    )
+    p.add_argument("--name", default=os.uname().nodename[:64], help="this device's name")
+
+    relay = add("relay", "sign this device in to a relay")
+    relay_sub = relay.add_subparsers(dest="relay_command", required=True)
+    login = relay_sub.add_parser("login", parents=[common], help="sign in (registers the user)")
+    login.add_argument("url", help="the relay's URL, e.g. https://relay.example")
+    login.add_argument("--invite", help="registration code, if the relay asks for one")
+
+    device = add(
+        "device",
+        "link, add or revoke your devices",
+        "linking a new device (two codes, neither secret):\n"
+        "  new device:      drift device add            # prints a request code\n"
+        "  holder device:   drift device link REQUEST   # prints a certificate code\n"
+        "  new device:      drift device add CERT-CODE\n"
+        "then give it your shares: drift share invite SHARE YOUR-USER-CODE",
+    )
+    dev_sub = device.add_subparsers(dest="device_command", required=True)
+    p = dev_sub.add_parser(
+        "link", parents=[common], help="certify a new device (needs the user key)"
+    )
+    p.add_argument("request", help="the request code the new device printed")
+    p = dev_sub.add_parser("add", parents=[common], help="set this device up as one of yours")
+    p.add_argument("code", nargs="?", help="the certificate code from `drift device link`")
+    p.add_argument("--name", default=os.uname().nodename[:64])
+    p = dev_sub.add_parser("revoke", parents=[common], help="revoke a lost device")
+    p.add_argument("device_id")
+    dev_sub.add_parser("list", parents=[common], help="this device's ids")
+
+    share = add("share", "create, invite to, join and manage shared folders")
+    share_sub = share.add_subparsers(dest="share_command", required=True)
+    p = share_sub.add_parser("create", parents=[common], help="share a folder")
+    p.add_argument("path")
+    p.add_argument("--name", default="")
+    p = share_sub.add_parser("invite", parents=[common], help="invite a user; prints a code")
+    p.add_argument("share")
+    p.add_argument("user", help="their user code (`drift status` shows yours)")
+    p.add_argument("--role", choices=["editor", "viewer", "owner"], default="editor")
+    p = share_sub.add_parser("join", parents=[common], help="join with an invite code")
+    p.add_argument("code")
+    p.add_argument("path")
+    p = share_sub.add_parser("remove-member", parents=[common], help="remove a user")
+    p.add_argument("share")
+    p.add_argument("user")
+    share_sub.add_parser("list", parents=[common], help="the shares this device syncs")
+
+    p = add("run", "run the sync daemon in the foreground (Ctrl-C stops it)")
+    p.add_argument("--once", action="store_true", help="one pass over every share, then exit")
+    for name, text in (("pause", "pause syncing"), ("resume", "resume syncing")):
+        p = add(name, text)
+        p.add_argument("share", nargs="?", help="one share (default: all)")
+        if name == "resume":
+            p.add_argument(
+                "--accept-deletes",
+                action="store_true",
+                help="propagate a mass deletion that paused the share",
+            )
+    add("status", "per share: files, bytes, pending, conflicts, and why a file is not synced")
+    add("conflicts", "list conflicted copies (exit 5 when there are some)")
+    p = add("history", "list a file's versions")
+    p.add_argument("path")
+    p = add(
+        "restore",
+        "restore a file or folder as it was",
+        "examples:\n  drift restore ~/P/a.txt --version 2\n"
+        "  drift restore ~/P/docs --at 2025-11-24T10:00 --to /tmp/docs-then",
+    )
+    p.add_argument("path")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--version", help="version number from `drift history` (1 = oldest)")
+    group.add_argument("--at", help="a time: ISO 8601 or Unix seconds")
+    p.add_argument("--to", help="where to write (default: the path itself)")
+    add("trash", "list files deleted by sync (kept in each folder's .drift/trash)")
+    return parser
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _home(args: argparse.Namespace, env: Env) -> Home:
+    return Home(resolve_home(args.home, env.vars))
+
+
+def _node(args: argparse.Namespace, env: Env, *, watch: bool = False) -> DeviceNode:
+    return DeviceNode(_home(args, env), watch=watch)
+
+
+def _share_id(config: DeviceConfig, name: str) -> str:
+    share = config.share_by_name(name)
+    if share is None:
+        raise NotFound(f"no share called {name!r} on this device", hint="see `drift share list`")
+    return share.share_id
+
+
+def _locate(config: DeviceConfig, path: str) -> tuple[str, str]:
+    """(share id, path inside the share) of a path on disk."""
+    target = Path(path).expanduser().resolve()
+    for share in config.shares.values():
+        root = Path(share.path)
+        if target == root or target.is_relative_to(root):
+            return share.share_id, target.relative_to(root).as_posix().strip(".")
+    raise NotFound(f"{target} is not inside a synced folder", hint="see `drift share list`")
+
+
+def _resolve(path: str) -> Path:
+    return Path(path).expanduser().resolve()
+
+
+def _clock_time(text: str) -> int:
+    with contextlib.suppress(ValueError):
+        return int(float(text) * 1000)
+    from datetime import datetime
+
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise UsageError(f"cannot read the time {text!r}", hint="use 2025-11-24T10:00") from exc
+    return int(moment.timestamp() * 1000)
+
+
+def _when(ms: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000)) if ms else "never"
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+async def cmd_init(args: argparse.Namespace, env: Env) -> int:
+    home = _home(args, env)
+    made = init_identity(home, args.name, SystemClock(), OsRandom())
+    write_atomic(home.root / "recovery.blob", made.recovery_blob.encode())
+    DeviceConfig(device_name=args.name).save(home.config)
+    result = {
+        "home": str(home.root),
+        "device_id": ids.format_id(made.device.device_id),
+        "user_code": user_code(made.user.public_key),
+        "recovery_code": made.recovery_code,
+    }
+    if args.json:
+        env.json(result)
+    else:
+        env.print(f"this device:   {result['device_id']}  ({args.name})")
+        env.print(
+            f"your user code (give it to people who share with you):\n  {result['user_code']}"
+        )
+        env.print("recovery code (shown ONCE; write it down, it restores your user key):")
+        env.print(f"  {made.recovery_code}")
+        env.print("next: drift relay login URL")
+    return ExitCode.OK
+
+
+async def cmd_relay_login(args: argparse.Namespace, env: Env) -> int:
+    home = _home(args, env)
+    config = DeviceConfig.load(home.config)
+    config.relay_url = normalize_url(args.url)
+    node = DeviceNode(home, watch=False)
+    node.config.relay_url = config.relay_url
+    try:
+        link = node.link
+        await link.login(register=True, invite=args.invite)  # type: ignore[attr-defined]
+        blob = home.root / "recovery.blob"
+        if blob.exists():
+            await link.put_recovery(blob.read_bytes())
+            blob.unlink()  # the relay keeps it now (sealed: useless without the code)
+    finally:
+        await node.close()
+    config.save(home.config)
+    if args.json:
+        env.json({"relay_url": config.relay_url})
+    else:
+        env.print(f"signed in to {config.relay_url}; next: drift share create PATH")
+    return ExitCode.OK
+
+
+async def cmd_device(args: argparse.Namespace, env: Env) -> int:
+    home = _home(args, env)
+    rng, clock = OsRandom(), SystemClock()
+    if args.device_command == "list":
+        device = load_device(home, rng)
+        env.json(
+            {
+                "device_id": ids.format_id(device.device_id),
+                "user_code": user_code(device.certificate.user_key),
+            }
+        ) if args.json else env.print(
+            f"device {ids.format_id(device.device_id)} of user "
+            f"{user_code(device.certificate.user_key)}"
+        )
+        return ExitCode.OK
+    if args.device_command == "add":
+        if args.code is None:
+            key = new_device_key(home, rng)
+            DeviceConfig(device_name=args.name).save(home.config)
+            raw = key.public_key + args.name.encode()[:64]
+            code = DEVICE_CODE_PREFIX + base64.b32encode(raw).decode().rstrip("=")
+            env.print("on a device that holds your user key run:")
+            env.print(f"  drift device link {code}")
+            env.print("then here: drift device add CERT-CODE")
+            return ExitCode.OK
+        certificate = _decode_code(args.code, CERT_CODE_PREFIX, DeviceCertificate)
+        certified = install_certificate(home, certificate)
+        env.print(
+            f"this device is now {ids.format_id(certified.device_id)}; next: drift relay login URL"
+        )
+        return ExitCode.OK
+    user = load_user(home)
+    if user is None:
+        raise UsageError(
+            "this device does not hold your user key",
+            hint="run this on the device where you ran `drift init`",
+        )
+    if args.device_command == "link":
+        raw = _b32(args.request, DEVICE_CODE_PREFIX)
+        if len(raw) < 32:
+            raise UsageError("this request code is damaged", hint="copy it again")
+        certificate = user.certify(raw[:32], raw[32:].decode(errors="replace"), clock.now_ms())
+        code = CERT_CODE_PREFIX + base64.b32encode(certificate.encode()).decode().rstrip("=")
+        env.print("on the new device run:")
+        env.print(f"  drift device add {code}")
+        return ExitCode.OK
+    node = _node(args, env)
+    try:
+        statement = user.revoke(ids.parse_id(args.device_id), clock.now_ms())
+        new = await node.link.revoke_device(statement.encode())
+    except ProtocolError as exc:
+        raise UsageError(f"not a device id: {exc}") from exc
+    finally:
+        await node.close()
+    env.print("revoked" if new else "that device was already revoked")
+    return ExitCode.OK
+
+
+def _b32(text: str, prefix: str) -> bytes:
+    text = text.strip()
+    if not text.startswith(prefix):
+        raise UsageError(f"expected a code starting with {prefix!r}")
+    body = text[len(prefix) :].upper()
+    try:
+        return base64.b32decode(body + "=" * (-len(body) % 8))
+    except ValueError as exc:
+        raise UsageError("this code is damaged", hint="copy it again") from exc
+
+
+def _decode_code(text: str, prefix: str, kind: type[DeviceCertificate]) -> DeviceCertificate:
+    try:
+        return kind.decode(_b32(text, prefix)).verify()
+    except ProtocolError as exc:
+        raise UsageError(f"this code does not hold a valid certificate: {exc}") from exc
+
+
+async def cmd_share(args: argparse.Namespace, env: Env) -> int:
+    node = _node(args, env)
+    clock, rng = SystemClock(), OsRandom()
+    try:
+        if args.share_command == "list":
+            rows = [asdict(s) for s in node.config.shares.values()]
+            if args.json:
+                env.json(rows)
+            for row in [] if args.json else rows:
+                env.print(f"{row['name']:<20} {row['share_id']}  {row['path']}")
+            return ExitCode.OK
+        if args.share_command == "create":
+            share = await create_share(
+                node.home,
+                node.config,
+                node.device,
+                node.link,
+                Path(args.path),
+                name=args.name,
+                clock=clock,
+                rng=rng,
+            )
+            env.json({"share": share}) if args.json else env.print(
+                f"created share {share} for {_resolve(args.path)}\n"
+                "next: drift share invite SHARE USER-CODE, then drift run"
+            )
+            return ExitCode.OK
+        if args.share_command == "invite":
+            share = _share_id(node.config, args.share)
+            code = await invite_member(
+                node.home,
+                node.config,
+                node.device,
+                node.link,
+                share,
+                parse_user_code(args.user),
+                Role(args.role),
+                clock=clock,
+                rng=rng,
+            )
+            env.json({"invite": code}) if args.json else env.print(
+                f"give this code to them (it carries the share's keys; send it privately):\n"
+                f"  {code}\nthey run: drift share join CODE PATH"
+            )
+            return ExitCode.OK
+        if args.share_command == "join":
+            share = await join_share(
+                node.home,
+                node.config,
+                node.device,
+                node.link,
+                InviteCode.from_text(args.code),
+                Path(args.path),
+            )
+            env.json({"share": share}) if args.json else env.print(
+                f"joined share {share}; run `drift run` to sync it"
+            )
+            return ExitCode.OK
+        share = _share_id(node.config, args.share)
+        await remove_member(
+            node.home, node.device, node.link, share, parse_user_code(args.user), clock=clock
+        )
+        env.print("removed; they get nothing new from now on")
+        return ExitCode.OK
+    finally:
+        await node.close()
+
+
+async def cmd_run(args: argparse.Namespace, env: Env) -> int:
+    node = _node(args, env, watch=not args.once)
+    try:
+        if args.once:
+            reports = await node.sync_once()
+            errors = sum(r.errors for r in reports.values())
+            if args.json:
+                env.json({s: asdict(r) for s, r in reports.items()})
+            return ExitCode.FILE_ERRORS if errors else ExitCode.OK
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        env.print(f"syncing {len(node.config.shares)} share(s); Ctrl-C stops")
+        await node.run(stop)
+        return ExitCode.OK
+    finally:
+        await node.close()
+
+
+async def cmd_pause_resume(args: argparse.Namespace, env: Env) -> int:
+    home = _home(args, env)
+    config = DeviceConfig.load(home.config)
+    targets = [_share_id(config, args.share)] if args.share else list(config.shares)
+    for sid in targets:
+        config.shares[sid].paused = args.command == "pause"
+        if args.command == "resume" and args.accept_deletes:
+            from peer.device.store import ShareStore
+
+            store = ShareStore(state_path(home, sid))
+            store.set("accept_deletes", True)
+            store.close()
+    config.save(home.config)
+    env.print(f"{args.command}d {len(targets)} share(s)")
+    return ExitCode.OK
+
+
+async def cmd_status(args: argparse.Namespace, env: Env) -> int:
+    node = _node(args, env)
+    try:
+        statuses = [node.status(sid) for sid in node.config.shares]
+        user = user_code(node.device.certificate.user_key)
+        if args.json:
+            env.json(
+                {
+                    "user_code": user,
+                    "device_id": ids.format_id(node.device.device_id),
+                    "relay_url": node.config.relay_url,
+                    "shares": [asdict(s) for s in statuses],
+                }
+            )
+        else:
+            _print_status(env, node, statuses, user)
+        failing = any(s.not_synced for s in statuses)
+        return ExitCode.FILE_ERRORS if failing else ExitCode.OK
+    finally:
+        await node.close()
+
+
+def _print_status(env: Env, node: DeviceNode, statuses: list[Any], user: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=env.out, width=120)
+    console.print(f"user code {user}\nrelay {node.config.relay_url or '(none: drift relay login)'}")
+    for s in statuses:
+        name = node.config.shares[s.share_id].name
+        table = Table(title=f"{name} — {s.path}", show_header=False)
+        table.add_row("state", f"{s.state}" + (f": {s.reason}" if s.reason else ""))
+        table.add_row("files", f"{s.files} files, {s.dirs} folders, {s.bytes:,} bytes")
+        table.add_row("pending", f"up {s.pending_up} changes, down {s.pending_down} files")
+        table.add_row("last sync", _when(s.last_sync_ms))
+        table.add_row("conflicts", "\n".join(s.conflicts) or "none")
+        table.add_row(
+            "not synced", "\n".join(f"{p}: {w}" for p, w in s.not_synced.items()) or "nothing"
+        )
+        console.print(table)
+
+
+async def cmd_conflicts(args: argparse.Namespace, env: Env) -> int:
+    node = _node(args, env)
+    try:
+        found = {
+            node.config.shares[sid].path: node.status(sid).conflicts for sid in node.config.shares
+        }
+    finally:
+        await node.close()
+    if args.json:
+        env.json(found)
+    else:
+        for root, paths in found.items():
+            for path in paths:
+                env.print(str(Path(root) / path))
+        if not any(found.values()):
+            env.print("no conflicted copies")
+    return ExitCode.CONFLICTS if any(found.values()) else ExitCode.OK
+
+
+async def cmd_history(args: argparse.Namespace, env: Env) -> int:
+    node = _node(args, env)
+    try:
+        sid, rel = _locate(node.config, args.path)
+        tree = node.share(sid).tree
+        entry = tree.lookup(rel)
+        if entry is None:
+            raise NotFound(
+                f"{rel!r} is not in the share now",
+                hint="a deleted file comes back with: drift restore PATH --at TIME",
+            )
+        history = tree.history(entry.nodes[0])
+        rows = [
+            {
+                "version": i + 1,
+                "id": v.version.version_id,
+                "size": v.version.size,
+                "modified": _when(v.version.mtime_ms),
+                "written": _when(v.w),
+                "author": v.version.author,
+            }
+            for i, v in enumerate(history.versions)
+        ]
+    finally:
+        await node.close()
+    if args.json:
+        env.json(rows)
+    else:
+        for r in rows:
+            env.print(f"{r['version']:>3}  {r['written']}  {r['size']:>12,} B  by {r['author']}")
+    return ExitCode.OK
+
+
+async def cmd_restore(args: argparse.Namespace, env: Env) -> int:
+    node = _node(args, env)
+    try:
+        sid, rel = _locate(node.config, args.path)
+        sync = node.share(sid)
+        tree = sync.tree
+        if args.at:
+            view = tree.as_of(sync.replica.vector_at(_clock_time(args.at)))
+            wanted = [
+                (p, e) for p, e in _walk(view) if p == rel or p.startswith(rel + "/") or not rel
+            ]
+        else:
+            entry = tree.lookup(rel)
+            if entry is None:
+                raise NotFound(f"{rel!r} is not in the share now", hint="use --at TIME")
+            wanted = [(rel, entry)]
+            if args.version:
+                versions = tree.history(entry.nodes[0]).versions
+                try:
+                    chosen = versions[int(args.version) - 1].version
+                except (ValueError, IndexError) as exc:
+                    raise NotFound(f"no version {args.version}; see `drift history`") from exc
+                wanted = [(rel, _with_version(entry, chosen))]
+        if not wanted:
+            raise NotFound(f"nothing at {rel!r} at that time")
+        dest_root = _resolve(args.to) if args.to else Path(node.config.shares[sid].path) / rel
+        written = 0
+        for path, entry in wanted:
+            tail = path[len(rel) :].lstrip("/") if rel else path
+            target = dest_root / tail if tail else dest_root
+            if entry.is_dir:
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            if entry.version is None:
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fs = OsFileSystem(target.parent)
+            try:
+                await download_file(
+                    fs,
+                    target.name,
+                    entry.version.manifest,
+                    entry.version.size,
+                    entry.version.mtime_ms,
+                    sync.blocks,
+                    sync.replica.crypto,
+                    node.seams.executor,
+                    None,
+                )
+            except FsError as exc:
+                raise DriftError(f"cannot write {target}: {exc}") from exc
+            written += 1
+    finally:
+        await node.close()
+    env.print(f"restored {written} file(s) to {dest_root}")
+    return ExitCode.OK
+
+
+def _walk(view: Any) -> list[tuple[str, Any]]:
+    out = []
+    stack = [("", "root")]
+    while stack:
+        prefix, eid = stack.pop()
+        for child in view.children(eid):
+            path = f"{prefix}/{child.name}" if prefix else child.name
+            out.append((path, child))
+            if child.is_dir:
+                stack.append((path, child.id))
+    return out
+
+
+def _with_version(entry: Any, version: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(entry, version=version)
+
+
+async def cmd_trash(args: argparse.Namespace, env: Env) -> int:
+    config = DeviceConfig.load(_home(args, env).config)
+    found = []
+    for share in config.shares.values():
+        trash = Path(share.path) / ".drift" / "trash"
+        for item in sorted(trash.rglob("*")) if trash.exists() else []:
+            if item.is_file():
+                tag, _, rel = item.relative_to(trash).as_posix().partition("/")
+                found.append(
+                    {
+                        "share": share.name,
+                        "path": rel,
+                        "deleted": _when(int(tag) if tag.isdigit() else 0),
+                        "stored_at": str(item),
+                    }
+                )
+    if args.json:
+        env.json(found)
+    else:
+        for f in found:
+            env.print(
+                f"{f['deleted']}  {f['share']}/{f['path']}\n    copy back from {f['stored_at']}"
+            )
+        if not found:
+            env.print("the trash is empty")
+    return ExitCode.OK
+
+
+COMMANDS = {
+    "init": cmd_init,
+    "device": cmd_device,
+    "share": cmd_share,
+    "run": cmd_run,
+    "pause": cmd_pause_resume,
+    "resume": cmd_pause_resume,
+    "status": cmd_status,
+    "conflicts": cmd_conflicts,
+    "history": cmd_history,
+    "restore": cmd_restore,
+    "trash": cmd_trash,
+}
+
+HANDLED_WORDS = (*COMMANDS, "relay login")
+
+
+def main(argv: Sequence[str] | None = None, env: Env | None = None) -> int:
+    env = env or Env()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    for name, default in (("home", None), ("json", False), ("debug", False)):
+        if not hasattr(args, name):
+            setattr(args, name, default)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING)
+    handler = cmd_relay_login if args.command == "relay" else COMMANDS[args.command]
+    try:
+        return int(asyncio.run(handler(args, env)))
+    except KeyboardInterrupt:
+        return ExitCode.INTERRUPTED
+    except DriftError as exc:
+        if args.debug:
+            raise
+        print(f"drift {args.command}: {exc.message}", file=env.err)
+        if exc.hint:
+            print(f"  next: {exc.hint}", file=env.err)
+        return int(exc.exit_code)
+    except ProtocolError as exc:
+        if args.debug:
+            raise
+        print(f"drift {args.command}: {exc}", file=env.err)
+        return ExitCode.FATAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

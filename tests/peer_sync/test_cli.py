@@ -1,0 +1,102 @@
+"""The `drift` commands end to end: two users, a share, sync, status, history, restore."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from peer.cli import Env, main
+from peer.errors import ExitCode
+from tests.peer_sync.harness import running_relay
+
+
+@pytest.fixture
+def relay_url(tmp_path: Path) -> Iterator[str]:
+    """A relay on its own loop in a thread (the CLI runs its own loops with asyncio.run)."""
+    loop = asyncio.new_event_loop()
+    ready: list[str] = []
+    stop = asyncio.Event()
+
+    async def serve() -> None:
+        async with running_relay(tmp_path / "relay") as url:
+            ready.append(url)
+            await stop.wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    while not ready:
+        thread.join(0.05)
+    try:
+        yield ready[0]
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(10)
+        loop.close()
+
+
+def drift(home: Path, *argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["--home", str(home), *argv], Env(vars={}, out=out, err=err))
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_cli_flow(tmp_path: Path, relay_url: str) -> None:
+    alice, bob = tmp_path / "alice", tmp_path / "bob"
+    code, out, _ = drift(alice, "--json", "init", "--name", "alice-laptop")
+    assert code == ExitCode.OK
+    assert json.loads(out)["recovery_code"]
+    code, out, _ = drift(bob, "init", "--json", "--name", "bob-pc")
+    bob_user = json.loads(out)["user_code"]
+    for home in (alice, bob):
+        assert drift(home, "relay", "login", relay_url)[0] == ExitCode.OK
+
+    folder_a, folder_b = tmp_path / "A", tmp_path / "B"
+    code, out, err = drift(alice, "share", "create", str(folder_a), "--name", "Docs")
+    assert code == ExitCode.OK, err
+    code, out, err = drift(alice, "--json", "share", "invite", "Docs", bob_user, "--role", "editor")
+    assert code == ExitCode.OK, err
+    invite = json.loads(out)["invite"]
+    assert drift(bob, "share", "join", invite, str(folder_b))[0] == ExitCode.OK
+
+    (folder_a / "hello.txt").write_bytes(b"v1")
+    assert drift(alice, "run", "--once")[0] == ExitCode.OK
+    assert drift(bob, "run", "--once")[0] == ExitCode.OK
+    assert (folder_b / "hello.txt").read_bytes() == b"v1"
+    (folder_b / "hello.txt").write_bytes(b"v2 by bob")
+    drift(bob, "run", "--once")
+    drift(alice, "run", "--once")
+    assert (folder_a / "hello.txt").read_bytes() == b"v2 by bob"
+
+    code, out, _ = drift(alice, "--json", "history", str(folder_a / "hello.txt"))
+    assert [v["size"] for v in json.loads(out)] == [2, 9]
+    target = tmp_path / "old.txt"
+    code, out, err = drift(
+        alice, "restore", str(folder_a / "hello.txt"), "--version", "1", "--to", str(target)
+    )
+    assert code == ExitCode.OK, err
+    assert target.read_bytes() == b"v1"
+
+    code, out, _ = drift(alice, "--json", "status")
+    status = json.loads(out)
+    assert status["shares"][0]["files"] == 1
+    assert status["shares"][0]["state"] == "idle"
+    assert drift(alice, "conflicts")[0] == ExitCode.OK
+
+    assert drift(alice, "pause")[0] == ExitCode.OK
+    code, out, _ = drift(alice, "--json", "status")
+    assert json.loads(out)["shares"][0]["state"] == "paused"
+    assert drift(alice, "resume")[0] == ExitCode.OK
+
+
+def test_cli_errors_say_what_to_do(tmp_path: Path) -> None:
+    code, _, err = drift(tmp_path / "nobody", "status")
+    assert code == ExitCode.NOT_INITIALIZED
+    assert "drift init" in err
+    code, _, _ = drift(tmp_path / "nobody", "share", "frobnicate")
+    assert code == ExitCode.USAGE
