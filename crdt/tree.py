@@ -268,6 +268,8 @@ class FolderTree:
         if type(seq) is not int or seq < 1:
             raise UpdateRefused("update seq must be a positive integer")
         seen = check_seen(seen)
+        if seen.get(replica, 0) != seq - 1:
+            raise UpdateRefused(f"seen must include the author's own {seq - 1} earlier updates")
         have = self.log.have(replica)
         if seq <= have:
             if self.update_bytes(replica, seq) != bytes(update):
