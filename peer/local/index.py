@@ -390,7 +390,12 @@ class LocalIndex:
         return await self._tx(tx)
 
     async def clear_error(self, path: str) -> None:
-        await self._tx(lambda c: c.execute("DELETE FROM file_errors WHERE path = ?", (path,)))
+        await self.clear_errors([path])
+
+    async def clear_errors(self, paths: Iterable[str]) -> None:
+        """Forget the failures of these paths (they succeeded), in one transaction."""
+        rows = [(p,) for p in paths]
+        await self._tx(lambda c: c.executemany("DELETE FROM file_errors WHERE path = ?", rows))
 
     async def errors(self) -> list[FileError]:
         """Every failing path, sorted by path."""

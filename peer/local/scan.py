@@ -515,8 +515,7 @@ async def record_scan(index: LocalIndex, result: ScanResult) -> None:
     await index.set_state(result.now_ignored, SyncState.IGNORED)
     for error in result.errors:
         await index.record_error(error)
-    for entry in observed:
-        await index.clear_error(entry.path)
+    await index.clear_errors(entry.path for entry in observed)
 
 
 __all__ = [
