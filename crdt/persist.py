@@ -108,6 +108,7 @@ def _restore(identity: ReplicaIdentity, payload: dict[str, Any], rules: Projecti
     for replica, seq, client, clock, first, n, seen, max_t, w in payload["updates"]:
         log.record(UpdateInfo(replica, seq, client, clock, first, n,
                               tuple((r, s) for r, s in seen), max_t, w))
+    log.client_owner.setdefault(identity.client_id, identity.replica)
     tree.log = log
     expected = {u.client: u.clock + u.n_ops for r in log.by_replica
                 for u in log.by_replica[r][-1:]}

@@ -164,6 +164,8 @@ class FolderTree:
         self.doc = YDoc(self.client_id)
         self.index = OpIndex()
         self.log = UpdateLog()
+        # Claim our own Yjs client id at once: a remote replica colliding with it is refused.
+        self.log.client_owner[self.client_id] = self.replica
         self.projection = Projection(self.index, rules)
         self._pending: dict[tuple[str, int], _Pending] = {}
 

@@ -168,3 +168,37 @@ def test_restore_a_folder_to_an_earlier_point() -> None:
     assert up.events
     history = t.history(t.lookup("p/a").id)
     assert [v.version.manifest for v in history.versions] == [b"\x01", b"\x09", b"\x01"]
+
+
+def test_diff_between_an_earlier_tree_and_now() -> None:
+    from crdt.events import Appeared, ContentChanged, Disappeared, diff_trees
+
+    t = FolderTree(identity(0))
+    t.mkdir("p", now_ms=1)
+    t.create_file("p/a", FileContent(b"\x01", 1, 1), now_ms=2)
+    point = t.version_vector()
+    t.edit("p/a", FileContent(b"\x02", 1, 1), now_ms=3)
+    t.create_file("p/b", FileContent(b"\x03", 1, 1), now_ms=4)
+    t.delete("p/a", now_ms=5)
+    t.create_file("p/a", FileContent(b"\x04", 1, 1), now_ms=6)
+    events = diff_trees(t.as_of(point), t.view)
+    assert {type(e) for e in events} <= {Appeared, ContentChanged, Disappeared}
+    assert any(isinstance(e, Appeared) and e.path == "p/b" for e in events)
+    assert any(isinstance(e, ContentChanged) and e.path == "p/a" for e in events)
+
+
+def test_a_remote_replica_with_our_client_id_is_refused() -> None:
+    from crdt.errors import UpdateRefused
+
+    ours = FolderTree(identity(0))
+
+    class Colliding(ReplicaIdentity):  # a 32-bit client id collision, without brute force
+        @property
+        def client_id(self) -> int:
+            return ours.client_id
+
+    theirs = Colliding(b"\x09" * 32, b"colliding-instal")
+    other = FolderTree(theirs)
+    up = other.mkdir("x", now_ms=1)
+    with pytest.raises(UpdateRefused, match="already belongs to replica"):
+        ours.receive(theirs, up.seq, up.seen, up.update)
