@@ -2,100 +2,42 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from enum import StrEnum
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Literal
 
+from crdt import history
+from crdt.batch import OpBatch, check_content, split_path
 from crdt.errors import (
     AlreadyExists,
     InvalidOperation,
     NotFound,
     UpdateRefused,
 )
-from crdt.events import ChangeEvent, events_from_journal
+from crdt.events import events_from_journal
 from crdt.gcpause import BULK_OPS, paused_gc
 from crdt.identity import ReplicaIdentity
 from crdt.index import OpIndex
-from crdt.names import name_key, with_suffix
-from crdt.ops import TRASH, MoveOp, Op, VersionOp, check_name, encode_op, op_id
+from crdt.names import name_key
+from crdt.ops import TRASH, Op, check_name, encode_op
 from crdt.projection import Projection, full_projection
+from crdt.results import (
+    FileContent,
+    LocalUpdate,
+    NodeHistory,
+    ReceiveResult,
+    ReceiveStatus,
+    Refusal,
+)
 from crdt.rules import DEFAULT_RULES, ProjectionRules
 from crdt.updates import UpdateInfo, UpdateLog, VersionVector, info_for
 from crdt.validate import check_seen, validate_update
-from crdt.view import ROOT_ENTRY, Entry, EntryKind, FileVersion, VisibleTree
+from crdt.view import ROOT_ENTRY, Entry, EntryKind, VisibleTree
 from crdt.ydoc import ROOT_MAP, YDoc
 from crdt.yjs_codec import ClientRun, encode_update
 
 MAX_PENDING = 100_000
 BULK_UPDATE_BYTES = 1 << 18
-
-
-@dataclass(frozen=True, slots=True)
-class FileContent:
-    """What a version records: the manifest (or single block) id, size and mtime in ms."""
-
-    manifest: bytes
-    size: int
-    mtime_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class LocalUpdate:
-    """One local transaction: publish ``update`` as the replica's update number ``seq``."""
-
-    replica: str
-    seq: int
-    update: bytes
-    seen: VersionVector
-    events: tuple[ChangeEvent, ...] = ()
-
-
-class ReceiveStatus(StrEnum):
-    APPLIED = "applied"
-    PENDING = "pending"  # waits for the updates in its seen vector
-    DUPLICATE = "duplicate"  # already applied (identical bytes)
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    replica: str
-    seq: int
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class ReceiveResult:
-    status: ReceiveStatus
-    applied: tuple[tuple[str, int], ...] = ()  # this update and pending ones it unblocked
-    events: tuple[ChangeEvent, ...] = ()
-    refused: tuple[Refusal, ...] = ()  # unblocked pending updates that failed validation
-
-
-@dataclass(frozen=True, slots=True)
-class MoveRecord:
-    op_id: str
-    author: str
-    t: int
-    w: int
-    parent: str
-    name: str
-    deleted: bool
-
-
-@dataclass(frozen=True, slots=True)
-class VersionRecord:
-    version: FileVersion
-    t: int
-    w: int
-    base: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class NodeHistory:
-    node: str
-    moves: tuple[MoveRecord, ...]
-    versions: tuple[VersionRecord, ...]
 
 
 @dataclass
@@ -105,51 +47,6 @@ class _Pending:
     seen: VersionVector
     update: bytes
 
-
-@dataclass
-class _Batch:
-    """Ops of one local transaction under construction."""
-
-    tree: FolderTree
-    now_ms: int
-    ops: list[Op] = field(default_factory=list)
-
-    def _next(self) -> tuple[str, int, int]:
-        counter = self.tree.log.next_counter(self.tree.replica) + len(self.ops)
-        return op_id(self.tree.replica, counter), counter, self.tree.index.max_t + 1 + len(self.ops)
-
-    def move(self, node: str | None, parent: str, name: str, *, is_dir: bool | None = None,
-             seen: tuple[str, ...] = ()) -> str:
-        oid, counter, t = self._next()
-        prev: tuple[str, ...] = ()
-        if node is None:
-            node = oid
-        else:
-            prev = tuple(self.tree.index.move_heads(node))
-        self.ops.append(MoveOp(oid, self.tree.replica, counter, t, self.now_ms, node, parent,
-                               name, prev, is_dir, seen))
-        return oid
-
-    def version(self, node: str, content: FileContent, base: tuple[str, ...]) -> str:
-        oid, counter, t = self._next()
-        self.ops.append(VersionOp(oid, self.tree.replica, counter, t, self.now_ms, node,
-                                  bytes(content.manifest), content.size, content.mtime_ms,
-                                  tuple(sorted(base))))
-        return oid
-
-
-def _split(path: str) -> tuple[str, str]:
-    parts = [p for p in path.split("/") if p]
-    if not parts:
-        raise InvalidOperation("the share's root folder cannot be changed")
-    return "/".join(parts[:-1]), parts[-1]
-
-
-def _check_content(content: FileContent) -> None:
-    if not 1 <= len(content.manifest) <= 64:
-        raise InvalidOperation("a manifest id must be 1 to 64 bytes")
-    if not 0 <= content.size < 2**53 or not 0 <= content.mtime_ms < 2**53:
-        raise InvalidOperation("size and mtime_ms must be non-negative integers below 2**53")
 
 
 class FolderTree:
@@ -358,7 +255,11 @@ class FolderTree:
         if taken is not None and taken != allow:
             raise AlreadyExists(path)
 
-    def _commit(self, batch: _Batch) -> LocalUpdate:
+    def _batch(self, now_ms: int) -> OpBatch:
+        return OpBatch(self.replica, self.log.next_counter(self.replica), self.index.max_t + 1,
+                       self.index, now_ms)
+
+    def _commit(self, batch: OpBatch) -> LocalUpdate:
         if not batch.ops:
             raise InvalidOperation("nothing to change")
         seen = self.log.vector()
@@ -371,19 +272,19 @@ class FolderTree:
                            tuple(events_from_journal(self.view, journal)))
 
     def mkdir(self, path: str, *, now_ms: int) -> LocalUpdate:
-        parent_path, name = _split(path)
+        parent_path, name = split_path(path)
         folder = self._folder(parent_path)
         self._free(folder, name, path)
-        batch = _Batch(self, now_ms)
+        batch = self._batch(now_ms)
         batch.move(None, folder.nodes[0], name, is_dir=True)
         return self._commit(batch)
 
     def create_file(self, path: str, content: FileContent, *, now_ms: int) -> LocalUpdate:
-        _check_content(content)
-        parent_path, name = _split(path)
+        check_content(content)
+        parent_path, name = split_path(path)
         folder = self._folder(parent_path)
         self._free(folder, name, path)
-        batch = _Batch(self, now_ms)
+        batch = self._batch(now_ms)
         node = batch.move(None, folder.nodes[0], name, is_dir=False)
         batch.version(node, content, ())
         return self._commit(batch)
@@ -400,7 +301,7 @@ class FolderTree:
 
     def _import_tree(self, items: Iterable[tuple[str, FileContent | None]],
                      now_ms: int) -> LocalUpdate:
-        batch = _Batch(self, now_ms)
+        batch = self._batch(now_ms)
         made: dict[str, tuple[str, dict[str, str]]] = {}  # folder path -> (node, key -> kind)
 
         def folder(path: str) -> str:
@@ -412,7 +313,7 @@ class FolderTree:
                     raise InvalidOperation(f"not a folder: {path!r}")
                 made[path] = (entry.nodes[0], {})
                 return entry.nodes[0]
-            parent_path, name = _split(path)
+            parent_path, name = split_path(path)
             node = add(parent_path, name, None)
             made[path] = (node, {})
             return node
@@ -429,12 +330,12 @@ class FolderTree:
             siblings[key] = "dir" if content is None else "file"
             node = batch.move(None, parent, name, is_dir=content is None)
             if content is not None:
-                _check_content(content)
+                check_content(content)
                 batch.version(node, content, ())
             return node
 
         for path, content in items:
-            parent_path, name = _split(path)
+            parent_path, name = split_path(path)
             if content is None:
                 norm = f"{parent_path}/{name}" if parent_path else name
                 if norm not in made and self.view.lookup(norm) is None:
@@ -445,11 +346,11 @@ class FolderTree:
 
     def edit(self, path: str, content: FileContent, *, now_ms: int) -> LocalUpdate:
         """A new version of a file. Editing a conflicted copy turns it into a file of its own."""
-        _check_content(content)
+        check_content(content)
         entry = self._require_item(path)
         if entry.is_dir:
             raise InvalidOperation(f"a folder has no content: {path!r}")
-        batch = _Batch(self, now_ms)
+        batch = self._batch(now_ms)
         if entry.kind is EntryKind.CONFLICTED_COPY:
             self._resolve_into(batch, entry, keep_copy=False)
             node = batch.move(None, self._entry(entry.parent).nodes[0], entry.name, is_dir=False)
@@ -460,19 +361,19 @@ class FolderTree:
         return self._commit(batch)
 
     def rename(self, path: str, new_name: str, *, now_ms: int) -> LocalUpdate:
-        parent_path, _ = _split(path)
+        parent_path, _ = split_path(path)
         return self.move(path, parent_path, now_ms=now_ms, new_name=new_name)
 
     def rename_many(self, renames: Iterable[tuple[str, str]], *, now_ms: int) -> LocalUpdate:
         """Rename many entries (path, new name) in one update; all or nothing."""
-        batch = _Batch(self, now_ms)
+        batch = self._batch(now_ms)
         claimed: dict[tuple[str, str], str] = {}
         for path, new_name in renames:
             entry = self._require_item(path)
             if entry.kind is EntryKind.CONFLICTED_COPY:
                 raise InvalidOperation("resolve or edit a conflicted copy before renaming it")
             folder = self._entry(entry.parent)
-            parent_path, _ = _split(path)
+            parent_path, _ = split_path(path)
             dest = f"{parent_path}/{new_name}" if parent_path else new_name
             self._free(folder, new_name, dest, allow=entry.id)
             if claimed.setdefault((folder.id, name_key(new_name)), entry.id) != entry.id:
@@ -495,7 +396,7 @@ class FolderTree:
             cur = self.view.entries[cur].parent
         dest = f"{new_parent}/{name}" if new_parent.strip("/") else name
         self._free(target, name, dest, allow=entry.id)
-        batch = _Batch(self, now_ms)
+        batch = self._batch(now_ms)
         for node in entry.nodes:
             batch.move(node, target.nodes[0], name)
         return self._commit(batch)
@@ -503,7 +404,7 @@ class FolderTree:
     def delete(self, path: str, *, now_ms: int) -> LocalUpdate:
         """Recursive delete: one delete per visible node; deleting a conflicted copy resolves it."""
         entry = self._require_item(path)
-        batch = _Batch(self, now_ms)
+        batch = self._batch(now_ms)
         if entry.kind is EntryKind.CONFLICTED_COPY:
             self._resolve_into(batch, entry, keep_copy=False)
             return self._commit(batch)
@@ -526,11 +427,11 @@ class FolderTree:
         entry = self._require_item(path)
         if entry.kind is not EntryKind.CONFLICTED_COPY:
             raise InvalidOperation(f"not a conflicted copy: {path!r}")
-        batch = _Batch(self, now_ms)
+        batch = self._batch(now_ms)
         self._resolve_into(batch, entry, keep_copy=keep == "copy")
         return self._commit(batch)
 
-    def _resolve_into(self, batch: _Batch, copy: Entry, *, keep_copy: bool) -> None:
+    def _resolve_into(self, batch: OpBatch, copy: Entry, *, keep_copy: bool) -> None:
         if copy.version is None or copy.copy_of is None:
             raise InvalidOperation(f"not a conflicted copy: {copy.name!r}")
         node = copy.nodes[0]
@@ -561,57 +462,20 @@ class FolderTree:
 
     # -- history and earlier points --------------------------------------------------------
     def history(self, node: str) -> NodeHistory:
-        """Every move and version of ``node`` (an entry id or node id), oldest first."""
-        if node not in self.index.creates:
-            raise NotFound(node)
-        moves = sorted((self.index.moves[m] for m in self.index.node_moves.get(node, ())),
-                       key=lambda m: m.key)
-        versions = sorted((self.index.versions[v] for v in self.index.node_versions.get(node, ())),
-                          key=lambda v: v.key)
-        return NodeHistory(
-            node,
-            tuple(MoveRecord(m.id, m.replica, m.t, m.w, m.parent, m.name, m.is_delete)
-                  for m in moves),
-            tuple(VersionRecord(FileVersion.of(v), v.t, v.w, v.base) for v in versions),
-        )
+        """Every move and version of ``node``, oldest first."""
+        return history.node_history(self.index, node)
 
     def closed_vector(self, vector: VersionVector) -> VersionVector:
         """The largest causally closed set of applied updates within ``vector``."""
-        vec = {r: min(s, self.log.have(r)) for r, s in vector.items() if s > 0}
-        changed = True
-        while changed:
-            changed = False
-            for r in list(vec):
-                s = vec[r]
-                while s > 0:
-                    info = self.log.get(r, s)
-                    assert info is not None
-                    if all(vec.get(x, 0) >= n for x, n in info.seen):
-                        break
-                    s -= 1
-                if s != vec[r]:
-                    vec[r] = s
-                    changed = True
-        return {r: s for r, s in vec.items() if s > 0}
+        return history.closed_vector(self.log, vector)
 
     def vector_at(self, time_ms: int) -> VersionVector:
         """The updates written at or before ``time_ms`` (authors' clocks), causally closed."""
-        vec: VersionVector = {}
-        for replica, updates in self.log.by_replica.items():
-            n = 0
-            while n < len(updates) and updates[n].w <= time_ms:
-                n += 1
-            vec[replica] = n
-        return self.closed_vector(vec)
+        return history.vector_at(self.log, time_ms)
 
     def as_of(self, vector: VersionVector) -> VisibleTree:
         """The visible tree as it was when exactly the updates in ``vector`` were applied."""
-        vec = self.closed_vector(vector)
-        index = OpIndex()
-        ops = [self._op(oid) for r, s in vec.items() for u in self.log.by_replica[r][:s]
-               for oid in u.op_ids]
-        index.add_all(sorted(ops, key=lambda o: o.key))
-        return full_projection(index, self.rules)[2]
+        return history.tree_as_of(self.index, self.log, self.rules, vector)
 
     def restore_folder(self, path: str, as_of: VersionVector, *, now_ms: int) -> LocalUpdate:
         """Bring a folder back to how it was at ``as_of`` (a vector; see :meth:`vector_at`).
@@ -620,58 +484,9 @@ class FolderTree:
         deleted ones and missing folders are re-created at their old paths. Files added since are
         left alone. A path now taken by something of the other kind gets a ``(restored)`` name.
         """
-        old = self.as_of(as_of)
-        root = old.lookup(path)
-        if root is None or not root.is_dir:
-            raise NotFound(path)
-        batch = _Batch(self, now_ms)
-        created: dict[str, str] = {}  # folder path -> node created in this batch
-
-        def folder_node(p: str) -> str | None:
-            if p in created:
-                return created[p]
-            cur = self.view.lookup(p)
-            if cur is not None:
-                return cur.nodes[0] if cur.is_dir else None
-            parent_path, name = _split(p)
-            parent = folder_node(parent_path)
-            if parent is None:
-                return None
-            created[p] = batch.move(None, parent, name, is_dir=True)
-            return created[p]
-
-        base = "/".join(x for x in path.split("/") if x)
-        stack = [(base, root.id)]
-        while stack:
-            prefix, eid = stack.pop()
-            for child in old.children(eid):
-                full = f"{prefix}/{child.name}" if prefix else child.name
-                if child.is_dir:
-                    folder_node(full)
-                    stack.append((full, child.id))
-                elif child.kind is EntryKind.FILE and child.version is not None:
-                    self._restore_file(batch, full, child.version, folder_node)
+        batch = self._batch(now_ms)
+        history.restore_into(batch, self.view, self.as_of(as_of), path, self._max_head)
         return self._commit(batch)
-
-    def _restore_file(self, batch: _Batch, full: str, version: FileVersion,
-                      folder_node: Callable[[str], str | None]) -> None:
-        content = FileContent(version.manifest, version.size, version.mtime_ms)
-        cur = self.view.lookup(full)
-        if cur is not None and cur.kind is EntryKind.FILE:
-            if cur.version is None or cur.version.manifest != version.manifest:
-                for node in cur.nodes:
-                    batch.version(node, content, (self._max_head(node),))
-            return
-        parent_path, name = _split(full)
-        parent = folder_node(parent_path)
-        if parent is None:
-            return  # the parent path is a file now; nothing sensible to restore into
-        if cur is not None:
-            name = with_suffix(name, "restored", is_dir=False)
-            if self.view.lookup(f"{parent_path}/{name}" if parent_path else name) is not None:
-                return
-        node = batch.move(None, parent, name, is_dir=False)
-        batch.version(node, content, ())
 
     def full_recompute(self) -> VisibleTree:
         """The oracle: the projection recomputed from scratch from the op set."""
