@@ -90,8 +90,7 @@ async def revoke(tx: Tx, device_id: str, user_id: str, statement: bytes, now_ms:
     return count > 0
 
 
-async def remember_nonce(tx: Tx, nonce: bytes, expires_ms: int, now_ms: int) -> None:
-    await tx.execute("DELETE FROM auth_nonces WHERE expires_ms < ?", now_ms)
+async def remember_nonce(tx: Tx, nonce: bytes, expires_ms: int) -> None:
     await tx.execute("INSERT INTO auth_nonces (nonce, expires_ms) VALUES (?, ?)", nonce, expires_ms)
 
 
@@ -136,34 +135,35 @@ async def get_recovery(tx: Tx, user_id: str) -> bytes | None:
 
 
 async def charge_writes(tx: Tx, user_id: str, writes: int, limit: int, now_ms: int) -> None:
-    """Count ``writes`` against the user's per-minute budget; :class:`RateLimited` past it."""
+    """Count ``writes`` against the user's per-minute budget; :class:`RateLimited` past it (the
+    caller's transaction then rolls the count back with everything else)."""
     window = now_ms - now_ms % WINDOW_MS
     row = await tx.fetchone(
-        "SELECT writes FROM write_windows WHERE user_id = ? AND window_start_ms = ?",
+        "INSERT INTO write_windows (user_id, window_start_ms, writes) VALUES (?, ?, ?) "
+        "ON CONFLICT (user_id, window_start_ms) "
+        "DO UPDATE SET writes = write_windows.writes + excluded.writes RETURNING writes",
         user_id,
         window,
+        writes,
     )
-    used = int(row[0]) if row else 0  # type: ignore[call-overload]
-    if used + writes > limit:
+    assert row is not None
+    if int(row[0]) > limit:  # type: ignore[call-overload]
         raise RateLimited(
             f"write rate limit reached ({limit} per minute)",
             retry_after_s=max(1, (window + WINDOW_MS - now_ms) // 1000),
         )
-    if row is None:
-        await tx.execute(
-            "DELETE FROM write_windows WHERE user_id = ? AND window_start_ms < ?", user_id, window
-        )
-        await tx.execute(
-            "INSERT INTO write_windows (user_id, window_start_ms, writes) VALUES (?, ?, ?)",
-            user_id,
-            window,
-            writes,
-        )
-    else:
-        await tx.execute(
-            "UPDATE write_windows SET writes = writes + ? "
-            "WHERE user_id = ? AND window_start_ms = ?",
-            writes,
-            user_id,
-            window,
-        )
+
+
+async def prune(tx: Tx, now_ms: int) -> None:
+    """Forget finished rate windows and expired login nonces (a periodic job)."""
+    window = now_ms - now_ms % WINDOW_MS
+    await tx.execute("DELETE FROM write_windows WHERE window_start_ms < ?", window)
+    await tx.execute("DELETE FROM auth_nonces WHERE expires_ms < ?", now_ms)
+
+
+async def revoked_among(tx: Tx, device_ids: list[str]) -> set[str]:
+    marks = ",".join("?" * len(device_ids))
+    rows = await tx.fetchall(
+        f"SELECT device_id FROM revocations WHERE device_id IN ({marks})", *device_ids
+    )
+    return {str(r[0]) for r in rows}

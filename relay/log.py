@@ -50,19 +50,36 @@ class AppendResult:
     owed_added: int
 
 
-async def append(tx: Tx, share_id: str, items: Sequence[NewEnvelope], now_ms: int) -> AppendResult:
+async def append(
+    tx: Tx,
+    share_id: str,
+    items: Sequence[NewEnvelope],
+    now_ms: int,
+    *,
+    tips: dict[str, tuple[int, bytes]] | None = None,
+    locked_last_seq: int | None = None,
+) -> AppendResult:
     """Append envelopes of one share, in order, all or nothing.
 
     A resend identical to a stored envelope gets its original sequence; a different envelope for a
     taken counter raises :class:`Fork` (with the stored one); a counter that does not follow the
     device's last raises :class:`CounterGap`; a previous-hash that does not name the device's
     last envelope raises :class:`BrokenHashChain`. Errors carry ``index``, the failing item.
+
+    A caller that already locked the share row in this transaction passes ``locked_last_seq``
+    (and may pass ``tips`` from :func:`tips`), saving the round trips on PostgreSQL.
     """
-    head = await tx.select_for_update("SELECT last_seq FROM shares WHERE share_id = ?", share_id)
-    if head is None:
-        raise NotFound(f"share {share_id} does not exist")
-    last_seq = int(head[0])  # type: ignore[call-overload]
-    vectors: dict[str, tuple[int, bytes | None]] = {}
+    if locked_last_seq is None:
+        head = await tx.select_for_update(
+            "SELECT last_seq FROM shares WHERE share_id = ?", share_id
+        )
+        if head is None:
+            raise NotFound(f"share {share_id} does not exist")
+        last_seq = int(head[0])  # type: ignore[call-overload]
+    else:
+        last_seq = locked_last_seq
+    vectors: dict[str, tuple[int, bytes | None]] = dict(tips) if tips is not None else {}
+    have_all_tips = tips is not None
     seqs: list[int] = []
     appended = owed_added = 0
     for index, item in enumerate(items):
@@ -84,7 +101,7 @@ async def append(tx: Tx, share_id: str, items: Sequence[NewEnvelope], now_ms: in
                 seq=int(stored[0]),
                 stored=bytes(stored[2]),  # type: ignore[arg-type,call-overload]
             )
-        if item.device_id not in vectors:
+        if item.device_id not in vectors and not have_all_tips:
             row = await tx.fetchone(
                 "SELECT counter, last_hash FROM share_vectors WHERE share_id = ? AND device_id = ?",
                 share_id,
@@ -93,7 +110,7 @@ async def append(tx: Tx, share_id: str, items: Sequence[NewEnvelope], now_ms: in
             vectors[item.device_id] = (
                 (int(row[0]), bytes(row[1])) if row else (0, None)  # type: ignore[arg-type,call-overload]
             )
-        have, last_hash = vectors[item.device_id]
+        have, last_hash = vectors.get(item.device_id, (0, None))
         if item.counter != have + 1:
             raise CounterGap(
                 f"device {item.device_id} is at counter {have}; {item.counter} does not follow",
@@ -195,6 +212,14 @@ async def since(tx: Tx, share_id: str, cursor: int, limit: int) -> list[LogEntry
             break
         cursor = out[-1].seq
     return out
+
+
+async def tips(tx: Tx, share_id: str) -> dict[str, tuple[int, bytes]]:
+    """Each device's last counter and envelope hash in the share."""
+    rows = await tx.fetchall(
+        "SELECT device_id, counter, last_hash FROM share_vectors WHERE share_id = ?", share_id
+    )
+    return {str(r[0]): (int(r[1]), bytes(r[2])) for r in rows}  # type: ignore[call-overload,arg-type]
 
 
 async def server_vector(tx: Tx, share_id: str) -> dict[str, int]:

@@ -58,6 +58,7 @@ logger = logging.getLogger("relay.service")
 ZERO_HASH = bytes(32)
 #: Batches up to this many envelopes verify their signatures on the loop (~60 µs each).
 INLINE_VERIFY_MAX = 4
+CERTIFICATE_CACHE_MAX = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +95,7 @@ class RelayService:
     executor: Executor
     metrics: RelayMetrics = field(default_factory=RelayMetrics)
     chains: membership.ChainCache = field(default_factory=membership.ChainCache)
+    _certificates: dict[str, DeviceCertificate] = field(default_factory=dict, repr=False)
 
     # -- auth ------------------------------------------------------------------------------------
 
@@ -106,7 +108,7 @@ class RelayService:
         challenge = make_challenge(self.origin, now, self.rng.bytes)
         async with self.db.write() as tx:
             await accounts.remember_nonce(
-                tx, challenge.server_nonce, now + self.settings.auth_nonce_ttl_s * 1000, now
+                tx, challenge.server_nonce, now + self.settings.auth_nonce_ttl_s * 1000
             )
         return challenge
 
@@ -298,18 +300,22 @@ class RelayService:
         total_bytes = sum(len(i.envelope) for i in items)
         async with self.db.write() as tx:
             await self._require(tx, share_id, principal)
-            owner, height, _ = await membership.share_row(tx, share_id, lock=True)
+            owner, height, last_seq = await membership.share_row(tx, share_id, lock=True)
             # Any member may forward envelopes; each is judged below against its own signer.
             chain = await self.chains.at_height(tx, share_id, height)
             await accounts.charge_writes(
                 tx, principal.user_id, len(items), self.settings.writes_per_minute_per_user, now
             )
-            vector = await log.server_vector(tx, share_id)
+            tips = await log.tips(tx, share_id)
+            revoked = await accounts.revoked_among(
+                tx, list({env.header.device.hex() for env in decoded})
+            )
             batch: list[log.NewEnvelope] = []
+            seen_now = {device: counter for device, (counter, _) in tips.items()}
             for index, env in enumerate(decoded):
                 cert = certificates[index]
                 header = env.header
-                if await accounts.is_revoked(tx, header.device.hex()):
+                if header.device.hex() in revoked:
                     raise DeviceRevoked(
                         "an envelope in the batch is signed by a revoked device", index=index
                     )
@@ -317,7 +323,9 @@ class RelayService:
                     check_envelope_authority(env, cert, chain)
                 except ProtocolError as exc:
                     raise from_protocol(exc, index=index) from exc
-                missing = {d.hex(): c for d, c in header.seen.items() if vector.get(d.hex(), 0) < c}
+                missing = {
+                    d.hex(): c for d, c in header.seen.items() if seen_now.get(d.hex(), 0) < c
+                }
                 if missing:
                     raise MissingDependencies(
                         "an envelope has seen envelopes this relay does not hold; send them first",
@@ -338,10 +346,9 @@ class RelayService:
                         block_ids=tuple(header.blocks),
                     )
                 )
-                vector[header.device.hex()] = max(
-                    vector.get(header.device.hex(), 0), header.counter
-                )
-            result = await log.append(tx, share_id, batch, now)
+                device = header.device.hex()
+                seen_now[device] = max(seen_now.get(device, 0), header.counter)
+            result = await log.append(tx, share_id, batch, now, tips=tips, locked_last_seq=last_seq)
             if result.appended:
                 await self._charge_bytes(tx, owner, total_bytes)
         if result.appended:
@@ -354,26 +361,32 @@ class RelayService:
     async def _signer_certificates(
         self, items: Sequence[ForwardedEnvelope], decoded: list[Envelope]
     ) -> list[DeviceCertificate]:
-        known: dict[str, DeviceCertificate] = {}
+        """Each envelope's signer certificate: forwarded with it, or as the device logged in.
+
+        Certificates are immutable per device (revocation is checked separately, in the append's
+        transaction), so the ones read from the database are cached.
+        """
         out: list[DeviceCertificate] = []
-        async with self.db.read() as tx:
-            for item, env in zip(items, decoded, strict=True):
-                device = env.header.device.hex()
-                if item.certificate is not None:
-                    cert = _decode(DeviceCertificate, item.certificate)
-                elif device in known:
-                    cert = known[device]
-                else:
+        for item, env in zip(items, decoded, strict=True):
+            device = env.header.device.hex()
+            if item.certificate is not None:
+                out.append(_decode(DeviceCertificate, item.certificate))
+                continue
+            cert = self._certificates.get(device)
+            if cert is None:
+                async with self.db.read() as tx:
                     raw = await accounts.device_certificate(tx, device)
-                    if raw is None:
-                        raise BadRequest(
-                            "the relay does not know the device that signed an envelope; "
-                            "forward its certificate with it",
-                            device=device,
-                        )
-                    cert = DeviceCertificate.decode(raw)
-                known[device] = cert
-                out.append(cert)
+                if raw is None:
+                    raise BadRequest(
+                        "the relay does not know the device that signed an envelope; "
+                        "forward its certificate with it",
+                        device=device,
+                    )
+                cert = DeviceCertificate.decode(raw)
+                if len(self._certificates) >= CERTIFICATE_CACHE_MAX:
+                    self._certificates.clear()
+                self._certificates[device] = cert
+            out.append(cert)
         return out
 
     async def _charge_bytes(self, tx: Tx, owner: str, size: int) -> None:

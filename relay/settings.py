@@ -72,8 +72,6 @@ class Settings:
     page_size_max: int = 1000
     quota_bytes_default: int = 50 << 30
     writes_per_minute_per_user: int = 6000
-    #: Envelopes signed by another device may be forwarded only after this long (LAN-only period).
-    forward_delay_s: int = 0
     heartbeat_s: float = 20.0
     longpoll_timeout_s: float = 25.0
     longpoll_jitter_s: float = 5.0

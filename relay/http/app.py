@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import WSCloseCode, web
 
+from relay import accounts
 from relay.errors import BadRequest, RelayError, Unauthenticated
 from relay.http import routes, ws
 from relay.http.context import METRICS, PRINCIPAL, SERVICE, SETTINGS, SOCKETS, TOKEN
@@ -52,8 +53,19 @@ async def errors_and_metrics(request: web.Request, handler: Handler) -> web.Stre
     except Exception:
         logger.exception("request failed", extra={"route": template, "method": request.method})
         response = error_response(RelayError("internal error"))
+    elapsed = time.perf_counter() - started
     metrics.requests.inc(1, template, request.method, str(response.status))
-    metrics.request_seconds.observe(time.perf_counter() - started, template)
+    metrics.request_seconds.observe(elapsed, template)
+    # The route template, never the path: paths name shares and blocks.
+    logger.debug(
+        "request",
+        extra={
+            "route": template,
+            "method": request.method,
+            "status": response.status,
+            "ms": round(elapsed * 1000, 2),
+        },
+    )
     return response
 
 
@@ -103,7 +115,12 @@ def create_app(settings: Settings, seams: Seams | None = None) -> web.Applicatio
         async def refresh_owed() -> None:
             metrics.owed_blocks.set(await service.count_owed())
 
+        async def prune() -> None:
+            async with service.db.write() as tx:
+                await accounts.prune(tx, service.clock.now_ms())
+
         tasks = [
+            asyncio.create_task(_periodic(60.0, prune, "prune")),
             asyncio.create_task(
                 _periodic(settings.heartbeat_s / 2, service.refresh_heads, "heads")
             ),

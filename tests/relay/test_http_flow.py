@@ -18,6 +18,7 @@ async def test_health_and_metrics(relay: RelayUnderTest) -> None:
     health = await relay.api.call("GET", "/healthz")
     assert health.status == 200
     assert health.body == {"status": "ok"}
+    assert (await relay.api.call("GET", "/livez")).status == 200
     metrics = await relay.api.call("GET", "/metrics")
     assert metrics.status == 200
     assert b"drift_relay_requests_total" in metrics.body
