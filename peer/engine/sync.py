@@ -51,6 +51,7 @@ from storage.errors import StorageError
 logger = logging.getLogger("peer.engine")
 
 MARKER = ".drift/share"
+CONFLICT_MARK = " (conflicted copy "  # in names made by crdt.names.conflicted_copy_name
 APPEND_BATCH = 100
 IMPORT_BATCH = 200
 
@@ -787,7 +788,7 @@ class ShareSync:
                 continue
             status.files += 1
             status.bytes += entry.version.size if entry.version else 0
-            if entry.kind is EntryKind.CONFLICTED_COPY:
+            if entry.kind is EntryKind.CONFLICTED_COPY or CONFLICT_MARK in entry.name:
                 status.conflicts.append(path)
             b = base.get(path)
             if entry.version is not None and (b is None or b.version != entry.version.version_id):

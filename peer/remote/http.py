@@ -146,7 +146,11 @@ class HttpRelayLink:
                 async with self.session.request(
                     method, self.base + path, data=data, headers=headers
                 ) as resp:
-                    payload = await resp.content.read(MAX_ANSWER_BYTES + 1)
+                    if (resp.content_length or 0) > MAX_ANSWER_BYTES:
+                        raise RelayUnreachable(
+                            f"the relay's answer of {resp.content_length} bytes is too large"
+                        )
+                    payload = await resp.read()
                     status = resp.status
                     retry_after = resp.headers.get("Retry-After")
                     is_msgpack = resp.headers.get("Content-Type", "").startswith(CONTENT_TYPE)
