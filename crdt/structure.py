@@ -80,9 +80,6 @@ class Structure:
             cur = self.parent.get(cur)
         return False
 
-    def snapshot(self) -> dict[str, tuple[str, str, str]]:
-        return {n: (p, self.name[n], self.effective[n]) for n, p in self.parent.items()}
-
 
 def delete_is_void(index: OpIndex, delete: MoveOp, rules: ProjectionRules) -> bool:
     """Rules 1a and 1b: a concurrent move, or a version head the delete had not seen, voids it."""

@@ -11,7 +11,7 @@ from crdt.rules import ProjectionRules
 from tests.crdt.crdt_sim import Sim, check_all, run_seed
 
 FAST_SEEDS = range(40)
-SLOW_SEEDS = range(1_000, 1_200)
+SLOW_SEEDS = range(1_000, 1_500)
 
 
 def _seeds(request: pytest.FixtureRequest, default: range) -> list[int]:
