@@ -128,3 +128,22 @@ def test_decode_manifest_accepts_only_what_reencodes_to_itself(
         return
     # A mutation may still be a valid manifest (e.g. a changed id byte): then it is exact.
     assert encode_manifest(manifest) == mutated
+
+
+LONG = settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.mark.slow
+@LONG
+@given(st.sampled_from(VALID_BLOCKS), mutations())
+def test_open_block_rejects_mutated_blocks_long(
+    block: bytes, ops: list[tuple[str, int, int]]
+) -> None:
+    test_open_block_rejects_mutated_blocks_with_storage_errors.hypothesis.inner_test(block, ops)
+
+
+@pytest.mark.slow
+@LONG
+@given(st.sampled_from([VALID_MANIFEST, VALID_PARTS]), mutations())
+def test_decode_manifest_long(valid: bytes, ops: list[tuple[str, int, int]]) -> None:
+    test_decode_manifest_accepts_only_what_reencodes_to_itself.hypothesis.inner_test(valid, ops)

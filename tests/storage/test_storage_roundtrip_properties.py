@@ -7,6 +7,7 @@ import random
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -54,15 +55,7 @@ async def ingest_restore(
     return result.stats.new_blocks, result.stats.chunks
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    seed=st.integers(0, 2**32),
-    size=st.integers(0, 40_000),
-    compressible=st.booleans(),
-    edits=st.lists(edit, max_size=4),
-    per_part=st.sampled_from([2, 5, 1000]),
-)
-def test_random_files_and_edits_restore_identically(
+def check_round_trips(
     seed: int,
     size: int,
     compressible: bool,
@@ -87,8 +80,46 @@ def test_random_files_and_edits_restore_identically(
                     store, folder, current, f"v{i + 1}", per_part
                 )
                 # A local edit re-stores the chunks up to where boundaries re-synchronise (a
-                # handful, probabilistically), never the whole file again.
-                if len(current) > 40 * 1024 and per_part == 1000:
+                # handful, probabilistically), never the whole file again. Only for varied
+                # content: text of three words cuts mostly at the maximum size, by position.
+                if len(current) > 40 * 1024 and per_part == 1000 and not compressible:
                     assert new_blocks <= chunks // 2
 
         asyncio.run(scenario())
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32),
+    size=st.integers(0, 40_000),
+    compressible=st.booleans(),
+    edits=st.lists(edit, max_size=4),
+    per_part=st.sampled_from([2, 5, 1000]),
+)
+def test_random_files_and_edits_restore_identically(
+    seed: int,
+    size: int,
+    compressible: bool,
+    edits: list[tuple[str, float, int, int]],
+    per_part: int,
+) -> None:
+    check_round_trips(seed, size, compressible, edits, per_part)
+
+
+@pytest.mark.slow
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32),
+    size=st.integers(0, 40_000),
+    compressible=st.booleans(),
+    edits=st.lists(edit, max_size=4),
+    per_part=st.sampled_from([2, 5, 1000]),
+)
+def test_random_files_and_edits_restore_identically_long(
+    seed: int,
+    size: int,
+    compressible: bool,
+    edits: list[tuple[str, float, int, int]],
+    per_part: int,
+) -> None:
+    check_round_trips(seed, size, compressible, edits, per_part)
