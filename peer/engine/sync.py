@@ -554,17 +554,20 @@ class ShareSync:
         by_id = {e.id: p for p, e in listing.items()}
         base = self.store.files()
         # 1. Entries no longer at their base path: moved (move on disk) or gone (to the trash).
-        for path in sorted(base, key=_depth):
-            b = self.store.files().get(path)
+        displaced = [p for p, b in base.items() if (e := listing.get(p)) is None or e.id != b.entry]
+        for path in sorted(displaced, key=_depth):
+            b = base.get(path)  # re-read after each move: a folder's move re-keys its contents
             if b is None:
                 continue
             entry = listing.get(path)
             if entry is not None and entry.id == b.entry:
                 continue
             new_path = by_id.get(b.entry)
-            if new_path is not None and new_path not in self.store.files():
+            if new_path is not None and new_path not in base:
                 await self._remote_move(b, new_path, report)
-        base = self.store.files()
+                base = self.store.files()
+        if displaced:
+            base = self.store.files()
         for path in sorted(base, key=lambda p: -_depth(p)):
             b = base[path]
             entry = listing.get(path)

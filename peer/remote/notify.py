@@ -103,12 +103,15 @@ class Notifications:
                 return  # reconnect with the larger set of shares
             receive = asyncio.ensure_future(sock.receive())
             resub = asyncio.ensure_future(self._resubscribe.wait())
-            done, _ = await asyncio.wait({receive, resub}, return_when=asyncio.FIRST_COMPLETED)
-            resub.cancel()
+            try:
+                done, _ = await asyncio.wait({receive, resub}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (resub, receive):
+                    if not task.done():
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, Exception):
+                            await task
             if receive not in done:
-                receive.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await receive
                 return
             msg = receive.result()
             if msg.type != aiohttp.WSMsgType.BINARY:
