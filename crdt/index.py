@@ -50,6 +50,40 @@ class OpIndex:
                 heads.difference_update(op.base)  # type: ignore[union-attr]
                 heads.add(oid)
 
+    def bulk_load(self, moves: list[MoveOp], versions: list[VersionOp]) -> None:
+        """Index a whole saved op set at once (any order; the set is causally complete)."""
+        self.moves = {m.id: m for m in moves}
+        self.versions = {v.id: v for v in versions}
+        self.creates = {m.id: m for m in moves if m.node == m.id}
+        node_moves: dict[str, list[str]] = {}
+        for m in moves:
+            ids = node_moves.get(m.node)
+            if ids is None:
+                node_moves[m.node] = [m.id]
+            else:
+                ids.append(m.id)
+            if m.parent == TRASH:
+                self.node_deletes.setdefault(m.node, []).append(m.id)
+        self.node_moves = node_moves
+        based = {b for v in versions for b in v.base}
+        node_versions: dict[str, list[str]] = {}
+        heads: dict[str, set[str]] = {}
+        for v in versions:
+            ids = node_versions.get(v.node)
+            if ids is None:
+                node_versions[v.node] = [v.id]
+            else:
+                ids.append(v.id)
+            if v.id not in based:
+                h = heads.get(v.node)
+                if h is None:
+                    heads[v.node] = {v.id}
+                else:
+                    h.add(v.id)
+        self.node_versions = node_versions
+        self.heads = heads
+        self.max_t = max((o.t for o in (*moves, *versions)), default=0)
+
     def add_all(self, ops: Iterable[Op]) -> None:
         for op in ops:
             self.add(op)

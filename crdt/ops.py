@@ -233,17 +233,3 @@ def decode_op(key: str, text: str) -> Op:
                          _int(mtime_ms, "mtime_ms"), _ids(base, "base")))
     raise MalformedOp(f"unknown record kind {kind!r}")
 
-
-def op_from_record(key: str, rec: list[Any]) -> Op:
-    """Rebuild an op from a record this replica validated earlier (its own saved state).
-
-    No checks: saved state is protected by a checksum, and remote input never comes this way.
-    """
-    replica, _, counter = key.rpartition(".")
-    if rec[0] == "m":
-        _, t, w, node, parent, name, prev, dir_flag, seen = rec
-        return MoveOp(key, replica, int(counter), t, w, node, parent, name, tuple(prev),
-                      None if dir_flag is None else bool(dir_flag), tuple(seen))
-    _, t, w, node, manifest, size, mtime_ms, base = rec
-    return VersionOp(key, replica, int(counter), t, w, node, bytes.fromhex(manifest), size,
-                     mtime_ms, tuple(base))

@@ -20,7 +20,7 @@ from crdt.gcpause import paused_gc
 from crdt.identity import ReplicaIdentity
 from crdt.incremental import IncrementalStructure
 from crdt.index import OpIndex
-from crdt.ops import op_from_record
+from crdt.ops import MoveOp, VersionOp
 from crdt.projection import Projection
 from crdt.rules import DEFAULT_RULES, ProjectionRules
 from crdt.structure import Structure
@@ -40,8 +40,18 @@ def _digest(payload: bytes) -> bytes:
 def save(tree: FolderTree) -> bytes:
     """Everything needed to resume ``tree``: load it with :func:`load` and the same identity."""
     index = tree.index
-    ops = [[op.id, op.record()] for op in sorted(
-        [*index.moves.values(), *index.versions.values()], key=lambda o: o.key)]
+    moves = list(index.moves.values())
+    versions = list(index.versions.values())
+    # Columns rather than rows: loading then builds ops with map() and dicts with zip().
+    ops = {
+        "moves": [[m.id for m in moves], [m.t for m in moves], [m.w for m in moves],
+                  [m.node for m in moves], [m.parent for m in moves], [m.name for m in moves],
+                  [m.prev for m in moves], [m.is_dir for m in moves], [m.seen for m in moves]],
+        "versions": [[v.id for v in versions], [v.t for v in versions], [v.w for v in versions],
+                     [v.node for v in versions], [v.manifest for v in versions],
+                     [v.size for v in versions], [v.mtime_ms for v in versions],
+                     [v.base for v in versions]],
+    }
     inc = tree.projection.inc
     s = inc.structure
     view = tree.view
@@ -116,8 +126,7 @@ def _restore(identity: ReplicaIdentity, payload: dict[str, Any], rules: Projecti
         # Writing on would reuse (replica, counter) pairs or Yjs clocks: refuse instead.
         raise CorruptState("document and update log disagree; restore from another replica")
     index = OpIndex()
-    for key, rec in payload["ops"]:
-        index.add(op_from_record(key, rec))
+    index.bulk_load(*_ops_from_columns(payload["ops"]))
     if len(index.moves) + len(index.versions) != len(tree.doc):
         raise CorruptState("saved ops do not match the document")
     tree.index = index
@@ -131,6 +140,18 @@ def _restore(identity: ReplicaIdentity, payload: dict[str, Any], rules: Projecti
     else:
         tree.projection = Projection(index, rules)
     return tree
+
+
+def _ops_from_columns(cols: dict[str, list[list[Any]]]) -> tuple[list[MoveOp], list[VersionOp]]:
+    ids, ts, ws, nodes, parents, names, prevs, dirs, seens = cols["moves"]
+    split = [i.rpartition(".") for i in ids]
+    moves = list(map(MoveOp, ids, [p[0] for p in split], [int(p[2]) for p in split], ts, ws,
+                     nodes, parents, names, map(tuple, prevs), dirs, map(tuple, seens)))
+    ids, ts, ws, nodes, manifests, sizes, mtimes, bases = cols["versions"]
+    split = [i.rpartition(".") for i in ids]
+    versions = list(map(VersionOp, ids, [p[0] for p in split], [int(p[2]) for p in split], ts,
+                        ws, nodes, manifests, sizes, mtimes, map(tuple, bases)))
+    return moves, versions
 
 
 def _warm_projection(index: OpIndex, rules: ProjectionRules,
