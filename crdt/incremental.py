@@ -35,7 +35,8 @@ class IncrementalStructure:
         self.keys: list[OrderKey] = []  # considered (non-void) moves in total order
         # per considered move: (move id, its node's placement before it, whether it applied)
         self.undo: list[tuple[str, Placement | None, bool]] = []
-        self.fallbacks = 0
+        self.fallbacks = 0  # full recomputes (rule 3 cases)
+        self.redone = 0  # moves undone and redone because an op sorted before applied ones
 
     @property
     def void(self) -> set[str]:
@@ -107,6 +108,7 @@ class IncrementalStructure:
                 redo.append(op)
         del self.keys[start:]
         del self.undo[start:]
+        self.redone += len(redo)
         redo.extend(insert)
         redo.sort(key=lambda m: m.key)
         for op in redo:

@@ -264,3 +264,26 @@ def test_lookup_history_and_node_paths(net: Net) -> None:
     assert [m.name for m in hist.moves] == ["f.txt", "g.txt"]
     assert [v.version.manifest for v in hist.versions] == [b"f", b"2"]
     assert [c.name for c in t.children("a")] == ["g.txt"]
+
+
+def test_small_updates_do_not_replay_the_tree() -> None:
+    a, b = FolderTree(identity(0)), FolderTree(identity(1))
+    items = [(f"d{i // 50}/f{i}.txt", content(bytes([i % 250 + 1]))) for i in range(500)]
+    first = a.import_tree(items, now_ms=1)
+    b.receive(a.identity, first.seq, first.seen, first.update)
+    inc = b.projection.inc
+    up = a.edit("d0/f1.txt", content(b"new"), now_ms=2)
+    b.receive(a.identity, up.seq, up.seen, up.update)
+    up = a.rename("d1/f60.txt", "g.txt", now_ms=3)
+    b.receive(a.identity, up.seq, up.seen, up.update)
+    assert (inc.redone, inc.fallbacks) == (0, 0)
+    # A concurrent move that sorts before b's own newer move undoes and redoes only that one.
+    b.move("d2/f100.txt", "d3", now_ms=4)
+    theirs = a.move("d2/f101.txt", "d4", now_ms=4)
+    newest_b = max(b.index.moves.values(), key=lambda m: m.key)
+    newest_a = max(a.index.moves.values(), key=lambda m: m.key)
+    assert newest_a.t == newest_b.t
+    assert newest_a.key < newest_b.key  # same Lamport time; the replica id decides
+    b.receive(a.identity, theirs.seq, theirs.seen, theirs.update)
+    assert inc.redone == 1
+    assert b.view.entries == b.full_recompute().entries
