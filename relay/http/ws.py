@@ -57,9 +57,14 @@ def _append_frame(share: str, seq: int) -> bytes:
 
 
 class _Session:
-    """One WebSocket: the subscription it holds and the task that pushes to it."""
+    """One WebSocket and the subscription it holds.
 
-    __slots__ = ("expires_ms", "pusher", "service", "sock", "sub", "who")
+    No task waits per socket: an offer from the hub or the heartbeat timer starts a short job
+    that sends what is pending and ends, so an idle subscriber costs a timer handle and a few
+    small objects (10,000 of them are held per relay process).
+    """
+
+    __slots__ = ("beat_due", "busy", "expires_ms", "service", "sock", "sub", "timer", "who")
 
     def __init__(
         self, service: RelayService, sock: web.WebSocketResponse, who: Principal, expires_ms: int
@@ -69,7 +74,9 @@ class _Session:
         self.who = who
         self.expires_ms = expires_ms
         self.sub: Subscription | None = None
-        self.pusher: asyncio.Task[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.busy: asyncio.Task[None] | None = None
+        self.beat_due = False
 
     async def reauthenticate(self, token: object) -> None:
         if not isinstance(token, str):
@@ -80,54 +87,77 @@ class _Session:
             raise Unauthenticated("a socket keeps the device it was opened by")
         self.expires_ms = service.tokens.expires_ms(token, service.clock.now_ms())
         await self.send({"type": "auth_ok", "expires_ms": self.expires_ms})
+        if self.sub is not None:
+            self.arm()
 
     def seconds_left(self) -> float:
         return (self.expires_ms - self.service.clock.now_ms()) / 1000
 
     async def send(self, message: dict[str, Any]) -> None:
-        # No timeout per send: a socket that stops reading blocks only its own pusher (which
-        # holds one pending seq per share, never a queue), and aiohttp's ping/pong heartbeat
-        # closes it, which ends the send with an error.
+        # No timeout per send: a socket that stops reading stalls only its own job (and holds one
+        # pending seq per share, never a queue); aiohttp's ping/pong heartbeat closes it.
         await self.sock.send_bytes(pack(message))
 
     async def subscribe(self, cursors: dict[str, int]) -> None:
         heads = await self.service.heads(self.who, list(cursors))
-        self.stop_pushing()
+        self.stop()
         self.sub = self.service.subscribe(list(cursors))
+        self.sub.listener = self.kick
         await self.send({"type": "heads", "heads": heads})
-        self.pusher = asyncio.create_task(self.push(self.sub))
+        self.arm()
+        self.kick()  # anything offered while the heads were on their way
 
-    async def push(self, sub: Subscription) -> None:
+    def arm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        wait = max(0.0, min(self.service.settings.heartbeat_s, self.seconds_left()))
+        self.timer = asyncio.get_running_loop().call_later(wait, self.on_timer)
+
+    def on_timer(self) -> None:
+        self.timer = None
+        self.beat_due = True
+        self.kick()
+
+    def kick(self) -> None:
+        if self.busy is None and self.sub is not None and not self.sub.closed:
+            self.busy = asyncio.get_running_loop().create_task(self.work(self.sub))
+
+    async def work(self, sub: Subscription) -> None:
         service = self.service
-        metrics = service.metrics
-        heartbeat = service.settings.heartbeat_s
         try:
             while not sub.closed:
                 if self.seconds_left() <= 0:
                     raise Unauthenticated("access token expired; send a fresh one with auth")
-                woke = await sub.wait(max(0.0, min(heartbeat, self.seconds_left())))
-                if woke:
+                if sub.pending:
+                    woke = sub.take()
                     for share, seq in woke.items():
                         await self.sock.send_bytes(_append_frame(share, seq))
-                    metrics.notifications.inc(len(woke), "websocket")
-                    continue
-                if self.seconds_left() <= 0:
-                    continue  # the check at the top of the loop says why
-                # Quiet for a whole interval: check membership again and send the heads.
-                heads = await service.heads(self.who, list(sub.shares))
-                await service.authenticate_device(self.who)
-                await self.send({"type": "heartbeat", "heads": heads})
+                    service.metrics.notifications.inc(len(woke), "websocket")
+                elif self.beat_due:
+                    self.beat_due = False
+                    # Check membership and the device again, and send the heads.
+                    heads = await service.heads(self.who, list(sub.shares))
+                    await service.authenticate_device(self.who)
+                    await self.send({"type": "heartbeat", "heads": heads})
+                    self.arm()
+                else:
+                    return
         except RelayError as err:
             with contextlib.suppress(Exception):
                 await self.send({"type": "error", **err.to_wire()})
             await self.sock.close(code=4000 + err.status, message=err.code.encode())
-        except (TimeoutError, ConnectionError):
-            await self.sock.close(code=1011, message=b"subscriber too slow")
+        except ConnectionError:
+            await self.sock.close(code=1011, message=b"subscriber gone")
+        finally:
+            self.busy = None
 
-    def stop_pushing(self) -> None:
-        if self.pusher is not None:
-            self.pusher.cancel()
-            self.pusher = None
+    def stop(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.busy is not None:
+            self.busy.cancel()
+            self.busy = None
         if self.sub is not None:
             self.sub.close()
             self.sub = None
@@ -175,7 +205,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     except ConnectionError:
         pass  # the device went away mid-answer; nothing to clean up beyond the subscription
     finally:
-        session.stop_pushing()
+        session.stop()
     return sock
 
 

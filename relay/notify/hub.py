@@ -9,17 +9,20 @@ on it. A consumer wakes, takes everything pending at once and learns the latest 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 
 class Subscription:
-    __slots__ = ("_hub", "_waiter", "closed", "pending", "shares")
+    __slots__ = ("_hub", "_waiter", "closed", "listener", "pending", "shares")
 
     def __init__(self, hub: Hub, shares: frozenset[str]) -> None:
         self._hub = hub
         self.shares = shares
         self.pending: dict[str, int] = {}
         self._waiter: asyncio.Future[None] | None = None
+        #: Called (synchronously) when something becomes pending: for consumers that would
+        #: rather not keep a task parked in :meth:`wait` (one per WebSocket adds up).
+        self.listener: Callable[[], None] | None = None
         self.closed = False
 
     def offer(self, share_id: str, seq: int) -> None:
@@ -27,6 +30,8 @@ class Subscription:
             self.pending[share_id] = seq
             if self._waiter is not None:
                 _wake(self._waiter)
+            if self.listener is not None:
+                self.listener()
 
     def take(self) -> dict[str, int]:
         out, self.pending = self.pending, {}
