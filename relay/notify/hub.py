@@ -101,5 +101,8 @@ class Hub:
             sub.offer(share_id, seq)
         return len(subs)
 
+    def subscribers_of(self, share_id: str) -> list[Subscription]:
+        return list(self._by_share.get(share_id, ()))
+
     def followed(self) -> list[str]:
         return list(self._by_share)
