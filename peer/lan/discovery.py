@@ -26,7 +26,6 @@ from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZerocon
 
 from peer.lan.announcement import decode_announcement, encode_announcement
 from peer.lan.errors import DiscoveryError
-from peer.lan.hello import LAN_PROTOCOL_VERSION
 from peer.lan.tokens import (
     DISCOVERY_KEY_BYTES,
     HOUR_MS,
@@ -34,6 +33,7 @@ from peer.lan.tokens import (
     match_shares,
     share_token,
 )
+from protocol.messages import PROTOCOL_VERSION
 from seams import Clock, RandomSource
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ class LanDiscovery(Generic[S]):
         clock: Clock,
         random: RandomSource,
         static_peers: Sequence[StaticPeer] = (),
-        protocol_version: int = LAN_PROTOCOL_VERSION,
+        protocol_version: int = PROTOCOL_VERSION,
     ) -> None:
         if not bind_addresses:
             raise DiscoveryError("discovery needs the addresses to announce and listen on")

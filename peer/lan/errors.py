@@ -58,6 +58,26 @@ class IdentityMismatch(PeerMisbehaved):
     """The hello names a device key other than the one that signed the TLS handshake."""
 
 
+class IncompatiblePeer(LanError):
+    """The two sides speak no common protocol version; the older one must be updated."""
+
+
+class SessionViolation(PeerMisbehaved):
+    """The peer sent a message the LAN session does not allow in its state, or a bad one."""
+
+
+class ChunkMismatch(PeerMisbehaved):
+    """A peer sent bytes that do not hash to the chunk id it named."""
+
+
+class SessionEnded(LanError):
+    """The session is closed or failed; it takes no more input (open a new connection)."""
+
+
+class NotAdmitted(LanError):
+    """We were asked to send something for a share the peer is not (or no longer) admitted to."""
+
+
 class Unauthorized(LanError):
     """The peer proved its key, but the authorization hook does not admit it (or it refused us)."""
 

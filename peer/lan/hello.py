@@ -1,53 +1,63 @@
-"""The first message on a LAN connection: who I am, as the device certificate says.
+"""The LAN hello, in the protocol's own messages: versions first, then who I am.
 
-Layout: ``b"DSLN"``, protocol version (1 byte), the device's Ed25519 public key (32 bytes), the
-device certificate's length (2 bytes, big-endian) and the certificate. The certificate is opaque
-here: the authorization hook (the engine, with the share's membership chain) judges it. The
-device key must be the key of the TLS certificate that the same side used in the handshake; that
-check, not any signature in this message, binds the hello to the connection.
+The connecting side sends ``hello`` (the protocol versions it speaks and its agent) and then
+``device_certificates`` holding exactly one certificate: its own. The accepting side answers with
+``welcome`` (the version both will speak, ``protocol.messages.negotiate_version``) and its own
+``device_certificates``. The device public key is the certificate's ``device_key``; it must equal
+the key of the TLS certificate the same side used in the handshake. That comparison, not any
+signature in these messages, binds the identity to the connection; the certificate's own signature
+says which user vouches for the key, and the authorizer judges that user against the shares'
+membership chains.
+
+Each message is read as exactly one frame (``read_exact_frame``), so nothing a peer sends after its
+hello is buffered before it is admitted.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import struct
+import asyncio
+from typing import TypeVar
 
-from peer.lan.errors import BadHello
+from peer.lan.errors import BadHello, IdentityMismatch
+from peer.lan.framing import read_exact_frame
+from protocol.errors import ProtocolError
+from protocol.keys import DeviceCertificate
+from protocol.messages import DeviceCertificates, Message, decode_message
 
-MAGIC = b"DSLN"
-LAN_PROTOCOL_VERSION = 1
-DEVICE_KEY_BYTES = 32
-MAX_CERTIFICATE_BYTES = 4096
-_FIXED = struct.Struct(">4sB32sH")
-MAX_HELLO_BYTES = _FIXED.size + MAX_CERTIFICATE_BYTES
+MAX_HELLO_BYTES = 4096
+"""A hello message, a welcome or a one-certificate ``device_certificates`` fits easily."""
+
+_M = TypeVar("_M", bound=Message)
 
 
-@dataclasses.dataclass(frozen=True)
-class Hello:
-    device_key: bytes
-    certificate: bytes
-    version: int = LAN_PROTOCOL_VERSION
+async def read_hello_message(
+    reader: asyncio.StreamReader, expected: type[_M], *, timeout_s: float
+) -> _M:
+    """The next frame as a message of type ``expected``, or ``BadHello``."""
+    data = await read_exact_frame(reader, max_bytes=MAX_HELLO_BYTES, timeout_s=timeout_s)
+    try:
+        message = decode_message(data, max_bytes=MAX_HELLO_BYTES)
+    except ProtocolError as exc:
+        raise BadHello(f"not a driftsync hello: {exc.message}") from exc
+    if not isinstance(message, expected):
+        raise BadHello(f"expected {expected.TYPE} during the LAN hello, got {message.TYPE}")
+    return message
 
-    def encode(self) -> bytes:
-        if len(self.device_key) != DEVICE_KEY_BYTES:
-            raise ValueError(f"a device key has {DEVICE_KEY_BYTES} bytes")
-        if len(self.certificate) > MAX_CERTIFICATE_BYTES:
-            raise ValueError(f"a device certificate has at most {MAX_CERTIFICATE_BYTES} bytes")
-        fixed = _FIXED.pack(MAGIC, self.version, self.device_key, len(self.certificate))
-        return fixed + self.certificate
 
-    @classmethod
-    def decode(cls, data: bytes) -> Hello:
-        if len(data) < _FIXED.size:
-            raise BadHello(f"hello of {len(data)} bytes is too short")
-        magic, version, device_key, cert_len = _FIXED.unpack_from(data)
-        if magic != MAGIC:
-            raise BadHello("not a driftsync LAN hello")
-        if version != LAN_PROTOCOL_VERSION:
-            raise BadHello(f"LAN protocol version {version} is not supported")
-        certificate = data[_FIXED.size :]
-        if len(certificate) != cert_len:
-            raise BadHello(
-                f"hello announces a {cert_len}-byte certificate but carries {len(certificate)}"
-            )
-        return cls(device_key=device_key, certificate=certificate, version=version)
+def identity_message(certificate: DeviceCertificate) -> DeviceCertificates:
+    """What a device shows after the version handshake: its own certificate, alone."""
+    return DeviceCertificates(certificates=(certificate,))
+
+
+def claimed_identity(message: DeviceCertificates, tls_key: bytes) -> DeviceCertificate:
+    """The peer's certificate, once it names the TLS key and its user's signature holds."""
+    if len(message.certificates) != 1:
+        raise BadHello(f"a LAN hello carries one certificate, got {len(message.certificates)}")
+    certificate = message.certificates[0]
+    if certificate.device_key != tls_key:
+        raise IdentityMismatch("hello names a device key other than the TLS certificate's")
+    try:
+        certificate.verify()
+    except ProtocolError as exc:
+        raise BadHello(f"device certificate does not verify: {exc.message}") from exc
+    return certificate

@@ -7,8 +7,8 @@ whole. Sessions that deliver nothing back off (jittered, doubling) and, after a 
 fetch gives up with the list of chunks still missing, so the caller can try another peer or the
 relay.
 
-The wire messages of a session belong to the sync engine; this module only needs a ``ChunkSource``
-per session (see ``peer.lan.transport`` for the connection it would run on).
+The wire messages of a session belong to ``peer.lan.session``; this module only needs a
+``RemoteChunks`` per session (``peer.lan.link.LanLink`` is one).
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Protocol
 
-from peer.lan.errors import LanError, LinkError, PeerMisbehaved
+from peer.lan.errors import ChunkMismatch, LanError, LinkError
 from seams import Clock, RandomSource
 
 log = logging.getLogger(__name__)
 
 
-class ChunkSource(Protocol):
+class RemoteChunks(Protocol):
     """One session with a peer that serves chunks by id."""
 
     def fetch(self, chunk_ids: Sequence[bytes]) -> AsyncIterator[tuple[bytes, bytes]]:
@@ -34,13 +34,9 @@ class ChunkSource(Protocol):
     async def close(self) -> None: ...
 
 
-OpenSource = Callable[[], Awaitable[ChunkSource]]
+OpenSource = Callable[[], Awaitable[RemoteChunks]]
 StoreChunk = Callable[[bytes, bytes], Awaitable[None]]
 VerifyChunk = Callable[[bytes, bytes], bool]
-
-
-class ChunkMismatch(PeerMisbehaved):
-    """A peer sent bytes that do not hash to the chunk id it named."""
 
 
 class TransferStalled(LanError):
@@ -144,7 +140,7 @@ async def fetch_chunks(
 
 
 async def _run_session(
-    source: ChunkSource,
+    source: RemoteChunks,
     wanted: WantedChunks,
     store: StoreChunk,
     report: FetchReport,

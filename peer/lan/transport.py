@@ -4,14 +4,15 @@ The order on every connection:
 
 1. TLS 1.3 (``peer.lan.tls``): each side proves it holds the private key of the certificate it
    shows; nothing else is trusted yet.
-2. The connecting side sends its hello (device key and device certificate). The accepting side
-   checks that the hello names the key of the client's TLS certificate, then asks ``authorize``.
+2. The connecting side sends its hello (``peer.lan.hello``: the protocol's ``hello`` and its
+   ``device_certificates``). The accepting side negotiates the version, checks that the
+   certificate names the key of the client's TLS certificate and verifies, then asks ``authorize``.
    A device that is refused gets nothing more: the connection is closed without a word.
-3. The accepting side answers with its own hello; the connecting side runs the same checks (and,
-   when it dialled a known device, that the key is the one it expected).
-4. Frames (``protocol.frames``: the same framing as every other driftsync stream), in both
-   directions, until either side closes. The hello is read exactly, so nothing a peer sends after
-   it is buffered before the peer is admitted.
+3. The accepting side answers with ``welcome`` and its own certificate; the connecting side runs
+   the same checks (and, when it dialled a known device, that the key is the one it expected).
+4. Frames (``protocol.frames``: the same framing as every other driftsync stream), each one
+   protocol message, in both directions, until either side closes. The hello is read exactly, so
+   nothing a peer sends after it is buffered before the peer is admitted.
 
 There is no handshake of our own: TLS authenticates keys, and the application only compares the
 key it authenticated with the identity claimed, then asks the engine whether that identity may talk
@@ -32,20 +33,44 @@ from types import TracebackType
 from typing import Self
 
 from peer.lan.errors import (
+    BadHello,
     ConnectionClosed,
     IdentityMismatch,
+    IncompatiblePeer,
     LanError,
     LinkError,
+    MalformedFrame,
     Unauthorized,
 )
-from peer.lan.framing import DEFAULT_MAX_FRAME_BYTES, FrameReader, read_exact_frame, write_frame
-from peer.lan.hello import MAX_HELLO_BYTES, Hello
+from peer.lan.framing import DEFAULT_MAX_FRAME_BYTES, FrameReader, write_frame
+from peer.lan.hello import (
+    MAX_HELLO_BYTES,
+    claimed_identity,
+    identity_message,
+    read_hello_message,
+)
 from peer.lan.tls import TlsIdentity, certificate_public_key, client_context, server_context
+from protocol.errors import ProtocolError, UnsupportedVersion
+from protocol.keys import DeviceCertificate
+from protocol.messages import (
+    MIN_PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
+    DeviceCertificates,
+    ErrorMsg,
+    Hello,
+    Message,
+    Welcome,
+    decode_message,
+    negotiate_version,
+)
 
 log = logging.getLogger(__name__)
 
-Authorize = Callable[[bytes, bytes], bool | Awaitable[bool]]
-"""``authorize(device_public_key, device_certificate) -> bool``: may this device talk to us?"""
+Authorize = Callable[[DeviceCertificate], bool | Awaitable[bool]]
+"""``authorize(certificate) -> bool``: may this (verified, key-bound) device talk to us at all?
+
+``peer.lan.authorizer.LanAuthorizer.admits_any`` is the one the engine passes: admitted for at
+least one share. Which shares a connection serves is the session's business."""
 
 ConnectionHandler = Callable[["LanConnection"], Awaitable[None]]
 
@@ -62,15 +87,24 @@ class LanLimits:
     """Connections past TLS a server keeps open; more are dropped as soon as TLS completes."""
 
 
+AGENT = "driftsync-lan/1"
+
+
 @dataclasses.dataclass(frozen=True)
 class LocalDevice:
-    """What this device shows: its TLS identity and its (opaque) device certificate."""
+    """What this device shows: its TLS identity, its device certificate and its agent."""
 
     tls: TlsIdentity
-    certificate: bytes
+    certificate: DeviceCertificate
+    agent: str = AGENT
+    min_version: int = MIN_PROTOCOL_VERSION
+    max_version: int = PROTOCOL_VERSION
 
     def hello(self) -> Hello:
-        return Hello(device_key=self.tls.public_key, certificate=self.certificate)
+        return Hello(min_version=self.min_version, max_version=self.max_version, agent=self.agent)
+
+    def identity(self) -> DeviceCertificates:
+        return identity_message(self.certificate)
 
     # Built once: reconnect loops must not reload the key for every attempt.
     @functools.cached_property
@@ -86,8 +120,18 @@ class LocalDevice:
 class PeerIdentity:
     """The other side, once TLS proved the key and ``authorize`` admitted the certificate."""
 
-    device_key: bytes
-    certificate: bytes
+    certificate: DeviceCertificate
+    version: int
+    """The protocol version both sides speak on this connection."""
+    agent: str
+
+    @property
+    def device_key(self) -> bytes:
+        return self.certificate.device_key
+
+    @property
+    def device_id(self) -> bytes:
+        return self.certificate.device_id
 
 
 class LanConnection:
@@ -122,6 +166,17 @@ class LanConnection:
                 self._limits.read_timeout_s if timeout_s is None else timeout_s
             )
 
+    async def send_message(self, message: Message) -> None:
+        await self.send(message.encode())
+
+    async def receive_message(self, timeout_s: float | None = None) -> Message:
+        """The next frame as a protocol message, strictly decoded (``MalformedFrame`` if not)."""
+        payload = await self.receive(timeout_s)
+        try:
+            return decode_message(payload, max_bytes=self._limits.max_frame_bytes)
+        except ProtocolError as exc:
+            raise MalformedFrame(f"not a protocol message: {exc.message}") from exc
+
     @property
     def closed(self) -> bool:
         return self._writer.is_closing()
@@ -151,16 +206,22 @@ async def _close_writer(writer: asyncio.StreamWriter, timeout_s: float) -> None:
         writer.transport.abort()
 
 
-async def _admit(writer: asyncio.StreamWriter, hello: Hello, authorize: Authorize) -> PeerIdentity:
-    """The peer behind ``writer``, if its hello matches its TLS key and ``authorize`` says yes."""
+async def _admit(
+    writer: asyncio.StreamWriter,
+    identity: DeviceCertificates,
+    authorize: Authorize,
+    *,
+    version: int,
+    agent: str,
+) -> PeerIdentity:
+    """The peer behind ``writer``, if its certificate names its TLS key and ``authorize`` agrees."""
     ssl_object = writer.get_extra_info("ssl_object")
     certificate_der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
     if certificate_der is None:
         raise IdentityMismatch("peer showed no TLS certificate")
-    if certificate_public_key(certificate_der) != hello.device_key:
-        raise IdentityMismatch("hello names a device key other than the TLS certificate's")
+    certificate = claimed_identity(identity, certificate_public_key(certificate_der))
     try:
-        verdict = authorize(hello.device_key, hello.certificate)
+        verdict = authorize(certificate)
         if inspect.isawaitable(verdict):
             verdict = await verdict
     except Exception as exc:
@@ -168,15 +229,14 @@ async def _admit(writer: asyncio.StreamWriter, hello: Hello, authorize: Authoriz
         log.exception("LAN authorization hook failed")
         raise Unauthorized(f"authorization failed: {exc}") from exc
     if verdict is not True:
-        raise Unauthorized(f"device {hello.device_key.hex()[:16]}… is not admitted")
-    return PeerIdentity(device_key=hello.device_key, certificate=hello.certificate)
+        raise Unauthorized(f"device {certificate.device_key.hex()[:16]}… is not admitted")
+    return PeerIdentity(certificate=certificate, version=version, agent=agent)
 
 
-async def _read_hello(reader: asyncio.StreamReader, limits: LanLimits) -> Hello:
-    data = await read_exact_frame(
-        reader, max_bytes=MAX_HELLO_BYTES, timeout_s=limits.handshake_timeout_s
+async def _write_hello(writer: asyncio.StreamWriter, message: Message, limits: LanLimits) -> None:
+    await write_frame(
+        writer, message.encode(), max_bytes=MAX_HELLO_BYTES, timeout_s=limits.handshake_timeout_s
     )
-    return Hello.decode(data)
 
 
 async def connect(
@@ -210,19 +270,23 @@ async def connect(
     except (OSError, ssl.SSLError) as exc:
         raise LinkError(f"cannot reach {host}:{port}: {exc}") from exc
     try:
-        await write_frame(
-            writer,
-            device.hello().encode(),
-            max_bytes=MAX_HELLO_BYTES,
-            timeout_s=limits.handshake_timeout_s,
-        )
+        await _write_hello(writer, device.hello(), limits)
+        await _write_hello(writer, device.identity(), limits)
+        timeout_s = limits.handshake_timeout_s
         try:
-            hello = await _read_hello(reader, limits)
+            answer = await read_hello_message(reader, Message, timeout_s=timeout_s)
         except ConnectionClosed as exc:
             raise Unauthorized(f"{host}:{port} hung up after our hello: not admitted") from exc
-        if expected_key is not None and hello.device_key != expected_key:
+        if isinstance(answer, ErrorMsg):
+            raise IncompatiblePeer(f"{host}:{port} refused our hello: {answer.message}")
+        if not isinstance(answer, Welcome):
+            raise BadHello(f"expected welcome from {host}:{port}, got {answer.TYPE}")
+        if not device.min_version <= answer.version <= device.max_version:
+            raise BadHello(f"{host}:{port} chose protocol version {answer.version}")
+        identity = await read_hello_message(reader, DeviceCertificates, timeout_s=timeout_s)
+        if expected_key is not None and identity.certificates[0].device_key != expected_key:
             raise IdentityMismatch(f"{host}:{port} is not the device we expected")
-        peer = await _admit(writer, hello, authorize)
+        peer = await _admit(writer, identity, authorize, version=answer.version, agent=answer.agent)
     except BaseException:
         await _close_writer(writer, limits.close_timeout_s)
         raise
@@ -285,14 +349,7 @@ class LanServer:
         peer_address = writer.get_extra_info("peername")
         try:
             try:
-                hello = await _read_hello(reader, self._limits)
-                peer = await _admit(writer, hello, self._authorize)
-                await write_frame(
-                    writer,
-                    self._device.hello().encode(),
-                    max_bytes=MAX_HELLO_BYTES,
-                    timeout_s=self._limits.handshake_timeout_s,
-                )
+                peer = await self._handshake(reader, writer)
             except LanError as exc:
                 log.info("refused LAN peer %s: %s", peer_address, exc)
                 return
@@ -305,6 +362,28 @@ class LanServer:
                 log.warning("LAN peer %s misbehaved: %s", peer_address, exc)
         finally:
             await _close_writer(writer, self._limits.close_timeout_s)
+
+    async def _handshake(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> PeerIdentity:
+        timeout_s = self._limits.handshake_timeout_s
+        hello = await read_hello_message(reader, Hello, timeout_s=timeout_s)
+        try:
+            version = negotiate_version(
+                hello.min_version,
+                hello.max_version,
+                self._device.min_version,
+                self._device.max_version,
+            )
+        except UnsupportedVersion as exc:
+            # Part of the handshake, and the one refusal worth explaining: update a side.
+            await _write_hello(writer, ErrorMsg.from_error(exc), self._limits)
+            raise IncompatiblePeer(exc.message) from exc
+        identity = await read_hello_message(reader, DeviceCertificates, timeout_s=timeout_s)
+        peer = await _admit(writer, identity, self._authorize, version=version, agent=hello.agent)
+        await _write_hello(writer, Welcome(version=version, agent=self._device.agent), self._limits)
+        await _write_hello(writer, self._device.identity(), self._limits)
+        return peer
 
     async def close(self) -> None:
         """Stop listening and end every open connection."""

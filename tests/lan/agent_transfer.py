@@ -32,6 +32,7 @@ from peer.lan.errors import PeerMisbehaved
 from peer.lan.tls import TlsIdentity
 from peer.lan.transfer import RetryPolicy, WantedChunks, fetch_chunks
 from peer.lan.transport import LanConnection, LanLimits, LanServer, LocalDevice, connect
+from protocol.keys import DeviceCertificate, UserIdentity
 from seams import OsRandom, SystemClock
 
 ID_BYTES = 32
@@ -63,7 +64,7 @@ def content(chunks: int, chunk_kib: int, seed: int) -> dict[bytes, bytes]:
 
 
 class SessionSource:
-    """A ``ChunkSource`` over one authorized connection."""
+    """A ``RemoteChunks`` over one authorized connection."""
 
     def __init__(self, conn: LanConnection) -> None:
         self._conn = conn
@@ -82,14 +83,19 @@ class SessionSource:
         await self._conn.close()
 
 
+# Both agents' devices are certified by this one user, so each can check the other's certificate.
+AGENT_USER = UserIdentity(bytes(range(32)))
+
+
 def device_and_authorize(args: argparse.Namespace) -> tuple[LocalDevice, object]:
     tls = TlsIdentity.from_seed(bytes.fromhex(args.seed))
     peer_key = bytes.fromhex(args.peer_key)
 
-    def authorize(key: bytes, certificate: bytes) -> bool:
-        return key == peer_key and certificate == b"cert:" + key
+    def authorize(certificate: DeviceCertificate) -> bool:
+        return certificate.device_key == peer_key and certificate.user_key == AGENT_USER.public_key
 
-    return LocalDevice(tls=tls, certificate=b"cert:" + tls.public_key), authorize
+    certificate = AGENT_USER.certify(tls.public_key, "agent", 0)
+    return LocalDevice(tls=tls, certificate=certificate), authorize
 
 
 async def serve(args: argparse.Namespace, chunks: dict[bytes, bytes]) -> None:

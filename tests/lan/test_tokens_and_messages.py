@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 
 import pytest
@@ -20,12 +21,15 @@ from peer.lan.errors import (
     BadHello,
     ConnectionClosed,
     FrameTooLarge,
+    IdentityMismatch,
     MalformedFrame,
     ReadTimeout,
 )
 from peer.lan.framing import FrameReader, read_exact_frame
-from peer.lan.hello import MAX_CERTIFICATE_BYTES, Hello
+from peer.lan.hello import claimed_identity, identity_message, read_hello_message
 from peer.lan.tokens import HOUR_MS, TOKEN_BYTES, hour_of, match_shares, share_token
+from protocol.keys import UserIdentity
+from protocol.messages import DeviceCertificates, Hello
 from seams import SeededRandom
 
 KEY_A, KEY_B = bytes(range(32)), bytes(range(1, 33))
@@ -125,17 +129,30 @@ def test_announcer_rotates_tokens_with_the_hour_and_names_nothing() -> None:
     assert "photos" not in discovery._service_info().text.decode("latin-1")
 
 
-def test_hello_round_trips_and_rejects_garbage() -> None:
-    hello = Hello(device_key=KEY_A, certificate=b"cert")
-    assert Hello.decode(hello.encode()) == hello
-    encoded = hello.encode()
-    for bad in (b"", encoded[:10], b"XXXX" + encoded[4:], encoded + b"!", encoded[:-1]):
+def test_the_hello_claims_one_verified_certificate_for_the_tls_key() -> None:
+    user = UserIdentity.generate()
+    certificate = user.certify(KEY_A, "laptop", 1)
+    message = identity_message(certificate)
+    assert DeviceCertificates.decode(message.encode()) == message
+    assert claimed_identity(message, KEY_A) == certificate
+    with pytest.raises(IdentityMismatch):
+        claimed_identity(message, bytes(32))
+    with pytest.raises(BadHello, match="one certificate"):
+        claimed_identity(DeviceCertificates(certificates=(certificate, certificate)), KEY_A)
+    forged = dataclasses.replace(certificate, name="someone else")
+    with pytest.raises(BadHello, match="does not verify"):
+        claimed_identity(identity_message(forged), KEY_A)
+
+
+async def test_hello_messages_are_read_one_frame_at_a_time_and_typed() -> None:
+    hello = Hello(min_version=1, max_version=1, agent="a").encode()
+    reader = reader_with(len(hello).to_bytes(4, "big") + hello + b"after", eof=False)
+    assert await read_hello_message(reader, Hello, timeout_s=1) == Hello(1, 1, "a")
+    assert reader._buffer == bytearray(b"after")  # nothing past the hello was consumed
+    for garbage, expected in ((b"\x93junk", Hello), (hello, DeviceCertificates)):
+        reader = reader_with(len(garbage).to_bytes(4, "big") + garbage)
         with pytest.raises(BadHello):
-            Hello.decode(bad)
-    with pytest.raises(BadHello, match="version"):
-        Hello.decode(encoded[:4] + b"\x09" + encoded[5:])
-    with pytest.raises(ValueError, match="at most"):
-        Hello(device_key=KEY_A, certificate=bytes(MAX_CERTIFICATE_BYTES + 1)).encode()
+            await read_hello_message(reader, expected, timeout_s=1)
 
 
 def reader_with(data: bytes, eof: bool = True) -> asyncio.StreamReader:

@@ -18,6 +18,7 @@ from peer.lan.errors import (
     ConnectionClosed,
     FrameTooLarge,
     IdentityMismatch,
+    IncompatiblePeer,
     LanError,
     LinkError,
     MalformedFrame,
@@ -25,9 +26,10 @@ from peer.lan.errors import (
     Unauthorized,
     WriteTimeout,
 )
-from peer.lan.hello import Hello
 from peer.lan.tls import TlsIdentity, certificate_public_key, client_context
 from peer.lan.transport import LanConnection, LanLimits, LanServer, LocalDevice, connect
+from protocol.keys import DeviceCertificate, UserIdentity
+from protocol.messages import DeviceCertificates
 
 FAST = LanLimits(
     max_frame_bytes=64 * 1024,
@@ -43,13 +45,16 @@ def header(size: int) -> bytes:
     return size.to_bytes(4, "big")
 
 
+USER = UserIdentity.generate()
+
+
 def make_device() -> LocalDevice:
     tls = TlsIdentity.from_seed(os.urandom(32))
-    return LocalDevice(tls=tls, certificate=b"device-certificate:" + tls.public_key)
+    return LocalDevice(tls=tls, certificate=USER.certify(tls.public_key, "test", 1))
 
 
-def admit_all(key: bytes, certificate: bytes) -> bool:
-    return certificate == b"device-certificate:" + key
+def admit_all(certificate: DeviceCertificate) -> bool:
+    return certificate.user_key == USER.public_key
 
 
 @dataclasses.dataclass
@@ -73,7 +78,7 @@ async def start_server() -> AsyncIterator[Callable[..., Awaitable[Server]]]:
     async def start(
         device: LocalDevice,
         handler: Handler | None = None,
-        authorize: Callable[[bytes, bytes], bool] = admit_all,
+        authorize: Callable[[DeviceCertificate], bool] = admit_all,
         limits: LanLimits = FAST,
     ) -> Server:
         seen: list[LanConnection] = []
@@ -126,8 +131,8 @@ async def test_hello_naming_another_key_than_the_tls_certificate_is_refused(star
     class Impostor(LocalDevice):
         claimed: LocalDevice = c
 
-        def hello(self) -> Hello:  # b's TLS key, c's identity
-            return self.claimed.hello()
+        def identity(self) -> DeviceCertificates:  # b's TLS key, c's certificate
+            return self.claimed.identity()
 
     server = await start_server(a, echo)
     with pytest.raises(Unauthorized):
@@ -143,8 +148,8 @@ async def test_client_refuses_a_server_whose_hello_lies_about_its_key(start_serv
 
     @dataclasses.dataclass(frozen=True)
     class Impostor(LocalDevice):
-        def hello(self) -> Hello:
-            return c.hello()
+        def identity(self) -> DeviceCertificates:
+            return c.identity()
 
     server = await start_server(Impostor(a.tls, a.certificate), echo)
     with pytest.raises(IdentityMismatch):
@@ -153,10 +158,10 @@ async def test_client_refuses_a_server_whose_hello_lies_about_its_key(start_serv
 
 async def test_unauthorized_client_gets_nothing_after_tls(start_server) -> None:
     a, b = make_device(), make_device()
-    asked: list[tuple[bytes, bytes]] = []
+    asked: list[DeviceCertificate] = []
 
-    def refuse(key: bytes, certificate: bytes) -> bool:
-        asked.append((key, certificate))
+    def refuse(certificate: DeviceCertificate) -> bool:
+        asked.append(certificate)
         return False
 
     server = await start_server(a, echo, authorize=refuse)
@@ -164,19 +169,20 @@ async def test_unauthorized_client_gets_nothing_after_tls(start_server) -> None:
     reader, writer = await asyncio.open_connection(
         "127.0.0.1", server.port, ssl=client_context(b.tls), server_hostname=""
     )
-    hello = b.hello().encode()
-    writer.write(header(len(hello)) + hello)
+    for message in (b.hello(), b.identity()):
+        data = message.encode()
+        writer.write(header(len(data)) + data)
     await writer.drain()
     assert await asyncio.wait_for(reader.read(), timeout=2) == b""
     writer.close()
-    assert asked == [(b.tls.public_key, b.certificate)]
+    assert asked == [b.certificate]
     assert server.seen == []
 
 
 async def test_authorize_may_be_async_and_refusal_raises_unauthorized(start_server) -> None:
     a, b = make_device(), make_device()
 
-    async def refuse(key: bytes, certificate: bytes) -> bool:
+    async def refuse(certificate: DeviceCertificate) -> bool:
         await asyncio.sleep(0)
         return False
 
@@ -189,7 +195,7 @@ async def test_client_refuses_an_unauthorized_server(start_server) -> None:
     a, b = make_device(), make_device()
     server = await start_server(a, echo)
     with pytest.raises(Unauthorized):
-        await connect("127.0.0.1", server.port, device=b, authorize=lambda k, c: False)
+        await connect("127.0.0.1", server.port, device=b, authorize=lambda c: False)
 
 
 async def test_dialling_a_known_device_pins_its_key(start_server) -> None:
@@ -231,7 +237,7 @@ async def test_certificate_outside_the_lan_scheme_fails_tls(start_server) -> Non
         await connect(
             "127.0.0.1",
             server.port,
-            device=LocalDevice(rogue, b"device-certificate:" + rogue.public_key),
+            device=LocalDevice(rogue, USER.certify(rogue.public_key, "rogue", 1)),
             authorize=admit_all,
             limits=FAST,
         )
@@ -325,7 +331,7 @@ def test_tls_identity_matches_pynacl_device_key() -> None:
 async def test_a_failing_authorization_hook_admits_nobody(start_server) -> None:
     a, b = make_device(), make_device()
 
-    def broken(key: bytes, certificate: bytes) -> bool:
+    def broken(certificate: DeviceCertificate) -> bool:
         raise RuntimeError("membership store unavailable")
 
     server = await start_server(a, echo, authorize=broken)
@@ -407,3 +413,38 @@ async def test_a_peer_that_stops_reading_makes_sends_time_out(start_server) -> N
         await flood()
     stop.set()
     await conn.close()
+
+
+async def test_the_hello_negotiates_the_version_and_names_the_agent(start_server) -> None:
+    a, b = make_device(), make_device()
+    server = await start_server(dataclasses.replace(a, agent="laptop/2"), echo)
+    async with await connect(
+        "127.0.0.1", server.port, device=b, authorize=admit_all, limits=FAST
+    ) as conn:
+        assert (conn.peer.version, conn.peer.agent) == (1, "laptop/2")
+        assert conn.peer.device_id == a.certificate.device_id
+        await asyncio.sleep(0.01)
+    assert server.seen[0].peer.agent == b.agent
+
+
+async def test_no_common_version_is_explained_then_refused(start_server) -> None:
+    a, b = make_device(), make_device()
+    server = await start_server(dataclasses.replace(a, min_version=2, max_version=3), echo)
+    with pytest.raises(IncompatiblePeer, match="update the older side"):
+        await connect("127.0.0.1", server.port, device=b, authorize=admit_all, limits=FAST)
+    assert server.seen == []
+
+
+async def test_a_certificate_whose_signature_fails_is_refused(start_server) -> None:
+    a, b = make_device(), make_device()
+    server = await start_server(a, echo, authorize=lambda c: True)
+    forged = dataclasses.replace(b.certificate, sig=bytes(64))
+    with pytest.raises(Unauthorized):
+        await connect(
+            "127.0.0.1",
+            server.port,
+            device=dataclasses.replace(b, certificate=forged),
+            authorize=admit_all,
+            limits=FAST,
+        )
+    assert server.seen == []
