@@ -94,12 +94,18 @@ class ShareStore:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")  # the counter is durable before we send
         self.db.executescript(SCHEMA)
+        self._every = 500
+        self._ticks = 0
 
     def close(self) -> None:
         self.db.close()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
+        """All or nothing; inside a :meth:`batch` it joins the batch's transaction."""
+        if self.db.in_transaction:
+            yield self.db
+            return
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
@@ -107,6 +113,32 @@ class ShareStore:
             self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
+
+    @contextmanager
+    def batch(self, every: int = 500) -> Iterator[None]:
+        """Group many small writes into few commits (each commit is an fsync).
+
+        What was written is committed on leaving, also on error (each write is a fact about
+        the disk or the tree that stays true); :meth:`tick` commits every ``every`` calls.
+        """
+        if self.db.in_transaction:
+            yield
+            return
+        self._every, self._ticks = every, 0
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            if self.db.in_transaction:
+                self.db.execute("COMMIT")
+
+    def tick(self) -> None:
+        """One write of a batch done; commit when ``every`` have accumulated."""
+        self._ticks += 1
+        if self.db.in_transaction and self._ticks >= self._every:
+            self._ticks = 0
+            self.db.execute("COMMIT")
+            self.db.execute("BEGIN IMMEDIATE")
 
     # -- meta ------------------------------------------------------------------------------------
 

@@ -18,7 +18,9 @@ changed, the local file is never overwritten — it becomes a conflicted copy. O
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from crdt.errors import CrdtError
@@ -53,6 +55,8 @@ logger = logging.getLogger("peer.engine")
 MARKER = ".drift/share"
 CONFLICT_MARK = " (conflicted copy "  # in names made by crdt.names.conflicted_copy_name
 APPEND_BATCH = 100
+SMALL_FILE_BYTES = 1 << 20
+FILES_IN_FLIGHT = 8
 IMPORT_BATCH = 200
 
 
@@ -132,8 +136,10 @@ class ShareSync:
         if not await self._guard(scan):
             await self.send_outbox()
             return report
-        await self.publish_local(scan, report)
-        await self.apply_remote(report)
+        with self.store.batch():
+            await self.publish_local(scan, report)
+        with self.store.batch():
+            await self.apply_remote(report)
         await self.send_outbox()
         self.store.set("last_sync_ms", self.clock.now_ms())
         if self.state is not ShareState.PAUSED:
@@ -256,11 +262,18 @@ class ShareSync:
         # leaves the tree untouched; the next pass starts again and sends only what is missing.
         new_files = sorted(d for d, i in new.items() if i.kind is not FileKind.DIR)
         uploads: dict[str, tuple[Uploaded, FileInfo]] = {}
-        for d in [*new_files, *sorted(changed)]:
+
+        async def upload(d: str) -> None:
             info = new[d] if d in new else changed[d][1]
             uploaded, after = await self._upload(d, info, report)
             if uploaded is not None and after is not None:
                 uploads[d] = (uploaded, after)
+
+        await self._bounded(
+            [*new_files, *sorted(changed)],
+            upload,
+            lambda d: (new[d] if d in new else changed[d][1]).size,
+        )
         await self.blocks.flush()
         # Phase 2: tree operations, each sealed into an envelope (and committed) at once.
         for d in sorted((d for d, i in new.items() if i.kind is FileKind.DIR), key=_depth):
@@ -323,6 +336,7 @@ class ShareSync:
             )
         )
         self.store.clear_file_error(path)
+        self.store.tick()
 
     def _ensure_parents(self, path: str) -> None:
         parts = path.split("/")[:-1]
@@ -593,12 +607,12 @@ class ShareSync:
             except DriftError:
                 break  # fetched one by one below, with per-file errors
         for path, entry in listing.items():
+            if entry.is_dir and path not in base:
+                await self._remote_dir(path, report)
+        wanted: list[str] = []
+        for path, entry in listing.items():
             b = base.get(path)
-            if entry.is_dir:
-                if b is None:
-                    await self._remote_dir(path, report)
-                continue
-            if entry.version is None:
+            if entry.is_dir or entry.version is None:
                 continue
             if b is not None and b.version == entry.version.version_id:
                 continue
@@ -618,7 +632,36 @@ class ShareSync:
                     )
                 )
                 continue
-            await self._remote_file(path, entry, b, report)
+            wanted.append(path)
+
+        async def fetch(path: str) -> None:
+            await self._remote_file(path, listing[path], base.get(path), report)
+
+        await self._bounded(wanted, fetch, lambda p: listing[p].version.size)  # type: ignore[union-attr]
+
+    async def _bounded(
+        self, items: list[str], job: Callable[[str], Awaitable[None]], size: Callable[[str], int]
+    ) -> None:
+        """Small files several at a time (their fsyncs and round trips overlap), large ones
+        alone (each already streams with several blocks in flight, in bounded memory)."""
+        small = [i for i in items if size(i) <= SMALL_FILE_BYTES]
+        gate = asyncio.Semaphore(FILES_IN_FLIGHT)
+
+        async def gated(item: str) -> None:
+            async with gate:
+                await job(item)
+
+        tasks = [asyncio.ensure_future(gated(i)) for i in small]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        for item in items:
+            if size(item) > SMALL_FILE_BYTES:
+                await job(item)
 
     async def _disk_matches(self, b: SyncedFile) -> FileInfo | None:
         try:

@@ -75,6 +75,7 @@ async def download_file(
     ref = decode_content(content, size, first_data)
     if ref.kind is RefKind.CHUNK and first is not None and first_data is not None:
         blocks.prefetched[first] = first_data  # read_version asks for it again
+        blocks.verified.add(first)
     chunks = read_version(
         ref,
         blocks,

@@ -31,8 +31,8 @@ CONTENT_TYPE = "application/msgpack"
 REFRESH_MARGIN_MS = 60_000
 MAX_ANSWER_BYTES = 64 << 20
 SMALL_BLOCK_BYTES = 256 << 10  # blocks up to this size travel together in one request
-BATCH_BYTES = 4 << 20
-PUT_IN_FLIGHT = 4
+BATCH_BYTES = 2 << 20  # more, smaller batches: the relay stores a batch one block at a time
+PUT_IN_FLIGHT = 8
 
 
 def normalize_url(url: str) -> str:
