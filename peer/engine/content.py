@@ -12,6 +12,7 @@ sending only what the relay lacks; downloads take prefetched blocks first.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 
 from peer.errors import IntegrityError
@@ -23,6 +24,7 @@ from storage.sealing import BlockType, parse_header
 
 ID_BYTES = 32
 FLUSH_BYTES = 8 << 20
+FLUSHES_IN_FLIGHT = 2
 MAX_PREFETCHED = 4096
 
 
@@ -68,6 +70,7 @@ class RelayBlocks:
         self.known: set[bytes] = set()  # at the relay for sure
         self.pending: dict[bytes, bytes] = {}
         self.pending_bytes = 0
+        self.flushing: list[asyncio.Future[None]] = []
         self.prefetched: dict[bytes, bytes] = {}
         self.verified: set[bytes] = set()  # prefetched blocks put back after verification
         self.uploaded_blocks = 0
@@ -85,14 +88,30 @@ class RelayBlocks:
         self.pending[block_id] = bytes(data)
         self.pending_bytes += len(data)
         if self.pending_bytes >= FLUSH_BYTES:
-            await self.flush()
+            # Upload in the background while sealing goes on; at most FLUSHES_IN_FLIGHT
+            # batches are held in memory, so a 5 GB file still streams in bounded memory.
+            while len(self.flushing) >= FLUSHES_IN_FLIGHT:
+                await self.flushing.pop(0)
+            batch, self.pending, self.pending_bytes = self.pending, {}, 0
+            self.flushing.append(asyncio.ensure_future(self._send(batch)))
         return True
 
     async def flush(self) -> None:
-        """Send what is held back: ask once which the relay has, upload only the others."""
-        if not self.pending:
-            return
-        pending, self.pending, self.pending_bytes = self.pending, {}, 0
+        """Send everything held back; returns when the relay has all of it."""
+        flushing, self.flushing = self.flushing, []
+        try:
+            for task in flushing:
+                await task
+        finally:
+            for task in flushing:
+                if not task.done():
+                    task.cancel()
+        if self.pending:
+            batch, self.pending, self.pending_bytes = self.pending, {}, 0
+            await self._send(batch)
+
+    async def _send(self, pending: dict[bytes, bytes]) -> None:
+        """Ask once which of a batch the relay has, upload only the others."""
         have = await self.link.have_blocks(self.share, list(pending))
         missing = [(b, d) for b, d in pending.items() if b not in have]
         if missing:
@@ -114,9 +133,7 @@ class RelayBlocks:
         if data is None:
             self.verified.discard(block_id)
         if data is None:
-            data = (await self.link.get_blocks(self.share, [block_id])).get(block_id)
-            if data is None:
-                raise IntegrityError(f"the relay did not send block {block_id.hex()}")
+            data = await self.link.get_block(self.share, block_id)
         if block_id not in self.verified:
             try:
                 verify_block_id(BlockId(block_id), data)

@@ -18,9 +18,9 @@ import aiohttp
 from tests.peer_sync.harness import make_device, running_relay, share_between
 
 MiB = 1 << 20
-# What can be in flight when the process dies: the held-back upload batch and the requests
-# already on the wire (see peer.engine.content.FLUSH_BYTES and peer.remote.http).
-IN_FLIGHT_BOUND = 8 * MiB + 4 * 4 * MiB
+# What can be in flight when the process dies: the upload batches on the wire (see
+# peer.engine.content.FLUSH_BYTES and FLUSHES_IN_FLIGHT) and the one being filled.
+IN_FLIGHT_BOUND = 3 * 8 * MiB
 
 
 async def block_bytes_in(url: str) -> int:
