@@ -1,4 +1,38 @@
-"""HTTP handlers: decode the request, call the service, encode the answer. Nothing else."""
+"""HTTP handlers: decode the request, call the service, encode the answer. Nothing else.
+
+Bodies are msgpack maps (``application/msgpack``) unless noted; errors are
+``{"error": code, "message": …, **details}`` with the status of :mod:`relay.errors`. Every
+``/v1`` path but the two login steps needs ``Authorization: Bearer <token>``; a token in a URL is
+refused. Ids in paths are lower-case hex (share 16 bytes, block 32 bytes).
+
+==========================================  ==================================================
+``GET /healthz``, ``GET /livez``            readiness (database answers), liveness
+``GET /metrics``                            Prometheus text
+``POST /v1/auth/challenge``                 → ``{challenge: AuthChallenge bytes}``
+``POST /v1/auth/token``                     ``{response: AuthResponse, register?, invite?}``
+                                            → ``{token, expires_ms}``
+``POST /v1/devices/revoke``                 ``{revocation: DeviceRevocation}`` → ``{new}``
+``PUT|GET /v1/recovery``                    ``{blob}``: the user's wrapped recovery blob
+``POST|GET /v1/shares``                     ``{genesis: ChainEntry}`` → ``{share}`` (201);
+                                            list → ``{shares: [{share, role, last_seq}]}``
+``GET /v1/shares/{s}/chain?from=h``         → ``{entries: [ChainEntry bytes]}``
+``POST /v1/shares/{s}/chain``               ``{entry}`` → ``{height}`` (owner-signed extension)
+``POST /v1/shares/{s}/envelopes``           ``{envelopes: [{envelope, certificate?}]}``
+                                            → ``{seqs, appended, last_seq}``
+``GET /v1/shares/{s}/envelopes``            ``?since=&limit=`` → ``{entries: [[seq, envelope]],
+                                            last_seq, more}``
+``POST /v1/shares/{s}/missing``             ``{vector: {device: counter}, limit?}`` → same page
+``GET /v1/shares/{s}/vector``               → ``{vector}`` (the server-side version vector)
+``GET /v1/shares/{s}/owed``                 ``?after=&limit=`` → ``{blocks: [id]}``
+``POST /v1/shares/{s}/blocks/have``         ``{ids}`` → ``{have: [id]}``
+``PUT /v1/shares/{s}/blocks/{b}``           raw sealed bytes → 201 new / 200 had it
+``GET /v1/shares/{s}/blocks/{b}``           raw bytes, or 307 to a pre-signed S3 URL
+``POST /v1/shares/{s}/blocks/put``          ``{blocks: [[id, bytes]]}`` → ``{new}``
+``POST /v1/shares/{s}/blocks/get``          ``{ids}`` → ``{blocks: [[id, bytes]]}``
+``POST /v1/poll``                           ``{cursors: {share: seq}, timeout_s}`` → ``{heads}``
+``GET /v1/ws``                              WebSocket, see :mod:`relay.http.ws`
+==========================================  ==================================================
+"""
 
 from __future__ import annotations
 
