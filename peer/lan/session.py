@@ -54,6 +54,7 @@ from protocol.messages import (
     ErrorMsg,
     GetEnvelopes,
     HaveBlocksReply,
+    Heartbeat,
     Message,
     PushEnvelopes,
     WantBlocks,
@@ -129,6 +130,7 @@ TRANSITIONS: dict[tuple[SessionState, type[Message] | str], str] = {
     **{(state, BlockData): "_on_block_data" for state in LIVE},
     **{(state, HaveBlocksReply): "_on_have_blocks_reply" for state in LIVE},
     **{(state, ErrorMsg): "_on_error" for state in LIVE},
+    **{(state, Heartbeat): "_on_heartbeat" for state in LIVE},
 }
 """(state, input) → handler. Inputs are message types or local calls. Among the live states the
 handler moves the session forward: AUTHORIZED → CHAINS_SYNCED when a share's chains agree,
@@ -154,7 +156,7 @@ class LanSession:
         self._envelopes = envelopes
         self._chunks = chunks
         self._verify_chunk = verify_chunk
-        self._limits = limits
+        self.limits = limits
         self._shares: dict[bytes, _Share] = {}
         self._outstanding: dict[bytes, bytes] = {}  # chunk id → share
         self._generation = authorizer.generation
@@ -406,7 +408,7 @@ class LanSession:
         self, share: bytes, sh: _Share, envelopes: Iterable[Envelope], per_push: int
     ) -> int:
         sent = 0
-        for batch in _batches(envelopes, per_push, self._limits.max_push_bytes):
+        for batch in _batches(envelopes, per_push, self.limits.max_push_bytes):
             self._send(PushEnvelopes(envelopes=tuple(batch)))
             sent += len(batch)
             vector = sh.peer_vector or VersionVector()
@@ -442,11 +444,11 @@ class LanSession:
         if sh is None or not (sh.admitted and sh.agreed):
             raise NotAdmitted("this share is not open with the peer")
         new = [c for c in dict.fromkeys(chunk_ids) if c not in self._outstanding]
-        if len(self._outstanding) + len(new) > self._limits.max_outstanding_chunks:
+        if len(self._outstanding) + len(new) > self.limits.max_outstanding_chunks:
             raise ValueError(
-                f"at most {self._limits.max_outstanding_chunks} chunks may be pending per peer"
+                f"at most {self.limits.max_outstanding_chunks} chunks may be pending per peer"
             )
-        step = self._limits.max_chunks_per_request
+        step = self.limits.max_chunks_per_request
         for i in range(0, len(new), step):
             self._send(WantBlocks(share=share, block_ids=tuple(new[i : i + step])))
         for chunk_id in new:
@@ -454,10 +456,10 @@ class LanSession:
         return new
 
     def _on_want_blocks(self, message: WantBlocks) -> None:
-        if len(message.block_ids) > self._limits.max_chunks_per_request:
+        if len(message.block_ids) > self.limits.max_chunks_per_request:
             raise SessionViolation(
                 f"{len(message.block_ids)} chunks in one request; the limit is "
-                f"{self._limits.max_chunks_per_request}"
+                f"{self.limits.max_chunks_per_request}"
             )
         if self._peer_may_ask(message.share) is None:
             return
@@ -499,6 +501,9 @@ class LanSession:
             self._events.append(ev.ChunksUnavailable(owner, tuple(chunk_ids)))
 
     # --- the end -------------------------------------------------------------------------------
+
+    def _on_heartbeat(self, message: Heartbeat) -> None:
+        """A keep-alive: the link's idle timer is all it is for."""
 
     def _on_error(self, message: ErrorMsg) -> None:
         details = dict(message.details)

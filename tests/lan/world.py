@@ -7,16 +7,19 @@ are SHA-256 of the plaintext here: the session takes the verification as an inje
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from peer.lan import events as ev
 from peer.lan.authorizer import LanAuthorizer
+from peer.lan.bandwidth import BandwidthLimits, LanBandwidth
+from peer.lan.link import LanLink
 from peer.lan.session import LanSession, SessionLimits
 from peer.lan.tls import TlsIdentity
-from peer.lan.transport import LocalDevice
+from peer.lan.transport import LanConnection, LanLimits, LanServer, LocalDevice, connect
 from protocol.chain import (
     ZERO_HASH,
     MembershipChain,
@@ -31,9 +34,17 @@ from protocol.envelope import Envelope, seal_envelope
 from protocol.keys import CertifiedDevice, DeviceIdentity, UserIdentity
 from protocol.messages import Message, decode_message
 from protocol.vv import VersionVector
+from seams import SystemClock
 
 NOW_MS = 1_764_000_000_000
 METADATA_KEY = bytes(range(32))
+LAN_LIMITS = LanLimits(
+    read_timeout_s=5.0,
+    write_timeout_s=5.0,
+    connect_timeout_s=3.0,
+    handshake_timeout_s=3.0,
+    close_timeout_s=1.0,
+)
 
 
 def chunk_id_of(data: bytes) -> bytes:
@@ -46,11 +57,12 @@ def verify_chunk(share: bytes, chunk_id: bytes, data: bytes) -> bool:
 
 @dataclasses.dataclass
 class World:
-    """Owner (laptop), editor (phone, and a tablet it revoked), a removed user, an outsider."""
+    """Owner (laptop, desktop); editor (phone; a tablet it revoked); a removed user; an outsider."""
 
     rand: random.Random
     owner: UserIdentity
     laptop: CertifiedDevice
+    desktop: CertifiedDevice
     editor: UserIdentity
     phone: CertifiedDevice
     tablet: CertifiedDevice
@@ -71,8 +83,8 @@ class World:
             device = DeviceIdentity.generate(draw)
             return CertifiedDevice(device, user.certify(device.public_key, name, NOW_MS))
 
-        laptop, phone, tablet = certified(owner, "laptop"), certified(editor, "phone"), None
-        tablet = certified(editor, "tablet")
+        laptop, desktop = certified(owner, "laptop"), certified(owner, "desktop")
+        phone, tablet = certified(editor, "phone"), certified(editor, "tablet")
         removed_pc, outsider_pc = certified(removed_user, "pc"), certified(outsider, "pc")
         share = draw(16)
         chain = MembershipChain(make_genesis(laptop, share, draw(32), NOW_MS))
@@ -85,6 +97,7 @@ class World:
             rand,
             owner,
             laptop,
+            desktop,
             editor,
             phone,
             tablet,
@@ -253,3 +266,79 @@ class ConnectionPair:
             this.received.append(event)
             if isinstance(event, ev.EnvelopesReceived):
                 this.envelopes.add(event.envelopes)
+
+
+@dataclasses.dataclass
+class Node:
+    """A device running real LAN links: its server, its links and every event they raised."""
+
+    side: Side
+    bandwidth: LanBandwidth
+    links: list[LanLink] = dataclasses.field(default_factory=list)
+    events: list[ev.Event] = dataclasses.field(default_factory=list)
+    server: LanServer | None = None
+    tasks: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
+
+    @property
+    def local(self) -> LocalDevice:
+        return local_device(self.side.device)
+
+    def _link(self, connection: LanConnection) -> LanLink:
+        session = LanSession(
+            peer=connection.peer.certificate,
+            authorizer=self.side.authorizer,
+            envelopes=self.side.envelopes,
+            chunks=self.side.chunks,
+            verify_chunk=verify_chunk,
+        )
+
+        def on_event(event: ev.Event) -> None:
+            self.events.append(event)
+            if isinstance(event, ev.EnvelopesReceived):
+                self.side.envelopes.add(event.envelopes)
+
+        link = LanLink(
+            connection, session, clock=SystemClock(), bandwidth=self.bandwidth, on_event=on_event
+        )
+        self.links.append(link)
+        return link
+
+    async def serve(self, host: str, port: int = 0, limits: LanLimits = LAN_LIMITS) -> int:
+        async def handle(connection: LanConnection) -> None:
+            await self._link(connection).run()
+
+        self.server = LanServer(
+            device=self.local,
+            authorize=self.side.authorizer.admits_any,
+            handler=handle,
+            limits=limits,
+        )
+        await self.server.start(host, port)
+        return self.server.port
+
+    async def dial(self, host: str, port: int, limits: LanLimits = LAN_LIMITS) -> LanLink:
+        connection = await connect(
+            host, port, device=self.local, authorize=self.side.authorizer.admits_any, limits=limits
+        )
+        link = self._link(connection)
+        self.tasks.append(asyncio.create_task(link.run()))
+        return link
+
+    async def close(self) -> None:
+        for link in self.links:
+            await link.close()
+        if self.tasks:
+            await asyncio.wait(self.tasks, timeout=5)
+        if self.server is not None:
+            await self.server.close()
+
+
+def node(side: Side, bandwidth: BandwidthLimits | None = None) -> Node:
+    return Node(side, LanBandwidth(SystemClock(), bandwidth or BandwidthLimits()))
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    """Wait (polling) until ``condition()`` holds; fail the test after ``timeout_s``."""
+    async with asyncio.timeout(timeout_s):
+        while not condition():  # noqa: ASYNC110 - conditions span several objects
+            await asyncio.sleep(0.01)
