@@ -48,7 +48,7 @@ from relay.errors import (
     from_protocol,
 )
 from relay.metrics import RelayMetrics
-from relay.notify import Notifier, Subscription
+from relay.notify import CHAIN_SUFFIX, Notifier, Subscription, chain_topic
 from relay.settings import Settings
 from relay.tokens import IssuedToken, Principal, TokenAuthority
 from seams import Clock, Executor, RandomSource
@@ -248,6 +248,8 @@ class RelayService:
                 await membership.record_entry(tx, share_id, entry)
                 await membership.write_members(tx, share_id, chain)
         self.chains.forget(share_id)
+        if added:
+            await self.notifier.publish(chain_topic(share_id), chain.height)
         return chain.height
 
     async def _verify_chain(self, entries: list[ChainEntry]) -> MembershipChain:
@@ -505,22 +507,34 @@ class RelayService:
 
     # -- notifications ---------------------------------------------------------------------------
 
-    async def heads(self, principal: Principal, share_ids: Sequence[str]) -> dict[str, int]:
-        """The latest seq of each share, after checking the caller may follow every one."""
+    async def follow(
+        self, principal: Principal, share_ids: Sequence[str]
+    ) -> tuple[dict[str, int], dict[str, int]]:
+        """The latest seq and chain height of each share, after checking the caller may follow
+        every one."""
         if len(share_ids) > self.settings.subscriber_shares_max:
             raise PayloadTooLarge(
                 f"at most {self.settings.subscriber_shares_max} shares per subscription"
             )
-        out: dict[str, int] = {}
+        heads: dict[str, int] = {}
+        chains: dict[str, int] = {}
         async with self.db.read() as tx:
             for share_id in dict.fromkeys(share_ids):
                 await self._require(tx, share_id, principal)
-                out[share_id] = await log.last_seq(tx, share_id)
-        return out
+                _, heads_height, last = await membership.share_row(tx, share_id)
+                heads[share_id], chains[share_id] = last, heads_height
+        return heads, chains
 
-    def subscribe(self, share_ids: Sequence[str]) -> Subscription:
-        """Follow shares the caller was checked for (with :meth:`heads`)."""
-        return self.notifier.subscribe(share_ids)
+    async def heads(self, principal: Principal, share_ids: Sequence[str]) -> dict[str, int]:
+        return (await self.follow(principal, share_ids))[0]
+
+    def subscribe(self, share_ids: Sequence[str], *, chains: bool = False) -> Subscription:
+        """Follow shares the caller was checked for (with :meth:`follow`): their logs, and with
+        ``chains`` their membership chains too."""
+        topics = list(share_ids)
+        if chains:
+            topics += [chain_topic(s) for s in share_ids]
+        return self.notifier.subscribe(topics)
 
     async def poll(
         self, principal: Principal, cursors: Mapping[str, int], timeout_s: float
@@ -551,20 +565,23 @@ class RelayService:
         return newer
 
     async def refresh_heads(self) -> int:
-        """Deliver to local subscribers every head the database has but they have not heard of
-        (Redis pub/sub may drop messages); how many shares were behind."""
-        followed = self.notifier.hub.followed()
+        """Deliver to local subscribers every head and chain height the database has but they
+        have not heard of (Redis pub/sub may drop messages); how many topics were behind."""
+        hub = self.notifier.hub
+        shares = sorted({t.removesuffix(CHAIN_SUFFIX) for t in hub.followed()})
         behind = 0
-        for start in range(0, len(followed), 500):
-            chunk = followed[start : start + 500]
+        for start in range(0, len(shares), 500):
+            chunk = shares[start : start + 500]
             marks = ",".join("?" * len(chunk))
             async with self.db.read() as tx:
                 rows = await tx.fetchall(
-                    f"SELECT share_id, last_seq FROM shares WHERE share_id IN ({marks})", *chunk
+                    f"SELECT share_id, last_seq, chain_height FROM shares "
+                    f"WHERE share_id IN ({marks})",
+                    *chunk,
                 )
-            for share_id, seq in rows:
-                if self.notifier.hub.deliver(str(share_id), int(seq)):  # type: ignore[call-overload]
-                    behind += 1
+            for share_id, seq, height in rows:
+                behind += bool(hub.deliver(str(share_id), int(seq)))  # type: ignore[call-overload]
+                behind += bool(hub.deliver(chain_topic(str(share_id)), int(height)))  # type: ignore[call-overload]
         return behind
 
     async def count_owed(self) -> int:

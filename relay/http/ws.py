@@ -2,9 +2,11 @@
 
 WebSocket (``GET /v1/ws``, token in the Authorization header like every request): the device
 sends ``{"type": "subscribe", "cursors": {share: seq}}`` (binary msgpack frames); the relay
-answers ``{"type": "heads", "heads": {...}}`` at once, then ``{"type": "append", "share", "seq"}``
-after appends, and every ``heartbeat_s`` a ``{"type": "heartbeat", "heads": {...}}`` carrying the
-latest seq of each followed share, read from the database. A device catches up from its cursor
+answers ``{"type": "heads", "heads": {...}, "chains": {...}}`` at once, then
+``{"type": "append", "share", "seq"}`` after appends and ``{"type": "chain", "share", "height"}``
+after membership-chain extensions, and every ``heartbeat_s`` a ``{"type": "heartbeat", "heads",
+"chains"}`` carrying the latest seq and chain height of each followed share, read from the
+database. A device catches up from its cursor
 with the log endpoints, so a dropped notification or a reconnect loses nothing. Membership is
 checked again at every heartbeat: a removed user or revoked device is told and disconnected.
 A socket lives no longer than its token: before it expires the device sends
@@ -31,7 +33,7 @@ from protocol.errors import DecodeError
 from relay.errors import BadRequest, RelayError, Unauthenticated
 from relay.http.context import SERVICE, SETTINGS, SOCKETS, TOKEN, principal_of
 from relay.http.wire import field_counters, read_map, respond
-from relay.notify import Subscription
+from relay.notify import CHAIN_SUFFIX, Subscription
 from relay.service import RelayService
 from relay.tokens import Principal
 
@@ -51,9 +53,11 @@ async def poll(request: web.Request) -> web.Response:
 
 
 @functools.lru_cache(maxsize=4096)
-def _append_frame(share: str, seq: int) -> bytes:
-    """One encoding of an append notification, shared by every subscriber of the share."""
-    return pack({"type": "append", "share": share, "seq": seq})
+def _frame(topic: str, value: int) -> bytes:
+    """One encoding of a notification, shared by every subscriber of the share."""
+    if topic.endswith(CHAIN_SUFFIX):
+        return pack({"type": "chain", "share": topic.removesuffix(CHAIN_SUFFIX), "height": value})
+    return pack({"type": "append", "share": topic, "seq": value})
 
 
 class _Session:
@@ -64,7 +68,17 @@ class _Session:
     small objects (10,000 of them are held per relay process).
     """
 
-    __slots__ = ("beat_due", "busy", "expires_ms", "service", "sock", "sub", "timer", "who")
+    __slots__ = (
+        "beat_due",
+        "busy",
+        "expires_ms",
+        "service",
+        "shares",
+        "sock",
+        "sub",
+        "timer",
+        "who",
+    )
 
     def __init__(
         self, service: RelayService, sock: web.WebSocketResponse, who: Principal, expires_ms: int
@@ -74,6 +88,7 @@ class _Session:
         self.who = who
         self.expires_ms = expires_ms
         self.sub: Subscription | None = None
+        self.shares: list[str] = []
         self.timer: asyncio.TimerHandle | None = None
         self.busy: asyncio.Task[None] | None = None
         self.beat_due = False
@@ -99,11 +114,12 @@ class _Session:
         await self.sock.send_bytes(pack(message))
 
     async def subscribe(self, cursors: dict[str, int]) -> None:
-        heads = await self.service.heads(self.who, list(cursors))
+        heads, chains = await self.service.follow(self.who, list(cursors))
         self.stop()
-        self.sub = self.service.subscribe(list(cursors))
+        self.shares = list(cursors)
+        self.sub = self.service.subscribe(self.shares, chains=True)
         self.sub.listener = self.kick
-        await self.send({"type": "heads", "heads": heads})
+        await self.send({"type": "heads", "heads": heads, "chains": chains})
         self.arm()
         self.kick()  # anything offered while the heads were on their way
 
@@ -130,15 +146,15 @@ class _Session:
                     raise Unauthenticated("access token expired; send a fresh one with auth")
                 if sub.pending:
                     woke = sub.take()
-                    for share, seq in woke.items():
-                        await self.sock.send_bytes(_append_frame(share, seq))
+                    for topic, value in woke.items():
+                        await self.sock.send_bytes(_frame(topic, value))
                     service.metrics.notifications.inc(len(woke), "websocket")
                 elif self.beat_due:
                     self.beat_due = False
                     # Check membership and the device again, and send the heads.
-                    heads = await service.heads(self.who, list(sub.shares))
+                    heads, chains = await service.follow(self.who, self.shares)
                     await service.authenticate_device(self.who)
-                    await self.send({"type": "heartbeat", "heads": heads})
+                    await self.send({"type": "heartbeat", "heads": heads, "chains": chains})
                     self.arm()
                 else:
                     return

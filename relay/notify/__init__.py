@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from relay.notify.base import LocalNotifier, Notifier
-from relay.notify.hub import Hub, Subscription
+from relay.notify.hub import CHAIN_SUFFIX, Hub, Subscription, chain_topic
 from seams import Clock, RandomSource
 
 
@@ -17,4 +17,12 @@ def open_notifier(url: str, prefix: str, clock: Clock, rng: RandomSource) -> Not
     raise ValueError(f"unknown notify URL {url!r}")
 
 
-__all__ = ["Hub", "LocalNotifier", "Notifier", "Subscription", "open_notifier"]
+__all__ = [
+    "CHAIN_SUFFIX",
+    "Hub",
+    "LocalNotifier",
+    "Notifier",
+    "Subscription",
+    "chain_topic",
+    "open_notifier",
+]

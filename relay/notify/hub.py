@@ -1,5 +1,9 @@
 """Fan-out of (share, seq) to the subscribers of one relay process.
 
+Topics are share ids (the log's latest seq) and :func:`chain_topic` of a share id (the
+membership chain's height); both only ever grow, so "the highest value not taken yet" is all a
+subscriber needs per topic.
+
 A subscriber never queues: it holds, per share, the highest sequence number it has not taken yet,
 so its memory is bounded by the shares it follows however slow it is, and a publisher never waits
 on it. A consumer wakes, takes everything pending at once and learns the latest head of each share
@@ -10,6 +14,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable
+
+CHAIN_SUFFIX = "/chain"
+
+
+def chain_topic(share_id: str) -> str:
+    """The topic that carries a share's membership-chain height (its log uses the share id)."""
+    return share_id + CHAIN_SUFFIX
 
 
 class Subscription:

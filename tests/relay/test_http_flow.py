@@ -125,15 +125,18 @@ async def test_long_poll_and_websocket(relay: RelayUnderTest) -> None:
     async with api.session.ws_connect(api.base + "/v1/ws", headers=headers) as ws:
         await ws.send_bytes(pack({"type": "subscribe", "cursors": {share.hex: 0}}))
         hello = unpack(await ws.receive_bytes(timeout=5))
-        assert hello == {"type": "heads", "heads": {share.hex: 0}}
+        assert hello == {"type": "heads", "heads": {share.hex: 0}, "chains": {share.hex: 0}}
         await asyncio.sleep(0.05)
         env = owner.next_envelope(share.share_id, share.key)
         assert (await publish(api, share, owner, env)).status == 200
+        await add_member(api, share, new_device(), Role.VIEWER)
+        final = {"type": "heartbeat", "heads": {share.hex: 1}, "chains": {share.hex: 1}}
         seen = [unpack(await ws.receive_bytes(timeout=5))]
-        while seen[-1] != {"type": "heartbeat", "heads": {share.hex: 1}}:
+        while seen[-1] != final:
             seen.append(unpack(await ws.receive_bytes(timeout=5)))
         assert {"type": "append", "share": share.hex, "seq": 1} in seen
-        assert all(m["type"] in ("append", "heartbeat") for m in seen)
+        assert {"type": "chain", "share": share.hex, "height": 1} in seen
+        assert all(m["type"] in ("append", "chain", "heartbeat") for m in seen)
     polled = await asyncio.wait_for(poll, 10)
     assert polled.body == {"heads": {share.hex: 1}}
     # A cursor behind the head answers at once.
