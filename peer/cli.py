@@ -54,6 +54,7 @@ from protocol.errors import ProtocolError
 from protocol.keys import DeviceCertificate
 from seams import SystemClock
 from seams.random import OsRandom
+from storage.memory import tune_allocator
 
 EXIT_CODES = """\
 exit codes:
@@ -727,6 +728,7 @@ def main(argv: Sequence[str] | None = None, env: Env | None = None) -> int:
         if not hasattr(args, name):
             setattr(args, name, default)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING)
+    tune_allocator()  # large buffers straight back to the OS: peak RSS follows live memory
     handler = cmd_relay_login if args.command == "relay" else COMMANDS[args.command]
     try:
         return int(asyncio.run(handler(args, env)))

@@ -205,6 +205,15 @@ class ShareStore:
             (relay_seq, device, install, seq),
         )
 
+    def forget_update(self, device: bytes, install: bytes, seq: int) -> None:
+        self.db.execute(
+            "DELETE FROM updates WHERE device = ? AND install = ? AND seq = ?",
+            (device, install, seq),
+        )
+
+    def forget_tip(self, device: bytes) -> None:
+        self.db.execute("DELETE FROM tips WHERE device = ?", (device,))
+
     def tips(self) -> dict[bytes, tuple[int, bytes]]:
         return {
             r[0]: (r[1], r[2]) for r in self.db.execute("SELECT device, counter, hash FROM tips")

@@ -237,6 +237,34 @@ class ShareReplica:
             self.store.set("counter", counter)
             self.store.set("prev", envelope_hash)
 
+    def abandon_unsent(self) -> int:
+        """After a fork: drop our envelopes the relay refused and the CRDT updates inside them.
+
+        Our counter goes back to the last envelope the relay holds from this device; the
+        relay's envelopes after it (written by the other copy of this device) arrive with the
+        next pull, and the caller reopens the replica so the tree no longer holds the dropped
+        updates. Returns how many envelopes were dropped.
+        """
+        outbox = self.store.outbox()
+        if not outbox:
+            return 0
+        first = Envelope.decode(outbox[0][1]).header
+        with self.store.transaction():
+            for _, raw in outbox:
+                envelope = Envelope.decode(raw)
+                payload = UpdatePayload.decode(
+                    open_envelope(envelope, self.crypto.metadata_key(envelope.header.epoch))
+                )
+                self.store.forget_update(self.device.device_id, payload.install, payload.seq)
+            self.store.drop_outbox(outbox[-1][0])
+            self.store.set("counter", first.counter - 1)
+            self.store.set("prev", first.prev)
+            if first.counter > 1:
+                self.store.set_tip(self.device.device_id, first.counter - 1, first.prev)
+            else:
+                self.store.forget_tip(self.device.device_id)
+        return len(outbox)
+
     # -- sending ---------------------------------------------------------------------------------
 
     def seal(self, update: LocalUpdate, blocks: Iterable[bytes], now_ms: int) -> int:

@@ -229,6 +229,10 @@ class ShareSync:
         return self.replica.role in WRITERS
 
     async def publish_local(self, scan: ScanResult, report: PassReport) -> None:
+        for path, why in scan.skipped.items():
+            self._file_error(path, "skip", why)
+        for path, why in scan.unreadable.items():
+            self._file_error(path, "scan", why)
         base = self.store.files()
         by_disk = {b.disk_path: b for b in base.values()}
         entries = scan.entries
@@ -804,18 +808,39 @@ class ShareSync:
                 await self.link.append(self.share, [(env, None) for _, env in batch])
             except RelayRefused as exc:
                 if exc.code == "fork":
-                    self.state = ShareState.ERROR
-                    self.reason = (
-                        "the relay holds a different envelope at this device's counter: "
-                        "another copy of this device (a restored backup?) wrote to the share"
-                    )
-                elif exc.code in ("role", "not_member", "forbidden"):
+                    self._recover_from_fork()
+                    return sent
+                if exc.code in ("role", "not_member", "forbidden"):
                     self.state = ShareState.ERROR
                     self.reason = f"the relay refused this device's changes: {exc.message}"
                 raise
             self.store.drop_outbox(batch[-1][0])
             sent += len(batch)
         return sent
+
+    def _recover_from_fork(self) -> None:
+        """Another copy of this device (a restored backup, a cloned disk) wrote at our counters.
+
+        We stop writing, drop what the relay refused, rebuild the tree without it and forget the
+        base of every path whose synced state came from it: the next pass pulls the other
+        copy's envelopes, continues our counter after them and publishes the disk again —
+        where the share now holds something else, ours becomes a conflicted copy. Nothing on
+        disk is touched here.
+        """
+        dropped = self.replica.abandon_unsent()
+        logger.warning(
+            "share %s: fork at this device's counter; %d envelope(s) dropped, republishing",
+            self.share,
+            dropped,
+        )
+        self.replica = ShareReplica.open(self.store, self.replica.device, self.replica.rng)
+        versions = self.tree.index.versions
+        for b in self.store.files().values():
+            lost_version = b.version is not None and b.version not in versions
+            if lost_version or b.entry not in self.tree.index.creates:
+                self.store.forget_file(b.path)
+        self.state = ShareState.SYNCING
+        self.reason = "recovering from a fork: republishing this device's changes"
 
     # -- errors and status -----------------------------------------------------------------------
 
@@ -839,8 +864,13 @@ class ShareSync:
             b = base.get(path)
             if entry.version is not None and (b is None or b.version != entry.version.version_id):
                 status.pending_down += 1
+                status.not_synced.setdefault(path, "waiting: a newer version is to be downloaded")
         status.pending_up = len(self.store.outbox())
         status.last_sync_ms = int(self.store.get("last_sync_ms", 0))
         for error in self.store.file_errors():
             status.not_synced[error.path] = f"{error.op}: {error.reason}"
+        if self.store.outbox():
+            status.not_synced.setdefault(
+                "(changes)", f"{status.pending_up} change(s) not yet acknowledged by the relay"
+            )
         return status
