@@ -36,6 +36,7 @@ from peer.device.identity import (
 )
 from peer.device.toml import write_atomic
 from peer.engine.node import DeviceNode
+from peer.engine.restore import restore, select
 from peer.engine.shares import (
     InviteCode,
     create_share,
@@ -44,9 +45,7 @@ from peer.engine.shares import (
     remove_member,
     state_path,
 )
-from peer.engine.transfer import download_file
 from peer.errors import DriftError, ExitCode, NotFound, UsageError
-from peer.fs import FsError, OsFileSystem
 from peer.remote.http import normalize_url
 from protocol import ids
 from protocol.chain import Role
@@ -599,76 +598,18 @@ async def cmd_restore(args: argparse.Namespace, env: Env) -> int:
     try:
         sid, rel = _locate(node.config, args.path)
         sync = node.share(sid)
-        tree = sync.tree
-        if args.at:
-            view = tree.as_of(sync.replica.vector_at(_clock_time(args.at)))
-            wanted = [
-                (p, e) for p, e in _walk(view) if p == rel or p.startswith(rel + "/") or not rel
-            ]
-        else:
-            entry = tree.lookup(rel)
-            if entry is None:
-                raise NotFound(f"{rel!r} is not in the share now", hint="use --at TIME")
-            wanted = [(rel, entry)]
-            if args.version:
-                versions = tree.history(entry.nodes[0]).versions
-                try:
-                    chosen = versions[int(args.version) - 1].version
-                except (ValueError, IndexError) as exc:
-                    raise NotFound(f"no version {args.version}; see `drift history`") from exc
-                wanted = [(rel, _with_version(entry, chosen))]
-        if not wanted:
-            raise NotFound(f"nothing at {rel!r} at that time")
-        dest_root = _resolve(args.to) if args.to else Path(node.config.shares[sid].path) / rel
-        written = 0
-        for path, entry in wanted:
-            tail = path[len(rel) :].lstrip("/") if rel else path
-            target = dest_root / tail if tail else dest_root
-            if entry.is_dir:
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            if entry.version is None:
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fs = OsFileSystem(target.parent)
-            try:
-                await download_file(
-                    fs,
-                    target.name,
-                    entry.version.manifest,
-                    entry.version.size,
-                    entry.version.mtime_ms,
-                    sync.blocks,
-                    sync.replica.crypto,
-                    node.seams.executor,
-                    None,
-                )
-            except FsError as exc:
-                raise DriftError(f"cannot write {target}: {exc}") from exc
-            written += 1
+        try:
+            version = int(args.version) if args.version else None
+        except ValueError as exc:
+            raise UsageError("--version takes a number from `drift history`") from exc
+        at_ms = _clock_time(args.at) if args.at else None
+        items = select(sync, rel, version=version, at_ms=at_ms)
+        dest = _resolve(args.to) if args.to else Path(node.config.shares[sid].path) / rel
+        written = await restore(sync, rel, items, dest)
     finally:
         await node.close()
-    env.print(f"restored {written} file(s) to {dest_root}")
+    env.print(f"restored {written} file(s) to {dest}")
     return ExitCode.OK
-
-
-def _walk(view: Any) -> list[tuple[str, Any]]:
-    out = []
-    stack = [("", "root")]
-    while stack:
-        prefix, eid = stack.pop()
-        for child in view.children(eid):
-            path = f"{prefix}/{child.name}" if prefix else child.name
-            out.append((path, child))
-            if child.is_dir:
-                stack.append((path, child.id))
-    return out
-
-
-def _with_version(entry: Any, version: Any) -> Any:
-    import dataclasses
-
-    return dataclasses.replace(entry, version=version)
 
 
 async def cmd_trash(args: argparse.Namespace, env: Env) -> int:

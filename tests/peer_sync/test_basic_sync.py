@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
 from pathlib import Path
 
+from peer.engine.restore import restore, select
+from seams import SystemClock
 from tests.peer_sync.harness import Dev, make_device, running_relay, settle, share_between
 
 
@@ -41,3 +45,53 @@ async def test_create_edit_rename_move_delete(tmp_path: Path) -> None:
 async def close(*devs: Dev) -> None:
     for dev in devs:
         await dev.node.close()
+
+
+async def test_append_truncate_and_overwrite(tmp_path: Path) -> None:
+    async with running_relay(tmp_path / "relay") as url:
+        a, b = make_device(tmp_path, "a", url), make_device(tmp_path, "b", url)
+        try:
+            await share_between(a, b)
+            a.folder.mkdir(exist_ok=True)
+            log = a.folder / "log.txt"
+            log.write_bytes(b"line 1\n" * 50_000)  # several chunks
+            await settle([a, b])
+            with log.open("ab") as f:
+                f.write(b"appended\n")
+            await settle([a, b])
+            assert b.files()["log.txt"] == log.read_bytes()
+            with log.open("r+b") as f:
+                f.truncate(10)
+            await settle([a, b])
+            assert b.files()["log.txt"] == b"line 1\nlin"
+            log.write_bytes(b"")
+            await settle([a, b])
+            assert b.files()["log.txt"] == b""
+        finally:
+            await close(a, b)
+
+
+async def test_deleted_folder_restored_as_it_was(tmp_path: Path) -> None:
+    async with running_relay(tmp_path / "relay") as url:
+        a, b = make_device(tmp_path, "a", url), make_device(tmp_path, "b", url)
+        try:
+            share = await share_between(a, b)
+            (a.folder / "album").mkdir(parents=True)
+            (a.folder / "album" / "one.jpg").write_bytes(b"1")
+            (a.folder / "album" / "two.jpg").write_bytes(b"2")
+            await settle([a, b])
+            (a.folder / "album" / "two.jpg").write_bytes(b"2, edited")
+            await settle([a, b])
+            moment = SystemClock().now_ms()
+            await asyncio.sleep(0.01)
+            shutil.rmtree(b.folder / "album")
+            await settle([b, a])
+            assert a.files() == {}
+            sync = a.node.share(share)
+            items = select(sync, "album", at_ms=moment)
+            assert await restore(sync, "album", items, a.folder / "album") == 2
+            await settle([a, b])
+            assert b.files() == {"album/one.jpg": b"1", "album/two.jpg": b"2, edited"}
+            assert any((a.folder / ".drift" / "trash").rglob("one.jpg"))
+        finally:
+            await close(a, b)
