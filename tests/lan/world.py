@@ -152,6 +152,7 @@ class MemoryEnvelopes:
 
     def __init__(self, envelopes: Iterable[Envelope] = ()) -> None:
         self.stored: dict[tuple[bytes, int], Envelope] = {}
+        self.served = 0
         self.add(envelopes)
 
     def add(self, envelopes: Iterable[Envelope]) -> None:
@@ -166,11 +167,13 @@ class MemoryEnvelopes:
         return vector
 
     def envelopes_after(self, share: bytes, vector: VersionVector) -> list[Envelope]:
-        return [
+        found = [
             envelope
             for (device, counter), envelope in sorted(self.stored.items())
             if envelope.header.share == share and counter > vector.get(device)
         ]
+        self.served += len(found)
+        return found
 
 
 class MemoryChunks:
