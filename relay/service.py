@@ -300,7 +300,7 @@ class RelayService:
             raise from_protocol(exc) from exc
         now = self.clock.now_ms()
         total_bytes = sum(len(i.envelope) for i in items)
-        async with self.db.write() as tx:
+        async with self.db.write(group=share_id) as tx:
             await self._require(tx, share_id, principal)
             owner, height, last_seq = await membership.share_row(tx, share_id, lock=True)
             # Any member may forward envelopes; each is judged below against its own signer.

@@ -49,8 +49,14 @@ class Database(Protocol):
         """A read-only transaction with one consistent snapshot."""
         ...
 
-    def write(self) -> AbstractAsyncContextManager[Tx]:
-        """A read-write transaction: committed when the block exits, rolled back on error."""
+    def write(self, group: str | None = None) -> AbstractAsyncContextManager[Tx]:
+        """A read-write transaction: committed when the block exits, rolled back on error.
+
+        Writers naming the same ``group`` (a share id) may share one transaction, each inside
+        its own savepoint, and one commit (group commit): the block exits only once its changes
+        are durable, and an error rolls back only that writer's changes. A backend is free to
+        group more widely (SQLite groups every writer) or not at all.
+        """
         ...
 
     async def ping(self) -> None:

@@ -13,6 +13,7 @@ and works only inside it (tests give each case its own).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,6 +21,7 @@ from functools import lru_cache
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
+from asyncpg.transaction import Transaction
 
 from relay.db.base import DatabaseError, Dialect, Row, UniqueViolation
 from relay.db.migrations import migrate
@@ -95,6 +97,23 @@ class PgTx:
         return await self.fetchone(sql + " FOR UPDATE", *args)
 
 
+GROUP_MAX = 256
+
+
+class _Group:
+    """The open group transaction of one share's writers in this process."""
+
+    __slots__ = ("conn", "done", "lock", "size", "tx", "waiting")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.waiting = 0
+        self.size = 0
+        self.conn: asyncpg.Connection | None = None
+        self.tx: Transaction | None = None
+        self.done: asyncio.Future[None] | None = None
+
+
 class PostgresDatabase:
     dialect: Dialect = "postgres"
 
@@ -102,6 +121,7 @@ class PostgresDatabase:
         self.dsn, self.schema = split_url(url)
         self._min, self._max = min_size, max_size
         self._pool: asyncpg.Pool | None = None
+        self._groups: dict[str, _Group] = {}
 
     async def open(self) -> PostgresDatabase:
         settings = {"search_path": self.schema} if self.schema else {}
@@ -149,8 +169,82 @@ class PostgresDatabase:
         finally:
             await self._pool.release(conn)
 
-    def write(self) -> AsyncIterator[PgTx]:  # type: ignore[override]
-        return self._tx(readonly=False)  # type: ignore[return-value]
+    def write(self, group: str | None = None) -> AsyncIterator[PgTx]:  # type: ignore[override]
+        if group is None:
+            return self._tx(readonly=False)  # type: ignore[return-value]
+        return self._grouped(group)  # type: ignore[return-value]
+
+    @asynccontextmanager
+    async def _grouped(self, key: str) -> AsyncIterator[PgTx]:
+        """Group commit for writers of one share in this process (see ``Database.write``).
+
+        Appends to one share serialize on its row lock anyway; sharing the transaction lets
+        them share the commit's WAL flush instead of each waiting for its own.
+        """
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = _Group()
+        group.waiting += 1
+        try:
+            await group.lock.acquire()
+        finally:
+            group.waiting -= 1
+        try:
+            if group.conn is None:
+                await self._open_group(group)
+            conn, done = group.conn, group.done
+            if conn is None or done is None:  # pragma: no cover - _open_group sets both
+                raise DatabaseError("group transaction did not open")
+            await conn.execute("SAVEPOINT writer")
+            try:
+                yield PgTx(conn)
+            except BaseException:
+                await asyncio.shield(conn.execute("ROLLBACK TO SAVEPOINT writer"))
+                await asyncio.shield(conn.execute("RELEASE SAVEPOINT writer"))
+                if group.waiting == 0:
+                    await self._commit_group(group)
+                raise
+            await conn.execute("RELEASE SAVEPOINT writer")
+            group.size += 1
+            if group.waiting == 0 or group.size >= GROUP_MAX:
+                await self._commit_group(group)
+        finally:
+            group.lock.release()
+            if group.waiting == 0 and group.conn is None:
+                self._groups.pop(key, None)
+        await asyncio.shield(done)
+
+    async def _open_group(self, group: _Group) -> None:
+        if self._pool is None:
+            raise DatabaseError("database is closed")
+        try:
+            group.conn = await self._pool.acquire()
+            group.tx = group.conn.transaction()
+            await group.tx.start()
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            if group.conn is not None:
+                await self._pool.release(group.conn)
+                group.conn = None
+            raise _translate(exc) from exc
+        group.done = asyncio.get_running_loop().create_future()
+        group.size = 0
+
+    async def _commit_group(self, group: _Group) -> None:
+        conn, tx, done, pool = group.conn, group.tx, group.done, self._pool
+        group.conn = group.tx = group.done = None
+        if conn is None or tx is None or done is None or pool is None:  # pragma: no cover
+            raise DatabaseError("no group transaction to commit")
+        try:
+            await asyncio.shield(tx.commit())
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError):
+                await tx.rollback()
+            done.set_exception(_translate(exc))
+            done.exception()  # retrieved; each writer re-raises it from the future
+            raise _translate(exc) from exc
+        finally:
+            await pool.release(conn)
+        done.set_result(None)
 
     def read(self) -> AsyncIterator[PgTx]:  # type: ignore[override]
         return self._tx(readonly=True)  # type: ignore[return-value]

@@ -135,7 +135,8 @@ class SqliteDatabase:
         return _run_sync(self._writer, sql, args, mode)
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[SqliteTx]:
+    async def write(self, group: str | None = None) -> AsyncIterator[SqliteTx]:
+        # One writer at a time whatever the group: every writer joins the open group.
         if self._writer is None:
             raise DatabaseError("database is closed")
         self._waiting += 1
@@ -244,7 +245,7 @@ class MemoryDatabase:
                 raise
             await self._run("COMMIT", (), "rowcount")
 
-    def write(self) -> AsyncIterator[SqliteTx]:  # type: ignore[override]
+    def write(self, group: str | None = None) -> AsyncIterator[SqliteTx]:  # type: ignore[override]
         return self._tx("BEGIN IMMEDIATE")  # type: ignore[return-value]
 
     def read(self) -> AsyncIterator[SqliteTx]:  # type: ignore[override]

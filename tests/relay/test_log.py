@@ -118,3 +118,24 @@ async def test_concurrent_writers_get_gapless_sequences(db: Database) -> None:
         seqs = [e.seq for e in await log.since(tx, "s1", 0, 1000)]
         assert seqs == list(range(1, 101))
         assert await log.server_vector(tx, "s1") == {f"d{i}": 20 for i in range(5)}
+
+
+async def test_group_commit_isolates_a_failing_writer(db: Database) -> None:
+    await make_share(db)
+    await append(db, env("x", 1))
+
+    async def grouped(item: log.NewEnvelope) -> log.AppendResult:
+        async with db.write(group="s1") as tx:
+            return await log.append(tx, "s1", [item], now_ms=1)
+
+    fork = log.NewEnvelope("x", 1, b"f" * 32, None, b"forked")
+    results = await asyncio.wait_for(
+        asyncio.gather(
+            *(grouped(env(f"g{i}", 1)) for i in range(8)), grouped(fork), return_exceptions=True
+        ),
+        30,
+    )
+    assert isinstance(results[-1], Fork)
+    assert sorted(r.seqs[0] for r in results[:-1]) == list(range(2, 10))  # type: ignore[union-attr]
+    async with db.read() as tx:
+        assert [e.seq for e in await log.since(tx, "s1", 0, 100)] == list(range(1, 10))
