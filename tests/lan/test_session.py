@@ -10,7 +10,7 @@ from peer.lan import events as ev
 from peer.lan.authorizer import Refusal
 from peer.lan.errors import NotAdmitted, SessionEnded
 from peer.lan.session import SessionLimits, SessionState
-from protocol.chain import Role, make_add_user, verify_chain
+from protocol.chain import MembershipChain, Role, make_add_user, make_genesis, verify_chain
 from protocol.messages import (
     BlockData,
     ChainEntries,
@@ -302,3 +302,29 @@ def test_a_chain_the_engine_extends_is_announced(world: World) -> None:
     pair.pump()
     assert phone.authorizer.chain(world.share).height == world.chain.height
     assert ev.ChainAdopted(world.share, world.chain, world.chain.height) in phone.received
+
+
+def test_a_peer_added_in_a_chain_we_lack_is_admitted_once_we_adopt_it(world: World) -> None:
+    # A second share: the laptop knows only its genesis; the phone knows that the editor joined.
+    second = bytes(range(16))
+    genesis_only = MembershipChain(make_genesis(world.laptop, second, bytes(32), 1))
+    with_editor = verify_chain(genesis_only.entries, second)
+    with_editor.append(
+        make_add_user(with_editor, world.laptop, world.editor.public_key, Role.EDITOR, 2)
+    )
+    laptop = side(world.laptop, world.authorizer(), chunks=[b"in the second share"])
+    laptop.authorizer.adopt(second, genesis_only)
+    phone = side(world.phone, world.authorizer())
+    phone.authorizer.adopt(second, with_editor)
+    assert laptop.authorizer.admitted_shares(world.phone.certificate) == [world.share]
+
+    pair = ConnectionPair(laptop, phone)
+    pair.start()
+    assert laptop.authorizer.chain(second).height == 1
+    assert ev.ChainsAgreed(second, 1) in laptop.received
+    assert sorted(laptop.session.shares()) == sorted([world.share, second])
+    phone.session.want_chunks(second, [chunk_id_of(b"in the second share")])
+    pair.pump()
+    assert ev.ChunkReceived(
+        second, chunk_id_of(b"in the second share"), b"in the second share"
+    ) in (phone.received)
