@@ -251,9 +251,10 @@ class VisibleTree:
         ``whole``; returns the old values of the entries that changed."""
         self.rules = rules
         run = _Refresh(self, structure, index, rules)
-        for fnode, key in dirty:
+        # Sorted, so the pass does the same work in the same order under any hash seed.
+        for fnode, key in sorted(dirty):
             run.schedule_node(fnode, key)
-        for fnode in whole:
+        for fnode in sorted(whole):
             run.schedule_node(fnode, None)
         return run.finish()
 
@@ -344,27 +345,13 @@ class _Refresh:
 
     def finish(self) -> dict[str, Entry | None]:
         tree = self.tree
-        while self.queue:
-            eid = self.queue.pop()
-            if eid not in self.work:
-                continue
-            work = self.work.pop(eid)
-            folder = tree.entries.get(eid)
-            if folder is None:
-                continue
-            if eid != ROOT_ENTRY and not tree._listed(folder):
-                # Dropped by its parent in this pass, or re-homed later: its listing waits.
-                prior = self.deferred.get(eid, set())
-                self.deferred[eid] = None if work is None or prior is None else prior | work
-                continue
-            if work is None:
-                keys = set(tree.buckets.get(eid, {}))
-                for n in folder.nodes:
-                    keys.update(self.structure.named.get(n, ()))
-            else:
-                keys = work
-            for key in sorted(keys):
-                self._present(eid, folder, key)
+        self._drain()
+        # A folder deferred because an ancestor was dropped gets its turn once re-homed.
+        while ready := [eid for eid in self.deferred
+                        if eid in tree.entries and tree._reaches_root(eid)]:
+            for eid in sorted(ready):
+                self._reschedule_deferred(eid)
+            self._drain()
         for gone, folder_id in self.dropped:
             e = tree.entries.get(gone)
             if e is not None and e.parent == folder_id and not tree._listed(e):
@@ -376,6 +363,31 @@ class _Refresh:
                 if eid in tree.entries and not tree._reaches_root(eid):
                     tree._remove_subtree(eid, self.journal)
         return self.journal
+
+    def _drain(self) -> None:
+        tree = self.tree
+        while self.queue:
+            eid = self.queue.pop()
+            if eid not in self.work:
+                continue
+            work = self.work.pop(eid)
+            folder = tree.entries.get(eid)
+            if folder is None:
+                continue
+            if eid != ROOT_ENTRY and not tree._reaches_root(eid):
+                # It or an ancestor was dropped in this pass (maybe re-homed later): its
+                # listing waits, so a stale folder never claims children back.
+                prior = self.deferred.get(eid, set())
+                self.deferred[eid] = None if work is None or prior is None else prior | work
+                continue
+            if work is None:
+                keys = set(tree.buckets.get(eid, {}))
+                for n in folder.nodes:
+                    keys.update(self.structure.named.get(n, ()))
+            else:
+                keys = work
+            for key in sorted(keys):
+                self._present(eid, folder, key)
 
     def _present(self, eid: str, folder: Entry, key: str) -> None:
         tree, rules = self.tree, self.rules

@@ -11,13 +11,14 @@ import random
 from dataclasses import dataclass, field
 
 from crdt.errors import LocalOperationError
+from crdt.events import Appeared, ChangeEvent, ContentChanged, Disappeared, Moved, Renamed
 from crdt.identity import ReplicaIdentity
 from crdt.names import name_key
 from crdt.ops import ROOT, TRASH
 from crdt.persist import load, save
 from crdt.rules import DEFAULT_RULES, ProjectionRules
 from crdt.tree import FileContent, FolderTree, LocalUpdate
-from crdt.view import EntryKind
+from crdt.view import Entry, EntryKind, VisibleTree
 
 NAMES = ["a", "A", "b", "x.txt", "X.TXT", "\u00e9", "e\u0301", "photos", "Photos", "n.md"]
 CONTENTS = [b"\x01", b"\x02", b"\x03"]
@@ -25,6 +26,55 @@ CONTENTS = [b"\x01", b"\x02", b"\x03"]
 
 def identity(i: int) -> ReplicaIdentity:
     return ReplicaIdentity(bytes([i + 1]) * 32, b"install-%02d......" % i)
+
+
+Disk = dict[str, tuple[str, bytes | None]]
+
+
+def _depth(path: str) -> int:
+    return path.count("/")
+
+
+def apply_events(disk: Disk, events: tuple[ChangeEvent, ...] | list[ChangeEvent]) -> None:
+    """Apply change events to a path -> (kind, manifest) model the way a peer applies them to a
+    folder: detach moved entries (deepest old path first), delete what disappeared (deepest
+    first; nothing may be left under it), attach moved and create appeared entries (shallowest
+    new path first; the path must be free), then rewrite changed contents."""
+    moves = [e for e in events if isinstance(e, Moved | Renamed)]
+    detached: dict[str, Disk] = {}
+    for e in sorted(moves, key=lambda e: -_depth(e.old_path)):
+        assert e.old_path in disk, f"moved entry {e.old_path!r} is not on disk"
+        prefix = e.old_path + "/"
+        sub = {p: v for p, v in disk.items() if p == e.old_path or p.startswith(prefix)}
+        for p in sub:
+            del disk[p]
+        detached[e.entry_id] = {p[len(e.old_path):]: v for p, v in sub.items()}
+    for e in events:
+        if isinstance(e, Disappeared):
+            assert e.path in disk, f"disappeared entry {e.path!r} is not on disk"
+            assert not any(p.startswith(e.path + "/") for p in disk), (
+                f"{e.path!r} disappeared with something still under it")
+            del disk[e.path]
+    arrivals = [e for e in events if isinstance(e, Moved | Renamed | Appeared)]
+    for e in sorted(arrivals, key=lambda e: _depth(e.path)):
+        parent = e.path.rpartition("/")[0]
+        assert not parent or disk.get(parent, ("", None))[0] == "dir", f"no folder for {e.path!r}"
+        assert e.path not in disk, f"{e.path!r} arrives on a taken path"
+        if isinstance(e, Appeared):
+            disk[e.path] = (e.kind.value, e.version.manifest if e.version else None)
+        else:
+            for rel, v in detached.pop(e.entry_id).items():
+                disk[e.path + rel] = v
+    for e in events:
+        if isinstance(e, ContentChanged):
+            assert e.path in disk, f"changed entry {e.path!r} is not on disk"
+            disk[e.path] = (disk[e.path][0], e.version.manifest if e.version else None)
+
+
+def view_signature(view: VisibleTree) -> tuple[dict[str, Entry], dict[str, dict[str, str]]]:
+    """Entries and folder listings: what lookups and walks see."""
+    kids = {eid: dict(k) for eid, k in view.kids.items() if k and eid in view.entries}
+    return dict(view.entries), kids
 
 
 @dataclass
@@ -40,10 +90,12 @@ class Sim:
     published: list[tuple[int, LocalUpdate]] = field(init=False, default_factory=list)
     now_ms: int = 1_000
     weights: dict[str, int] = field(default_factory=dict)
+    check_events: bool = False
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
         self.trees = [FolderTree(identity(i), rules=self.rules) for i in range(self.n_replicas)]
+        self.disks: list[Disk] = [{} for _ in self.trees]
         self.by_replica = {t.replica: t.identity for t in self.trees}
 
     # -- local activity ----------------------------------------------------------------------
@@ -92,7 +144,7 @@ class Sim:
         except LocalOperationError:
             return
         self.published.append((i, up))
-        self.after_step(tree)
+        self.after_step(tree, up.events)
 
     # -- delivery ------------------------------------------------------------------------------
     def deliver_random(self, i: int) -> None:
@@ -102,9 +154,11 @@ class Sim:
         _src, up = self.rng.choice(self.published)
         if up.replica == tree.replica or self.rng.random() < self.drop:
             return
+        events: list[ChangeEvent] = []
         for _ in range(2 if self.rng.random() < self.dup else 1):
-            tree.receive(self.by_replica[up.replica], up.seq, up.seen, up.update)
-        self.after_step(tree)
+            result = tree.receive(self.by_replica[up.replica], up.seq, up.seen, up.update)
+            events.extend(result.events)
+        self.after_step(tree, events)
 
     def anti_entropy(self) -> None:
         for _round in range(len(self.trees) + 2):
@@ -113,11 +167,11 @@ class Sim:
                     if a is b:
                         continue
                     for r, s in a.missing_from(b.version_vector()):
-                        b.receive(self.by_replica[r], s, a.update_seen(r, s), a.update_bytes(r, s))
+                        result = b.receive(self.by_replica[r], s, a.update_seen(r, s),
+                                           a.update_bytes(r, s))
+                        self.after_step(b, result.events)
             if all(t.version_vector() == self.trees[0].version_vector() for t in self.trees):
                 break
-        for t in self.trees:
-            self.after_step(t)
 
     def restart(self, i: int) -> None:
         """Save and reload a replica (warm or cold), as a device restart would."""
@@ -129,10 +183,18 @@ class Sim:
         assert tree.pending() == old.pending()
         self.trees[i] = tree
 
-    def after_step(self, tree: FolderTree) -> None:
+    def after_step(self, tree: FolderTree, events: tuple[ChangeEvent, ...] | list[ChangeEvent]
+                   ) -> None:
+        if self.check_events:
+            disk = self.disks[self.trees.index(tree)]
+            try:
+                apply_events(disk, events)
+            except AssertionError as exc:
+                raise AssertionError(f"seed={self.seed}: events do not apply: {exc}") from exc
+            assert disk == tree.listing(), f"seed={self.seed}: events missed a change"
         if self.check_incremental:
             full = tree.full_recompute()
-            assert tree.view.entries == full.entries, (
+            assert view_signature(tree.view) == view_signature(full), (
                 f"seed={self.seed}: incremental projection differs from the full recompute")
 
     def run(self, steps: int = 60, sync_every: int = 25) -> None:
