@@ -276,9 +276,6 @@ class LanSession:
 
     def _chains_changed(self) -> None:
         self._recheck_admission()
-        for share, sh in self._shares.items():
-            if sh.admitted:
-                self._announce(share, sh)
 
     def _recheck_admission(self) -> None:
         self._generation = self._authorizer.generation
@@ -287,7 +284,9 @@ class LanSession:
             refusal = self._authorizer.refusal(share, self.peer)
             if sh.admitted and refusal is not None:
                 self._end(share, sh, refusal)
-            elif not sh.admitted and not sh.ended and refusal is None:
+            elif sh.admitted:
+                self._announce(share, sh)  # a chain another session adopted reaches this peer
+            elif not sh.ended and refusal is None:
                 self._open(share)
 
     def _end(self, share: bytes, sh: _Share, reason: Refusal) -> None:

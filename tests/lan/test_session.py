@@ -328,3 +328,19 @@ def test_a_peer_added_in_a_chain_we_lack_is_admitted_once_we_adopt_it(world: Wor
     assert ev.ChunkReceived(
         second, chunk_id_of(b"in the second share"), b"in the second share"
     ) in (phone.received)
+
+
+def test_a_chain_adopted_from_one_peer_is_passed_on_to_the_others(world: World) -> None:
+    phone_authorizer = world.authorizer(height=2)
+    desktop = side(world.desktop, world.authorizer(height=2))
+    to_desktop = ConnectionPair(side(world.phone, phone_authorizer), desktop)
+    to_desktop.start()
+    to_laptop = ConnectionPair(
+        side(world.phone, phone_authorizer), side(world.laptop, world.authorizer())
+    )
+    to_laptop.start()
+    assert phone_authorizer.chain(world.share).height == world.chain.height
+    to_desktop.a.session.chains_changed()  # what the engine does on ChainAdopted
+    to_desktop.pump()
+    assert desktop.authorizer.chain(world.share).height == world.chain.height
+    assert desktop.session.state is SessionState.SYNCING
