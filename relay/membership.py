@@ -113,5 +113,8 @@ class ChainCache:
         self._chains[share_id] = chain
         return chain
 
-    def forget(self, share_id: str) -> None:
-        self._chains.pop(share_id, None)
+    def replace(self, share_id: str, chain: MembershipChain) -> None:
+        """Install a chain extended by a committed transaction (never move backwards)."""
+        current = self._chains.get(share_id)
+        if current is None or current.height <= chain.height:
+            self._chains[share_id] = chain

@@ -12,6 +12,7 @@ user revoked it, or whose user was removed from the share, gets nothing new.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -232,14 +233,12 @@ class RelayService:
         entry = _decode(ChainEntry, entry_bytes)
         if entry.signer.device_id.hex() != principal.device_id:
             raise Forbidden("a chain entry must be signed by the calling device")
-        async with self.db.write() as tx:
+        async with self.db.write(group=share_id) as tx:
             await self._require(tx, share_id, principal)
-            await membership.share_row(tx, share_id, lock=True)
-            # Verified from the stored entries in this transaction: never from a cache that a
-            # rolled-back extension could have advanced.
-            chain = await self._verify_chain(
-                [ChainEntry.decode(e) for e in await membership.entries(tx, share_id, 0)]
-            )
+            _, height, _ = await membership.share_row(tx, share_id, lock=True)
+            # Extend a copy of the verified chain: the cached one changes only once this
+            # transaction has committed (a refused or rolled-back entry never reaches it).
+            chain = copy.deepcopy(await self.chains.at_height(tx, share_id, height))
             try:
                 added = chain.append(entry)
             except ProtocolError as exc:
@@ -247,8 +246,8 @@ class RelayService:
             if added:
                 await membership.record_entry(tx, share_id, entry)
                 await membership.write_members(tx, share_id, chain)
-        self.chains.forget(share_id)
         if added:
+            self.chains.replace(share_id, chain)
             await self.notifier.publish(chain_topic(share_id), chain.height)
         return chain.height
 
