@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from peer.fs import FileInfo, FileKind, FileSystem, FsError
+from peer.fs import FileInfo, FileKind, FileSystem, FsError, is_temp_name
 from peer.local.ignore import IgnoreRules, always_ignored
 
 
@@ -17,6 +17,7 @@ class ScanResult:
     entries: dict[str, FileInfo] = field(default_factory=dict)  # disk path → info
     skipped: dict[str, str] = field(default_factory=dict)  # disk path → why it is not synced
     unreadable: dict[str, str] = field(default_factory=dict)  # directory → error
+    leftovers: list[str] = field(default_factory=list)  # temp files of an interrupted write
 
 
 def scan_folder(fs: FileSystem, ignore: IgnoreRules) -> ScanResult:
@@ -32,6 +33,9 @@ def scan_folder(fs: FileSystem, ignore: IgnoreRules) -> ScanResult:
         for info in listing:
             path = f"{folder}/{info.name}" if folder else info.name
             is_dir = info.kind is FileKind.DIR
+            if is_temp_name(info.name) and info.kind is FileKind.FILE:
+                result.leftovers.append(path)
+                continue
             if always_ignored(path) or ignore.matches(path, is_dir):
                 continue
             if info.kind is FileKind.SYMLINK:

@@ -19,6 +19,7 @@ changed, the local file is never overwritten — it becomes a conflicted copy. O
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -229,6 +230,10 @@ class ShareSync:
         return self.replica.role in WRITERS
 
     async def publish_local(self, scan: ScanResult, report: PassReport) -> None:
+        for path in scan.leftovers:
+            # A write killed half-way (ours never overlap a scan: one pass at a time per share).
+            with contextlib.suppress(FsError):
+                await self.executor.run(self.fs.remove_file, path)
         for path, why in scan.skipped.items():
             self._file_error(path, "skip", why)
         for path, why in scan.unreadable.items():

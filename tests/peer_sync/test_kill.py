@@ -5,16 +5,19 @@ beyond those in flight."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import random
 import re
 import signal
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
 
+from peer.fs import is_temp_name
 from tests.peer_sync.harness import make_device, running_relay, share_between
 
 MiB = 1 << 20
@@ -38,8 +41,14 @@ def assert_complete_or_absent(path: Path, expected: bytes) -> None:
     assert hashlib.sha256(data).digest() == hashlib.sha256(expected).digest()
 
 
-async def run_killed(home: Path, rng: random.Random, watch: Path | None, expected: bytes) -> int:
-    """Run `drift run --once`, killing it at random moments until one run completes."""
+async def run_killed(
+    home: Path,
+    should_kill: Callable[[int], Awaitable[bool]],
+    watch: Path | None,
+    expected: bytes,
+) -> int:
+    """Run `drift run --once`; SIGKILL it whenever ``should_kill(kills so far)`` says so (at
+    points in the middle of the work), until one run completes. Returns the number of kills."""
     kills = 0
     while True:
         proc = await asyncio.create_subprocess_exec(
@@ -53,15 +62,14 @@ async def run_killed(home: Path, rng: random.Random, watch: Path | None, expecte
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        delay = rng.uniform(0.2, 1.2) if kills < 4 else 60.0
         try:
-            deadline = asyncio.get_running_loop().time() + delay
-            while asyncio.get_running_loop().time() < deadline:
+            while True:
                 if watch is not None:
-                    # Visible at its real path means complete and verified.
                     assert_complete_or_absent(watch, expected)
+                if kills < 3 and await should_kill(kills):
+                    break
                 try:
-                    await asyncio.wait_for(proc.wait(), 0.02)
+                    await asyncio.wait_for(proc.wait(), 0.01)
                     break
                 except TimeoutError:
                     continue
@@ -77,6 +85,16 @@ async def run_killed(home: Path, rng: random.Random, watch: Path | None, expecte
                 return kills
 
 
+def partial_download(folder: Path) -> int:
+    """Bytes in temp files of an unfinished download (never at the real path)."""
+    total = 0
+    for path in folder.iterdir():
+        if is_temp_name(path.name):
+            with contextlib.suppress(FileNotFoundError):  # renamed into place meanwhile
+                total += path.stat().st_size
+    return total
+
+
 async def test_sigkill_during_upload_and_download(tmp_path: Path, seed: int | None) -> None:
     rng = random.Random(seed if seed is not None else 1)
     async with running_relay(tmp_path / "relay") as url:
@@ -84,14 +102,24 @@ async def test_sigkill_during_upload_and_download(tmp_path: Path, seed: int | No
         await share_between(a, b)
         await a.node.close()
         await b.node.close()
-        data = rng.randbytes(64 * MiB)
+        data = rng.randbytes(96 * MiB)
         (a.folder / "big.bin").write_bytes(data)
         before = await block_bytes_in(url)
-        kills_up = await run_killed(a.home.root, rng, None, data)
+        marks = sorted(rng.uniform(0.1, 0.8) for _ in range(3))
+
+        async def upload_progressed(kills: int) -> bool:
+            return await block_bytes_in(url) - before > marks[kills] * len(data)
+
+        kills_up = await run_killed(a.home.root, upload_progressed, None, data)
         received = await block_bytes_in(url) - before
         # Sealed blocks are padded a little above the plaintext size.
         assert received <= len(data) * 1.05 + kills_up * IN_FLIGHT_BOUND
-        kills_down = await run_killed(b.home.root, rng, b.folder / "big.bin", data)
+
+        async def download_progressed(kills: int) -> bool:
+            return partial_download(b.folder) > marks[kills] * len(data)
+
+        kills_down = await run_killed(b.home.root, download_progressed, b.folder / "big.bin", data)
         assert (b.folder / "big.bin").read_bytes() == data
-        assert not [p for p in b.folder.iterdir() if "drift-tmp" in p.name]
-        assert kills_up + kills_down >= 1
+        assert not [p for p in b.folder.iterdir() if is_temp_name(p.name)]  # swept on restart
+        assert kills_up >= 1
+        assert kills_down >= 1
