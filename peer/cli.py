@@ -534,6 +534,7 @@ def _print_status(env: Env, node: DeviceNode, statuses: list[Any], user: str) ->
         table.add_row("files", f"{s.files} files, {s.dirs} folders, {s.bytes:,} bytes")
         table.add_row("pending", f"up {s.pending_up} changes, down {s.pending_down} files")
         table.add_row("last sync", _when(s.last_sync_ms))
+        table.add_row("peers", ", ".join(s.peers) or "none seen yet")
         table.add_row("conflicts", "\n".join(s.conflicts) or "none")
         table.add_row(
             "not synced", "\n".join(f"{p}: {w}" for p, w in s.not_synced.items()) or "nothing"

@@ -27,5 +27,6 @@ class ShareStatus:
     pending_up: int = 0  # envelopes not yet acknowledged by the relay
     pending_down: int = 0  # files the tree has that this disk does not (yet)
     last_sync_ms: int = 0
+    peers: list[str] = field(default_factory=list)  # other devices writing to the share
     conflicts: list[str] = field(default_factory=list)
     not_synced: dict[str, str] = field(default_factory=dict)  # path → why

@@ -48,6 +48,8 @@ from peer.local.ignore import IgnoreRules
 from peer.local.names import NameRules, encode_name
 from peer.remote.link import RelayLink
 from protocol.chain import WRITERS
+from protocol.ids import short_id
+from protocol.keys import DeviceCertificate
 from seams import Clock, Executor
 from storage.errors import StorageError
 
@@ -871,6 +873,10 @@ class ShareSync:
                 status.pending_down += 1
                 status.not_synced.setdefault(path, "waiting: a newer version is to be downloaded")
         status.pending_up = len(self.store.outbox())
+        for device, raw in sorted(self.store.certificates().items()):
+            if device != self.replica.device.device_id:
+                cert = DeviceCertificate.decode(raw)
+                status.peers.append(f"{cert.name} ({short_id(device)})")
         status.last_sync_ms = int(self.store.get("last_sync_ms", 0))
         for error in self.store.file_errors():
             status.not_synced[error.path] = f"{error.op}: {error.reason}"
