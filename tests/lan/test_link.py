@@ -8,6 +8,7 @@ from peer.lan import events as ev
 from peer.lan.bandwidth import BandwidthLimits
 from peer.lan.errors import Unauthorized
 from peer.lan.fetch import fetch_from_peers
+from peer.lan.peers import LanPeers
 from peer.lan.session import SessionState
 from protocol.vv import VersionVector
 from tests.lan.world import World, chunk_id_of, node, side, until
@@ -104,3 +105,39 @@ async def test_what_no_peer_has_is_left_for_the_relay(world: World) -> None:
     finally:
         await phone.close()
         await laptop.close()
+
+
+async def test_peers_push_to_all_fetch_from_all_and_report_status(world: World) -> None:
+    laptop = node(side(world.laptop, world.authorizer(), chunks=CHUNKS[:3]))
+    desktop = node(side(world.desktop, world.authorizer(), chunks=CHUNKS[3:]))
+    phone = node(side(world.phone, world.authorizer()))
+    peers = LanPeers(phone.bandwidth)
+    try:
+        for server in (laptop, desktop):
+            peers.add(await phone.dial("127.0.0.1", await server.serve("127.0.0.1")))
+        await until(lambda: len(peers.links(world.share)) == 2)
+        mine = world.envelopes(world.phone, 2)
+        phone.side.envelopes.add(mine)
+        assert await peers.push(world.share, mine) == 4
+        await until(
+            lambda: all(
+                n.side.envelopes.vector(world.share).get(world.phone.device_id) == 2
+                for n in (laptop, desktop)
+            )
+        )
+        result = await peers.fetch(world.share, IDS)
+        assert result.missing == []
+        status = {s.device_name: s for s in peers.status()}
+        assert set(status) == {"laptop", "desktop"}
+        for name, sent_chunks in (("laptop", CHUNKS[:3]), ("desktop", CHUNKS[3:])):
+            assert status[name].state == "syncing"
+            assert status[name].shares == (world.share,)
+            assert status[name].address == "127.0.0.1"
+            assert status[name].received_bytes > sum(map(len, sent_chunks))
+            assert status[name].sent_bytes > 0
+        await phone.links[0].close()
+        await until(lambda: len(peers.links()) == 1)
+    finally:
+        await phone.close()
+        await laptop.close()
+        await desktop.close()
