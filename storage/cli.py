@@ -10,7 +10,8 @@ Until the peer exists this is how to use the storage core by hand::
 A key file holds secrets in the clear (mode 0600): keep it apart from the store. A snapshot holds
 file names in the clear: it belongs on the device, not next to the blocks.
 
-Exit status: 0 ok; 1 failure (message on stderr); 2 bad usage; 3 verify found damaged blocks.
+Exit status: 0 ok; 1 failure (message on stderr); 2 bad usage; 3 partial: some files could not
+be ingested or restored, or verify found damaged blocks (each listed on stderr).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class ExitCode(IntEnum):
     OK = 0
     FAILED = 1
     USAGE = 2
-    DAMAGED = 3
+    PARTIAL = 3  # some files (listed on stderr) were skipped, or blocks found damaged
     INTERRUPTED = 130
 
 
@@ -88,6 +89,8 @@ async def cmd_ingest(args: argparse.Namespace) -> int:
     finally:
         await store.close()
     args.snapshot.write_text(snapshot.to_json())
+    for error in stats.errors:
+        print(f"skipped {error.path}: {error.reason}", file=sys.stderr)
     print(
         f"ingested {stats.files} files, {stats.bytes / 1e6:.1f} MB in {stats.chunks} chunks at "
         f"{stats.mb_per_s:.0f} MB/s: {stats.new_blocks} new blocks "
@@ -95,7 +98,7 @@ async def cmd_ingest(args: argparse.Namespace) -> int:
         f"dedup {stats.dedup_ratio:.2f}x"
     )
     print(f"snapshot: {args.snapshot}")
-    return ExitCode.OK
+    return ExitCode.PARTIAL if stats.errors else ExitCode.OK
 
 
 async def cmd_restore(args: argparse.Namespace) -> int:
@@ -106,11 +109,14 @@ async def cmd_restore(args: argparse.Namespace) -> int:
         raise ParameterError(f"cannot read snapshot {args.snapshot}: {exc.strerror}") from None
     store = open_store(args.store, args.endpoint_url)
     try:
-        written = await restore_tree(snapshot, store, share, ring, args.dest)
+        written, errors = await restore_tree(snapshot, store, share, ring, args.dest)
     finally:
         await store.close()
-    print(f"restored {len(snapshot.files)} files, {written / 1e6:.1f} MB into {args.dest}")
-    return ExitCode.OK
+    for error in errors:
+        print(f"not restored {error.path}: {error.reason}", file=sys.stderr)
+    restored = len(snapshot.files) - len(errors)
+    print(f"restored {restored} files, {written / 1e6:.1f} MB into {args.dest}")
+    return ExitCode.PARTIAL if errors else ExitCode.OK
 
 
 async def cmd_verify(args: argparse.Namespace) -> int:
@@ -127,14 +133,15 @@ async def cmd_verify(args: argparse.Namespace) -> int:
     finally:
         await store.close()
     print(f"{good} blocks intact, {damaged} damaged")
-    return ExitCode.DAMAGED if damaged else ExitCode.OK
+    return ExitCode.PARTIAL if damaged else ExitCode.OK
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="drift store",
         description=__doc__.split("\n\n")[0],
-        epilog="exit status: 0 ok, 1 failure, 2 bad usage, 3 damaged blocks found",
+        epilog="exit status: 0 ok, 1 failure, 2 bad usage, 3 partial (files skipped or damaged "
+        "blocks, listed on stderr)",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 

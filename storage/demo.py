@@ -121,7 +121,11 @@ async def run(out: Path, seed: int, files: int) -> int:
     print(f"3. restoring every file from the blocks alone into {restored}")
     start = time.perf_counter()
     loaded = TreeSnapshot.from_json((out / "snapshot.json").read_text())
-    written = await restore_tree(loaded, store, share, Keyring([key]), restored)
+    written, errors = await restore_tree(loaded, store, share, Keyring([key]), restored)
+    if errors or stats.errors:
+        for error in [*stats.errors, *errors]:
+            print(f"   {error.op} failed for {error.path}: {error.reason}", file=sys.stderr)
+        return 1
     seconds = time.perf_counter() - start
     compared, problems = trees_identical(source, restored)
     if problems:

@@ -11,20 +11,35 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from storage.blockstore import BlockStore
 from storage.chunking import DEFAULT_CHUNKING, ChunkingParams
-from storage.errors import ParameterError
+from storage.errors import (
+    BlockNotFoundError,
+    IntegrityError,
+    ParameterError,
+    SourceError,
+    UnknownEpochError,
+)
 from storage.ingest import IngestResult, ingest_file
 from storage.keys import Keyring, SealingKey, ShareKeys
 from storage.manifest import FileRef, Manifest
 from storage.restore import restore_file
 
 DEFAULT_FILES_IN_FLIGHT = 4
+
+
+@dataclass(frozen=True, slots=True)
+class FileError:
+    """One file that could not be ingested or restored; the others go on."""
+
+    path: str  # relative to the folder
+    op: str  # "ingest" or "restore"
+    reason: str
 
 
 @dataclass(slots=True)
@@ -36,6 +51,7 @@ class TreeStats:
     new_block_bytes: int = 0
     reused_blocks: int = 0
     seconds: float = 0.0
+    errors: list[FileError] = field(default_factory=list)
     distinct_chunks: dict[bytes, int] = field(default_factory=dict, repr=False)
 
     def add(self, result: IngestResult) -> None:
@@ -96,6 +112,18 @@ def walk_files(root: Path) -> Iterator[Path]:
                 yield path
 
 
+async def _run_all(jobs: list[Awaitable[None]]) -> None:
+    """Run jobs concurrently; the first error cancels the rest and is raised."""
+    tasks = [asyncio.ensure_future(job) for job in jobs]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
 async def ingest_tree(
     root: str | os.PathLike[str],
     store: BlockStore,
@@ -106,6 +134,11 @@ async def ingest_tree(
     executor: Executor | None = None,
     files_in_flight: int = DEFAULT_FILES_IN_FLIGHT,
 ) -> tuple[TreeSnapshot, TreeStats]:
+    """Ingest every regular file under root.
+
+    A file that cannot be read (vanished, no permission) becomes a :class:`FileError` in the
+    stats and the rest go on; a store failure stops everything (nothing else could be stored).
+    """
     base = Path(root)
     paths = await asyncio.get_running_loop().run_in_executor(
         executor, lambda: list(walk_files(base))
@@ -115,14 +148,22 @@ async def ingest_tree(
     gate = asyncio.Semaphore(files_in_flight)
 
     async def one(path: Path) -> None:
+        relpath = path.relative_to(base).as_posix()
         async with gate:
-            result = await ingest_file(path, store, share, key, params=params, executor=executor)
-        refs[path.relative_to(base).as_posix()] = result.ref
+            try:
+                result = await ingest_file(
+                    path, store, share, key, params=params, executor=executor
+                )
+            except SourceError as exc:
+                stats.errors.append(FileError(relpath, "ingest", str(exc)))
+                return
+        refs[relpath] = result.ref
         stats.add(result)
 
     start = time.perf_counter()
-    await asyncio.gather(*(one(p) for p in paths))
+    await _run_all([one(p) for p in paths])
     stats.seconds = time.perf_counter() - start
+    stats.errors.sort(key=lambda e: e.path)
     return TreeSnapshot(refs), stats
 
 
@@ -136,23 +177,36 @@ async def restore_tree(
     executor: Executor | None = None,
     files_in_flight: int = DEFAULT_FILES_IN_FLIGHT,
     fsync: bool = True,
-) -> int:
-    """Restore every file of a snapshot under dest; returns the bytes written."""
+) -> tuple[int, list[FileError]]:
+    """Restore every file of a snapshot under dest; returns bytes written and per-file errors.
+
+    A file whose blocks are missing, damaged or sealed under an unknown epoch, or whose target
+    cannot be written, becomes a :class:`FileError`; a store failure stops everything.
+    """
     base = Path(dest)
     gate = asyncio.Semaphore(files_in_flight)
     written = 0
+    errors: list[FileError] = []
 
     async def one(relpath: str, ref: FileRef) -> None:
         nonlocal written
         target = base / _safe_relpath(relpath)
         async with gate:
-            await asyncio.get_running_loop().run_in_executor(
-                executor, lambda: target.parent.mkdir(parents=True, exist_ok=True)
-            )
-            stats = await restore_file(
-                ref, store, share, keyring, target, executor=executor, fsync=fsync
-            )
+            try:
+                await asyncio.get_running_loop().run_in_executor(
+                    executor, lambda: target.parent.mkdir(parents=True, exist_ok=True)
+                )
+                stats = await restore_file(
+                    ref, store, share, keyring, target, executor=executor, fsync=fsync
+                )
+            except OSError as exc:
+                errors.append(FileError(relpath, "restore", f"cannot write: {exc.strerror}"))
+                return
+            except (IntegrityError, BlockNotFoundError, UnknownEpochError, SourceError) as exc:
+                errors.append(FileError(relpath, "restore", str(exc)))
+                return
         written += stats.bytes_written
 
-    await asyncio.gather(*(one(p, ref) for p, ref in snapshot.files.items()))
-    return written
+    await _run_all([one(p, ref) for p, ref in snapshot.files.items()])
+    errors.sort(key=lambda e: e.path)
+    return written, errors
