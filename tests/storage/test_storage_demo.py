@@ -1,4 +1,4 @@
-"""`drift demo` and folder snapshots."""
+"""`drift demo`, folder ingest/restore and snapshots."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from storage import demo
+from storage import demo, tree
+from storage.dirstore import DirectoryBlockStore
 from storage.errors import ParameterError
+from storage.keys import Keyring, SealingKey, ShareKeys
 from storage.tree import TreeSnapshot
 
 
@@ -29,10 +31,6 @@ def test_snapshots_refuse_paths_outside_the_folder(bad: str) -> None:
 async def test_tree_ingest_and_restore_report_per_file_errors(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from storage import tree
-    from storage.dirstore import DirectoryBlockStore
-    from storage.keys import Keyring, SealingKey, ShareKeys
-
     share = ShareKeys(b"tree share", bytes(32), bytes(range(32)))
     key = SealingKey(1, bytes(range(1, 33)))
     source = tmp_path / "source"
