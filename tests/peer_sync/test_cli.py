@@ -100,3 +100,27 @@ def test_cli_errors_say_what_to_do(tmp_path: Path) -> None:
     assert "drift init" in err
     code, _, _ = drift(tmp_path / "nobody", "share", "frobnicate")
     assert code == ExitCode.USAGE
+
+
+def _code(text: str, prefix: str) -> str:
+    return next(word for word in text.split() if word.startswith(prefix))
+
+
+def test_cli_link_a_second_device_then_revoke_it(tmp_path: Path, relay_url: str) -> None:
+    laptop, phone = tmp_path / "laptop", tmp_path / "phone"
+    assert drift(laptop, "init", "--name", "laptop")[0] == ExitCode.OK
+    assert drift(laptop, "relay", "login", relay_url)[0] == ExitCode.OK
+    code, out, _ = drift(phone, "device", "add", "--name", "phone")
+    assert code == ExitCode.OK
+    code, out, err = drift(laptop, "device", "link", _code(out, "drift-device:"))
+    assert code == ExitCode.OK, err
+    assert drift(phone, "device", "add", _code(out, "drift-cert:"))[0] == ExitCode.OK
+    assert drift(phone, "relay", "login", relay_url)[0] == ExitCode.OK
+    laptop_ids = json.loads(drift(laptop, "--json", "device", "list")[1])
+    phone_ids = json.loads(drift(phone, "--json", "device", "list")[1])
+    assert laptop_ids["user_code"] == phone_ids["user_code"]
+
+    assert drift(laptop, "device", "revoke", phone_ids["device_id"])[0] == ExitCode.OK
+    code, _, err = drift(phone, "share", "create", str(tmp_path / "P"))
+    assert code == ExitCode.RELAY
+    assert "revoked" in err
