@@ -57,21 +57,21 @@ def events_from_journal(tree: VisibleTree, journal: dict[str, Entry | None]) -> 
     """Turn the old values of changed entries into events, in an order safe to apply on disk.
 
     Disappearances come first (deepest first), then moves and renames (shallowest first), then
-    appearances (shallowest first), then content changes. An entry that only changed identity (a
-    folder merged under an earlier node, a deduped file) at the same path and kind is not an event.
+    appearances (shallowest first), then content changes. Apply them in the two phases that
+    docs/crdt.md describes. An entry that changed identity (same-name folders merged or split)
+    disappears and appears again, possibly at the same path.
     """
-    gone: dict[tuple[str, EntryKind], tuple[str, Entry]] = {}
-    came: dict[tuple[str, EntryKind], tuple[str, Entry]] = {}
+    gone: list[Disappeared] = []
+    came: list[Appeared] = []
     moves: list[ChangeEvent] = []
     content: list[ChangeEvent] = []
     for eid, old in journal.items():
         new = tree.entries.get(eid)
-        if old is None and new is None:
-            continue
-        if old is None:
-            came[(tree.path_of(eid), new.kind)] = (eid, new)  # type: ignore[union-attr]
-        elif new is None:
-            gone[(tree.path_of(eid, journal), old.kind)] = (eid, old)
+        if new is None:
+            if old is not None:
+                gone.append(Disappeared(tree.path_of(eid, journal), old.kind, eid))
+        elif old is None:
+            came.append(Appeared(tree.path_of(eid), new.kind, eid, new.version))
         else:
             old_path = tree.path_of(eid, journal)
             path = tree.path_of(eid)
@@ -81,15 +81,9 @@ def events_from_journal(tree: VisibleTree, journal: dict[str, Entry | None]) -> 
                 moves.append(Renamed(old_path, path, new.kind, eid))
             if old.version != new.version:
                 content.append(ContentChanged(path, eid, old.version, new.version))
-    for key in sorted(set(gone) & set(came)):
-        (_old_id, old), (new_id, new) = gone.pop(key), came.pop(key)
-        if old.version != new.version:
-            content.append(ContentChanged(key[0], new_id, old.version, new.version))
-    out: list[ChangeEvent] = [Disappeared(p, k, eid) for (p, k), (eid, _e) in
-                              sorted(gone.items(), key=lambda kv: (-_depth(kv[0][0]), kv[0][0]))]
+    out: list[ChangeEvent] = sorted(gone, key=lambda e: (-_depth(e.path), e.path))
     out.extend(sorted(moves, key=lambda e: (_depth(e.path), e.path)))  # type: ignore[union-attr]
-    out.extend(Appeared(p, k, eid, e.version) for (p, k), (eid, e) in
-               sorted(came.items(), key=lambda kv: (_depth(kv[0][0]), kv[0][0])))
+    out.extend(sorted(came, key=lambda e: (_depth(e.path), e.path)))
     out.extend(sorted(content, key=lambda e: e.path))  # type: ignore[union-attr]
     return out
 

@@ -36,25 +36,28 @@ def _depth(path: str) -> int:
 
 
 def apply_events(disk: Disk, events: tuple[ChangeEvent, ...] | list[ChangeEvent]) -> None:
-    """Apply change events to a path -> (kind, manifest) model the way a peer applies them to a
-    folder: detach moved entries (deepest old path first), delete what disappeared (deepest
-    first; nothing may be left under it), attach moved and create appeared entries (shallowest
-    new path first; the path must be free), then rewrite changed contents."""
-    moves = [e for e in events if isinstance(e, Moved | Renamed)]
+    """Apply change events to a path -> (kind, manifest) model as docs/crdt.md tells a peer to.
+
+    Phase 1, deepest old path first: remove what disappeared (nothing may be left under it) and
+    detach what moved. Phase 2, shallowest new path first: attach what moved and create what
+    appeared (the parent must be a folder, the path free). Phase 3: rewrite changed contents.
+    """
+    leaving = [e for e in events if isinstance(e, Moved | Renamed | Disappeared)]
     detached: dict[str, Disk] = {}
-    for e in sorted(moves, key=lambda e: -_depth(e.old_path)):
+    for e in sorted(leaving, key=lambda e: -_depth(e.path if isinstance(e, Disappeared)
+                                                    else e.old_path)):
+        if isinstance(e, Disappeared):
+            assert e.path in disk, f"disappeared entry {e.path!r} is not on disk"
+            assert not any(p.startswith(e.path + "/") for p in disk), (
+                f"{e.path!r} disappeared with something still under it")
+            del disk[e.path]
+            continue
         assert e.old_path in disk, f"moved entry {e.old_path!r} is not on disk"
         prefix = e.old_path + "/"
         sub = {p: v for p, v in disk.items() if p == e.old_path or p.startswith(prefix)}
         for p in sub:
             del disk[p]
         detached[e.entry_id] = {p[len(e.old_path):]: v for p, v in sub.items()}
-    for e in events:
-        if isinstance(e, Disappeared):
-            assert e.path in disk, f"disappeared entry {e.path!r} is not on disk"
-            assert not any(p.startswith(e.path + "/") for p in disk), (
-                f"{e.path!r} disappeared with something still under it")
-            del disk[e.path]
     arrivals = [e for e in events if isinstance(e, Moved | Renamed | Appeared)]
     for e in sorted(arrivals, key=lambda e: _depth(e.path)):
         parent = e.path.rpartition("/")[0]
@@ -90,7 +93,7 @@ class Sim:
     published: list[tuple[int, LocalUpdate]] = field(init=False, default_factory=list)
     now_ms: int = 1_000
     weights: dict[str, int] = field(default_factory=dict)
-    check_events: bool = False
+    check_events: bool = True
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
