@@ -19,7 +19,7 @@ from __future__ import annotations
 import ipaddress
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -78,7 +78,6 @@ class Settings:
     subscriber_shares_max: int = 1000
     shutdown_grace_s: float = 5.0
     log_level: str = "INFO"
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     # -- derived -------------------------------------------------------------------------------
 
@@ -169,7 +168,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str], base: Settings | None = None) -> Settings:
         """Overrides from ``DRIFT_RELAY_<FIELD>`` variables (how a container gets its secrets)."""
-        known = {f.name: f for f in fields(cls) if f.name not in ("extra", "jwt_keys")}
+        known = {f.name: f for f in fields(cls) if f.name != "jwt_keys"}
         raw: dict[str, Any] = {}
         for name, f in known.items():
             value = environ.get(f"DRIFT_RELAY_{name.upper()}")
@@ -190,7 +189,7 @@ class Settings:
     def from_mapping(
         cls, raw: dict[str, Any], base: Settings | None = None, relative_to: Path | None = None
     ) -> Settings:
-        known = {f.name: f for f in fields(cls) if f.name != "extra"}
+        known = {f.name: f for f in fields(cls) }
         changes: dict[str, Any] = {}
         unknown = [k for k in raw if k not in known]
         if unknown:

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -113,11 +113,6 @@ async def db(db_url: str) -> AsyncIterator[Database]:
         yield database
     finally:
         await database.close()
-
-
-@pytest.fixture
-def unique() -> Callable[[str], str]:
-    return lambda label: f"{label}-{uuid.uuid4().hex[:8]}"
 
 
 @dataclass
