@@ -18,7 +18,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -465,7 +465,8 @@ async def cmd_run(args: argparse.Namespace, env: Env) -> int:
     node = _node(args, env, watch=not args.once)
     try:
         if args.once:
-            reports = await node.sync_once()
+            with _progress(env, node, enabled=not args.json and env.out.isatty()):
+                reports = await node.sync_once()
             errors = sum(r.errors for r in reports.values())
             if args.json:
                 env.json({s: asdict(r) for s, r in reports.items()})
@@ -476,10 +477,44 @@ async def cmd_run(args: argparse.Namespace, env: Env) -> int:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
         env.print(f"syncing {len(node.config.shares)} share(s); Ctrl-C stops")
+        activity = logging.StreamHandler(env.out)
+        activity.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        engine_log = logging.getLogger("peer.engine")
+        engine_log.addHandler(activity)
+        engine_log.setLevel(logging.INFO)
         await node.run(stop)
         return ExitCode.OK
     finally:
         await node.close()
+
+
+@contextlib.contextmanager
+def _progress(env: Env, node: DeviceNode, *, enabled: bool) -> Iterator[None]:
+    """A rich progress bar per share and phase (upload, download), on a terminal only."""
+    if not enabled:
+        yield
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=None,
+        transient=False,
+    ) as bars:
+        tasks: dict[tuple[str, str], Any] = {}
+        for sid, share in node.config.shares.items():
+
+            def report(phase: str, done: int, total: int, sid: str = sid, name: str = share.name):
+                key = (sid, phase)
+                if key not in tasks:
+                    tasks[key] = bars.add_task(f"{name} {phase}", total=total)
+                bars.update(tasks[key], completed=done, total=total)
+
+            node.share(sid).on_progress = report
+        yield
 
 
 async def cmd_pause_resume(args: argparse.Namespace, env: Env) -> int:

@@ -222,6 +222,17 @@ class DeviceNode:
                 )
                 report = await sync.run_pass()
                 failures = 0
+                if report.published or report.downloaded or report.moved or report.trashed:
+                    logger.info(
+                        "%s: %d change(s) published, %d file(s) downloaded, %d moved, "
+                        "%d to the trash, %d conflict(s)",
+                        self.config.shares[sid].name or sid,
+                        report.published,
+                        report.downloaded,
+                        report.moved,
+                        report.trashed,
+                        report.conflicts,
+                    )
                 if report.changing or report.errors:
                     self._retry_soon(trigger, 0.5 if report.changing else 5.0)
             except RelayUnreachable as exc:

@@ -125,6 +125,8 @@ class ShareSync:
         self.override_guard = False
         self._report = PassReport()
         self._recorded: set[str] = set()
+        # Called with (phase, bytes done, bytes in the phase) as files finish: progress bars.
+        self.on_progress: Callable[[str, int, int], None] | None = None
 
     @property
     def tree(self) -> FolderTree:
@@ -284,6 +286,7 @@ class ShareSync:
             [*new_files, *sorted(changed)],
             upload,
             lambda d: (new[d] if d in new else changed[d][1]).size,
+            "upload",
         )
         await self.blocks.flush()
         # Phase 2: tree operations, each sealed into an envelope (and committed) at once.
@@ -648,19 +651,36 @@ class ShareSync:
         async def fetch(path: str) -> None:
             await self._remote_file(path, listing[path], base.get(path), report)
 
-        await self._bounded(wanted, fetch, lambda p: listing[p].version.size)  # type: ignore[union-attr]
+        await self._bounded(
+            wanted,
+            fetch,
+            lambda p: listing[p].version.size,  # type: ignore[union-attr]
+            "download",
+        )
 
     async def _bounded(
-        self, items: list[str], job: Callable[[str], Awaitable[None]], size: Callable[[str], int]
+        self,
+        items: list[str],
+        job: Callable[[str], Awaitable[None]],
+        size: Callable[[str], int],
+        phase: str = "",
     ) -> None:
         """Small files several at a time (their fsyncs and round trips overlap), large ones
         alone (each already streams with several blocks in flight, in bounded memory)."""
         small = [i for i in items if size(i) <= SMALL_FILE_BYTES]
         gate = asyncio.Semaphore(FILES_IN_FLIGHT)
+        total_bytes = sum(size(i) for i in items)
+        done = [0]
+
+        async def tracked(item: str) -> None:
+            await job(item)
+            done[0] += size(item)
+            if self.on_progress is not None and phase:
+                self.on_progress(phase, done[0], total_bytes)
 
         async def gated(item: str) -> None:
             async with gate:
-                await job(item)
+                await tracked(item)
 
         tasks = [asyncio.ensure_future(gated(i)) for i in small]
         try:
@@ -672,7 +692,7 @@ class ShareSync:
             raise
         for item in items:
             if size(item) > SMALL_FILE_BYTES:
-                await job(item)
+                await tracked(item)
 
     async def _disk_matches(self, b: SyncedFile) -> FileInfo | None:
         try:
