@@ -494,6 +494,7 @@ def _progress(env: Env, node: DeviceNode, *, enabled: bool) -> Iterator[None]:
     if not enabled:
         yield
         return
+    from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
     with Progress(
@@ -501,7 +502,7 @@ def _progress(env: Env, node: DeviceNode, *, enabled: bool) -> Iterator[None]:
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
-        console=None,
+        console=Console(file=env.out),
         transient=False,
     ) as bars:
         tasks: dict[tuple[str, str], Any] = {}

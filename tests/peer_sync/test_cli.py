@@ -40,6 +40,11 @@ def relay_url(tmp_path: Path) -> Iterator[str]:
         loop.close()
 
 
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
 def drift(home: Path, *argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     code = main(["--home", str(home), *argv], Env(vars={}, out=out, err=err))
@@ -65,7 +70,10 @@ def test_cli_flow(tmp_path: Path, relay_url: str) -> None:
     assert drift(bob, "share", "join", invite, str(folder_b))[0] == ExitCode.OK
 
     (folder_a / "hello.txt").write_bytes(b"v1")
-    assert drift(alice, "run", "--once")[0] == ExitCode.OK
+    terminal = Terminal()
+    code = main(["--home", str(alice), "run", "--once"], Env(vars={}, out=terminal, err=terminal))
+    assert code == ExitCode.OK
+    assert "Docs upload" in terminal.getvalue()  # a progress bar, on a terminal only
     assert drift(bob, "run", "--once")[0] == ExitCode.OK
     assert (folder_b / "hello.txt").read_bytes() == b"v1"
     (folder_b / "hello.txt").write_bytes(b"v2 by bob")
