@@ -188,7 +188,7 @@ class DeviceNode:
                     if watch.start():
                         watches.append(watch)
                     else:
-                        sync.reason = watch.problem
+                        sync.notice = watch.problem
                 tasks.append(asyncio.create_task(self._share_loop(sid, trigger, stop)))
             tasks.append(asyncio.create_task(self._notifications(stop)))
             await stop.wait()

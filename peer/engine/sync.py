@@ -123,6 +123,7 @@ class ShareSync:
         self.state = ShareState.IDLE
         self.reason = ""
         self.override_guard = False
+        self.notice = ""  # a lasting condition that does not stop syncing (no file watches)
         self._report = PassReport()
         self._recorded: set[str] = set()
         # Called with (phase, bytes done, bytes in the phase) as files finish: progress bars.
@@ -879,6 +880,8 @@ class ShareSync:
 
     def status(self, root: str) -> ShareStatus:
         status = ShareStatus(self.share, root, self.state, self.reason)
+        if self.notice:
+            status.reason = f"{status.reason}; {self.notice}" if status.reason else self.notice
         base = self.store.files()
         for path, entry in self.tree.walk():
             if entry.is_dir:
