@@ -1,0 +1,178 @@
+"""One simulated device: the real ``DeviceNode`` daemon on a ``MemFileSystem``, crashable.
+
+The device's home (identity, config, per-share SQLite state) lives in a scratch directory: the
+peer keeps it behind ``pathlib`` paths and ``sqlite3`` files, with no seam (reported). That is
+deterministic all the same: every statement runs inline on the loop's thread.
+
+A crash keeps exactly what was durable: the folder from ``MemFileSystem.crash()`` and, for each
+share's state database, the last committed transaction (copied through a second connection before
+the daemon is stopped, because stopping it runs ``finally`` blocks that would commit more).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from peer.device.config import DeviceConfig
+from peer.device.home import Home
+from peer.device.identity import load_device
+from peer.engine.node import DeviceNode
+from peer.engine.node import Seams as PeerSeams
+from peer.engine.shares import state_path
+from peer.engine.sync import ShareSync
+from peer.fs import FileSystem, MemFileSystem
+from seams import InlineExecutor, SeededRandom
+from simulations.relayhost import RELAY_URL
+from simulations.relaylink import SimRelayLink
+from simulations.runtime.clock import SimClock
+from simulations.runtime.network import SimNetwork
+from simulations.runtime.trace import Trace
+
+RESCAN_INTERVAL_S = 30
+
+
+@dataclass
+class SimDevice:
+    name: str
+    user: str
+    home: Home
+    folder: Path  # a placeholder path the share config names; the bytes live in ``fs``
+    fs: MemFileSystem
+    net: SimNetwork
+    clock: SimClock
+    rng: SeededRandom
+    trace: Trace
+    node: DeviceNode | None = None
+    up: bool = False
+    removed: bool = False
+    crashes: int = 0
+    _stop: asyncio.Event | None = None
+    _task: asyncio.Task[None] | None = None
+    fs_factory: type[MemFileSystem] = MemFileSystem
+    starts: int = field(default=0)
+
+    @staticmethod
+    def write_config(home: Home, name: str) -> None:
+        DeviceConfig(
+            device_name=name,
+            relay_url=RELAY_URL,
+            rescan_interval_s=RESCAN_INTERVAL_S,
+            watch_delay_ms=50,
+        ).save(home.config)
+
+    def new_node(self) -> DeviceNode:
+        """A node over this device's home, folder and simulated host (not yet running)."""
+        rng = self.rng.fork(f"boot/{self.starts}")
+        self.starts += 1
+        device = load_device(self.home, rng)
+        link = SimRelayLink(
+            self.net.host(self.name), RELAY_URL, device, clock=self.clock, rng=rng.fork("link")
+        )
+        link.register = True
+        fs = self.fs
+
+        def folder(_path: str) -> FileSystem:
+            return fs
+
+        seams = PeerSeams(clock=self.clock, rng=rng, executor=InlineExecutor(), folder=folder)
+        return DeviceNode(self.home, seams=seams, link=link, watch=False)
+
+    # -- running ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Boot the daemon (``DeviceNode.run``), as ``drift start`` would."""
+        assert not self.up
+        self.node = self.new_node()
+        self._stop = asyncio.Event()
+        self._task = asyncio.create_task(self._run(self.node, self._stop), name=f"dev-{self.name}")
+        self.up = True
+        self.trace.record(self.name, "device.start")
+
+    async def _run(self, node: DeviceNode, stop: asyncio.Event) -> None:
+        try:
+            await node.run(stop)
+        finally:
+            with contextlib.suppress(Exception):
+                await node.close()
+
+    def poke(self) -> None:
+        """What the folder watcher does after a local change: wake every share's loop."""
+        if self.node is not None and self.up:
+            for trigger in self.node.triggers.values():
+                trigger.set()
+
+    async def stop(self) -> None:
+        """A clean shutdown."""
+        if not self.up:
+            return
+        assert self._stop is not None
+        assert self._task is not None
+        self._stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self.up = False
+        self.trace.record(self.name, "device.stop")
+
+    async def crash(self) -> None:
+        """Power loss: only what was durable survives, in the folder and in the state databases."""
+        if not self.up:
+            return
+        assert self._task is not None
+        assert self.node is not None
+        durable = self._durable_state()
+        self.fs = self.fs.crash()
+        self.net.crash(self.name)
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._task
+        for sync in self.node.syncs.values():
+            with contextlib.suppress(Exception):
+                sync.store.close()
+        _restore(durable)
+        self.up = False
+        self.crashes += 1
+        self.trace.record(self.name, "device.crash")
+
+    def restart(self) -> None:
+        self.net.restart(self.name)
+        self.start()
+
+    def _durable_state(self) -> dict[Path, bytes]:
+        """Each share database's committed state, read through a fresh connection."""
+        out: dict[Path, bytes] = {}
+        assert self.node is not None
+        for share in sorted(self.node.config.shares):
+            path = state_path(self.home, share)
+            if not path.exists():
+                continue
+            source = sqlite3.connect(path)
+            copy = sqlite3.connect(":memory:")
+            try:
+                source.backup(copy)
+                out[path] = copy.serialize()
+            finally:
+                source.close()
+                copy.close()
+        return out
+
+    # -- what the scenario and the checker look at -----------------------------------------------
+
+    def share_sync(self, share: str) -> ShareSync:
+        assert self.node is not None
+        return self.node.share(share)
+
+    def backup_home(self, dest: Path) -> None:
+        shutil.copytree(self.home.root, dest)
+
+
+def _restore(durable: dict[Path, bytes]) -> None:
+    """Put back each database as it was committed (no WAL: the image holds every page)."""
+    for path, data in durable.items():
+        for suffix in ("-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        path.write_bytes(data)

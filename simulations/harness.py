@@ -1,0 +1,167 @@
+"""Running one world for one seed: scratch space, the run, the checks, the outcome.
+
+A script is ``async def script(world: World, stats: Stats) -> None``: it builds the devices and the
+share, drives users and faults, and heals. The harness then waits for quiescence, runs the final
+checks and stops everything; the trace ends with ``trace: <hash>``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from crdt.view import EntryKind
+from simulations.invariants import Ledger, Violation, check_continuous, check_final
+from simulations.runtime.faults import LinkKind
+from simulations.runtime.simulation import Simulation
+from simulations.world import World
+
+QUIESCE_LIMIT_S = 900.0
+SHM = Path("/dev/shm")
+
+
+@dataclass
+class Stats:
+    """What a run did, for the campaign summary."""
+
+    operations: int = 0
+    partitions: int = 0
+    partition_s: float = 0.0
+    crashes: int = 0
+    conflicts: int = 0
+    cycles_attempted: int = 0
+    edit_delete_races: int = 0
+    removals: int = 0
+    restores: int = 0
+    convergence_s: float | None = None
+    bytes_lan: int = 0
+    bytes_relay: int = 0
+
+
+@dataclass
+class Outcome:
+    seed: int
+    violations: list[Violation]
+    stats: Stats
+    trace_hash: str
+    trace_tail: str = ""
+    error: str | None = None
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations and self.error is None
+
+
+Script = Callable[[World, Stats], Awaitable[None]]
+
+
+class Checker:
+    """Runs the continuous checks whenever the script asks, collecting what fails."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.ledger = Ledger()
+        self.violations: list[Violation] = []
+
+    async def check(self) -> None:
+        world = self.world
+        if world.share is None or world.relay is None:
+            return
+        found = await check_continuous(
+            [world.devices[n] for n in sorted(world.devices)],
+            world.share,
+            world.relay,
+            self.ledger,
+            world.written,
+        )
+        for violation in found:
+            world.trace.record("-", "violation", what=str(violation))
+        self.violations += found
+
+
+def scratch_dir() -> Path:
+    """Per-run scratch space (device homes, the relay's block directory); tmpfs when there is
+    one, so the state databases' fsyncs cost nothing."""
+    base = SHM if SHM.is_dir() else None
+    return Path(tempfile.mkdtemp(prefix="drift-sim-", dir=base))
+
+
+def run_world(
+    seed: int,
+    script: Script,
+    *,
+    sim: Simulation | None = None,
+    sink: TextIO | None = None,
+    quiesce_limit_s: float = QUIESCE_LIMIT_S,
+    keep_lines: bool = False,
+) -> Outcome:
+    sim = sim or Simulation(seed, trace_sink=sink)
+    scratch = scratch_dir()
+    stats = Stats()
+    world = World(sim, scratch)
+    checker = Checker(world)
+    world.checker = checker
+
+    async def main() -> list[Violation]:
+        await world.start_relay()
+        await script(world, stats)
+        sim.net.heal()
+        for device in world.members():
+            if not device.up:
+                device.restart()
+        stats.convergence_s = await world.quiesce(quiesce_limit_s)
+        violations = list(checker.violations)
+        if stats.convergence_s is None:
+            violations.append(Violation("quiescence", f"no convergence in {quiesce_limit_s} s"))
+        assert world.share is not None
+        assert world.relay is not None
+        violations += await check_final(
+            [world.devices[n] for n in sorted(world.devices)],
+            world.share,
+            world.relay,
+            checker.ledger,
+            world.written,
+            {r.user: r.chain_height for r in world.removals},
+        )
+        for violation in violations:
+            world.trace.record("-", "violation", what=str(violation))
+        _count_traffic(world, stats)
+        members = world.members()
+        if members and members[0].node is not None:
+            tree = members[0].share_sync(world.share).tree
+            stats.conflicts = sum(1 for _, e in tree.walk() if e.kind is EntryKind.CONFLICTED_COPY)
+            world.trace.record(
+                "-", "world.final", entries=len(tree.listing()), conflicted_copies=stats.conflicts
+            )
+        for name in sorted(world.devices):
+            await world.devices[name].stop()
+        await world.relay.stop()
+        return violations
+
+    try:
+        violations = sim.run(main())
+        error = None
+    except Exception as exc:  # a crash of the run is a failure of the seed, with its trace
+        violations, error = [], f"{type(exc).__name__}: {exc}"
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return Outcome(
+        seed,
+        violations,
+        stats,
+        sim.trace_hash,
+        sim.trace.tail(60),
+        error,
+        sim.trace.lines if keep_lines else [],
+    )
+
+
+def _count_traffic(world: World, stats: Stats) -> None:
+    by_kind = world.sim.net.counters_by_kind()
+    stats.bytes_lan = by_kind[LinkKind.LAN].bytes_delivered
+    stats.bytes_relay = by_kind[LinkKind.WAN].bytes_delivered
