@@ -27,28 +27,43 @@ class IndexedChunk:
 @dataclass(frozen=True, slots=True)
 class FileIndex:
     size: int
-    content_hash: bytes
+    content_hash: bytes | None  # None unless asked for (or the file is at most one chunk)
     chunks: tuple[IndexedChunk, ...]
 
 
 def index_stream(
-    reader: BinaryIO, share: ShareKeys, params: ChunkingParams = DEFAULT_CHUNKING
+    reader: BinaryIO,
+    share: ShareKeys,
+    params: ChunkingParams = DEFAULT_CHUNKING,
+    *,
+    content_hash: bool = False,
 ) -> FileIndex:
-    hasher = ContentHasher(share.chunk_id_key)
+    """Chunk ids of a stream; with ``content_hash``, also the whole-file hash (one more pass
+    of BLAKE3 for files of several chunks; a one-chunk file's content hash is its chunk id)."""
+    hasher = ContentHasher(share.chunk_id_key) if content_hash else None
     chunks = []
     offset = 0
     for view in Chunker(share.chunking_key, params).stream(reader):
-        hasher.update(view)
+        if hasher is not None:
+            hasher.update(view)
         chunks.append(IndexedChunk(chunk_id_of(share.chunk_id_key, view), offset, len(view)))
         offset += len(view)
-    return FileIndex(offset, hasher.digest(), tuple(chunks))
+    if len(chunks) == 1:
+        whole: bytes | None = chunks[0].chunk_id
+    else:
+        whole = hasher.digest() if hasher is not None else None
+    return FileIndex(offset, whole, tuple(chunks))
 
 
 def index_file(
-    path: str | os.PathLike[str], share: ShareKeys, params: ChunkingParams = DEFAULT_CHUNKING
+    path: str | os.PathLike[str],
+    share: ShareKeys,
+    params: ChunkingParams = DEFAULT_CHUNKING,
+    *,
+    content_hash: bool = False,
 ) -> FileIndex:
     try:
         with open(path, "rb", buffering=0) as reader:
-            return index_stream(reader, share, params)
+            return index_stream(reader, share, params, content_hash=content_hash)
     except OSError as exc:
         raise SourceError(f"cannot read {path}: {exc.strerror or exc}") from exc

@@ -88,7 +88,7 @@ def check_round_trips(
         asyncio.run(scenario())
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(0, 2**32),
     size=st.integers(0, 40_000),
