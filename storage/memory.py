@@ -4,7 +4,7 @@ glibc gives each thread that allocates its own heap ("arena", up to 8 per core),
 1–4 MiB chunk buffers stay in whichever arena they came from. The pipeline's worker threads
 allocate and free such buffers all the time, so without tuning a 5 GB ingest peaks near 160 MB
 of RSS for about 50 MB of live buffers. Capping the arenas at two keeps the reuse (no extra page
-faults, measured: no CPU cost) and brings the peak to about 110 MB. Pinning the mmap threshold
+faults, measured: no CPU cost) and brings the peak to 110–125 MB. Pinning the mmap threshold
 instead gets lower still (about 85 MB) but costs a third more CPU in page faults, so it is not
 done. Applications (peer, CLI, demo, benchmarks) call :func:`tune_allocator` once, before
 starting threads; importing `storage` never changes process-wide state.
