@@ -38,6 +38,8 @@ class LinkTimings:
     """Send a heartbeat after this long without sending anything."""
     idle_timeout_s: float = 95.0
     """Give up on a peer silent this long (three heartbeats and some)."""
+    max_queued_bytes: int = 16 * 1024 * 1024
+    """Answers waiting to be written; past this, the peer's next request waits (backpressure)."""
 
 
 class LanLink:
@@ -59,7 +61,10 @@ class LanLink:
         self._bandwidth = bandwidth
         self._on_event = on_event
         self._timings = timings
-        self._outgoing: asyncio.Queue[Message | None] = asyncio.Queue()
+        self._outgoing: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._queued_bytes = 0
+        self._room = asyncio.Event()
+        self._room.set()
         self._waiting: dict[bytes, asyncio.Future[bytes | None]] = {}
         self._last_sent = clock.monotonic()
         self._writer: asyncio.Task[None] | None = None
@@ -68,6 +73,11 @@ class LanLink:
     @property
     def peer_device_id(self) -> bytes:
         return self.connection.peer.device_id
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes the session produced that are not yet handed to the connection."""
+        return self._queued_bytes
 
     # --- the engine's calls --------------------------------------------------------------------
 
@@ -138,6 +148,8 @@ class LanLink:
                     break
                 self.session.feed(message)
                 await self._after_call()
+                # A peer that asks faster than we can answer waits: memory stays bounded.
+                await self._room.wait()
         except LinkError as exc:
             log.info("LAN peer %s: %s", self.peer_device_id.hex()[:16], exc)
         except LanError as exc:
@@ -165,7 +177,7 @@ class LanLink:
     async def _after_call(self) -> None:
         """Queue what the session wants to send, hand up its events, end if it ended."""
         for message in self.session.data_to_send():
-            self._outgoing.put_nowait(message)
+            self._enqueue(message)
         await self._deliver(self.session.events())
         if self.session.state in (SessionState.CLOSED, SessionState.ERROR):
             self._settle_waiters()
@@ -192,21 +204,33 @@ class LanLink:
         for chunk_id in list(self._waiting):
             self._resolve(chunk_id, None)
 
+    def _enqueue(self, message: Message) -> None:
+        data = message.encode()
+        self._queued_bytes += len(data)
+        if self._queued_bytes > self._timings.max_queued_bytes:
+            self._room.clear()
+        self._outgoing.put_nowait(data)
+
     async def _write_loop(self) -> None:
-        while (message := await self._outgoing.get()) is not None:
-            data = message.encode()
-            if self._bandwidth is not None:
-                await self._bandwidth.sending(self.peer_device_id, len(data))
-            try:
-                await self.connection.send(data)
-            except LanError as exc:
-                log.info("LAN peer %s: %s", self.peer_device_id.hex()[:16], exc)
-                await self.connection.close()  # the reader sees it and ends the session
-                return
-            self._last_sent = self._clock.monotonic()
+        try:
+            while (data := await self._outgoing.get()) is not None:
+                self._queued_bytes -= len(data)
+                if self._queued_bytes <= self._timings.max_queued_bytes:
+                    self._room.set()
+                if self._bandwidth is not None:
+                    await self._bandwidth.sending(self.peer_device_id, len(data))
+                try:
+                    await self.connection.send(data)
+                except LanError as exc:
+                    log.info("LAN peer %s: %s", self.peer_device_id.hex()[:16], exc)
+                    await self.connection.close()  # the reader sees it and ends the session
+                    return
+                self._last_sent = self._clock.monotonic()
+        finally:
+            self._room.set()  # a reader waiting for room must not wait for a writer that is gone
 
     async def _heartbeat_loop(self) -> None:
         while True:
             await self._clock.sleep(self._timings.heartbeat_s)
             if self._clock.monotonic() - self._last_sent >= self._timings.heartbeat_s:
-                self._outgoing.put_nowait(Heartbeat(time_ms=self._clock.now_ms()))
+                self._enqueue(Heartbeat(time_ms=self._clock.now_ms()))

@@ -8,7 +8,8 @@ fetch gives up with the list of chunks still missing, so the caller can try anot
 relay.
 
 The wire messages of a session belong to ``peer.lan.session``; this module only needs a
-``RemoteChunks`` per session (``peer.lan.link.LanLink`` is one).
+``RemoteChunks`` per session (``LanLink.fetch_chunks`` behind a freshly dialled link gives one).
+``peer.lan.fetch`` is the other half: many peers at once, each on the link it already has.
 """
 
 from __future__ import annotations

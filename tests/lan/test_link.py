@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from peer.lan import events as ev
 from peer.lan.bandwidth import BandwidthLimits
 from peer.lan.errors import Unauthorized
 from peer.lan.fetch import fetch_from_peers
+from peer.lan.link import LinkTimings
 from peer.lan.peers import LanPeers
 from peer.lan.session import SessionState
+from peer.lan.transport import connect
+from protocol.messages import ChainHead, WantBlocks
 from protocol.vv import VersionVector
-from tests.lan.world import World, chunk_id_of, node, side, until
+from tests.lan.world import LAN_LIMITS, World, chunk_id_of, local_device, node, side, until
 
 CHUNKS = [bytes([i]) * (20_000 + i) for i in range(6)]
 IDS = [chunk_id_of(c) for c in CHUNKS]
@@ -141,3 +146,30 @@ async def test_peers_push_to_all_fetch_from_all_and_report_status(world: World) 
         await phone.close()
         await laptop.close()
         await desktop.close()
+
+
+async def test_a_peer_asking_faster_than_it_reads_is_held_back(world: World) -> None:
+    big = [bytes([i]) * 200_000 for i in range(8)]
+    laptop = node(side(world.laptop, world.authorizer(), chunks=big))
+    laptop.timings = LinkTimings(max_queued_bytes=256 * 1024)
+    port = await laptop.serve("127.0.0.1")
+    phone = local_device(world.phone)
+    connection = await connect(
+        "127.0.0.1", port, device=phone, authorize=lambda c: True, limits=LAN_LIMITS
+    )
+    try:
+        chain = world.chain
+        await connection.send_message(
+            ChainHead(share=world.share, height=chain.height, head_hash=chain.head_hash)
+        )
+        request = WantBlocks(share=world.share, block_ids=tuple(chunk_id_of(c) for c in big))
+        for _ in range(60):  # ~96 MB of answers asked for, none read
+            await connection.send_message(request)
+        await until(lambda: bool(laptop.links) and laptop.links[0].queued_bytes > 0)
+        await asyncio.sleep(0.5)
+        # At most the limit plus one request's answers wait in memory.
+        assert laptop.links[0].queued_bytes <= 256 * 1024 + sum(map(len, big)) + 4096
+        assert laptop.side.chunks.served < 60 * len(big)
+    finally:
+        await connection.close()
+        await laptop.close()

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from peer.lan import events as ev
 from peer.lan.authorizer import LanAuthorizer
 from peer.lan.bandwidth import BandwidthLimits, LanBandwidth
-from peer.lan.link import LanLink
+from peer.lan.link import LanLink, LinkTimings
 from peer.lan.session import LanSession, SessionLimits
 from peer.lan.tls import TlsIdentity
 from peer.lan.transport import LanConnection, LanLimits, LanServer, LocalDevice, connect
@@ -281,6 +281,7 @@ class Node:
     events: list[ev.Event] = dataclasses.field(default_factory=list)
     server: LanServer | None = None
     tasks: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
+    timings: LinkTimings = dataclasses.field(default_factory=LinkTimings)
 
     @property
     def local(self) -> LocalDevice:
@@ -301,7 +302,12 @@ class Node:
                 self.side.envelopes.add(event.envelopes)
 
         link = LanLink(
-            connection, session, clock=SystemClock(), bandwidth=self.bandwidth, on_event=on_event
+            connection,
+            session,
+            clock=SystemClock(),
+            bandwidth=self.bandwidth,
+            on_event=on_event,
+            timings=self.timings,
         )
         self.links.append(link)
         return link
