@@ -148,8 +148,7 @@ class ShareSync:
             await self.apply_remote(report)
         await self.send_outbox()
         self.store.set("last_sync_ms", self.clock.now_ms())
-        if self.state is not ShareState.PAUSED:
-            self.state, self.reason = ShareState.IDLE, ""
+        self.state, self.reason = ShareState.IDLE, ""  # past the guards: whatever paused is over
         return report
 
     def _scan(self) -> ScanResult:

@@ -132,12 +132,17 @@ async def test_mass_deletion_and_missing_folder_pause_the_share(tmp_path: Path) 
             await settle([a, b])
             assert len(b.files()) == 20  # nothing propagated
             assert a.node.share(share).state is ShareState.PAUSED
+            # `drift resume --accept-deletes`: this time the deletions were meant.
+            a.node.share(share).store.set("accept_deletes", True)
+            await settle([a, b])
+            assert len(b.files()) == 5
+            assert a.node.share(share).state is ShareState.IDLE
             # A vanished marker (unmounted folder) pauses too.
             shutil.rmtree(a.folder)
             a.folder.mkdir()
             await a.sync()
             assert "marker" in a.node.share(share).reason
-            assert len(b.files()) == 20
+            assert len(b.files()) == 5
         finally:
             await a.node.close()
             await b.node.close()
