@@ -14,8 +14,9 @@ import asyncio
 import functools
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from concurrent.futures import Executor
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from storage.errors import BlockTooLargeError
 from storage.hashing import BlockId, Buffer, check_block_id, verify_block_id
@@ -25,6 +26,22 @@ T = TypeVar("T")
 
 # How many block ids one worker-thread hop of iter_ids carries.
 _ID_BATCH = 1024
+
+
+class BlockSink(Protocol):
+    """What ingest needs of a store (a BlockStore, or a peer's relay client)."""
+
+    async def has_many(self, block_ids: Iterable[BlockId]) -> AbstractSet[bytes]: ...
+
+    async def put(
+        self, block_id: BlockId, data: bytes | bytearray, *, verify: bool = True
+    ) -> bool: ...
+
+
+class BlockSource(Protocol):
+    """What restore needs of a store (a BlockStore, a LAN peer, a relay client, a fallback)."""
+
+    async def get(self, block_id: BlockId) -> bytes: ...
 
 
 def check_upload(block_id: bytes, data: Buffer) -> BlockId:

@@ -17,7 +17,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import BinaryIO, TypeVar
 
-from storage.blockstore import BlockStore
+from storage.blockstore import BlockSink
 from storage.chunking import DEFAULT_CHUNKING, Chunker, ChunkingParams
 from storage.errors import SourceError, StorageError
 from storage.hashing import BlockId, ContentHasher
@@ -62,7 +62,7 @@ class IngestResult:
 class _Writer:
     """Stores sealed blocks, skipping those the store (or this ingest) already has."""
 
-    def __init__(self, store: BlockStore, stats: IngestStats) -> None:
+    def __init__(self, store: BlockSink, stats: IngestStats) -> None:
         self.store = store
         self.stats = stats
         self.seen: set[BlockId] = set()
@@ -83,7 +83,7 @@ class _Writer:
 
 async def ingest_file(
     path: str | os.PathLike[str],
-    store: BlockStore,
+    store: BlockSink,
     share: ShareKeys,
     key: SealingKey,
     *,
@@ -133,7 +133,7 @@ def _open_or_read_small(path: str | os.PathLike[str], min_size: int) -> BinaryIO
 
 
 async def _ingest_small(
-    data: bytes, store: BlockStore, share: ShareKeys, key: SealingKey, run: Offload
+    data: bytes, store: BlockSink, share: ShareKeys, key: SealingKey, run: Offload
 ) -> IngestResult:
     """One hop to the executor instead of the streaming machinery: most files are small."""
     stats = IngestStats(bytes_read=len(data))
@@ -150,7 +150,7 @@ async def _ingest_small(
 
 async def ingest_stream(
     reader: BinaryIO,
-    store: BlockStore,
+    store: BlockSink,
     share: ShareKeys,
     key: SealingKey,
     *,

@@ -107,6 +107,10 @@ class PartsManifest:
         if sum(p.size for p in self.parts) != self.file_size:
             raise ParameterError("part sizes do not add up to the file size")
 
+    def block_ids(self) -> list[BlockId]:
+        """The part manifests' blocks (their chunks' blocks are listed in each part)."""
+        return [p.block_id for p in self.parts]
+
 
 AnyManifest = Manifest | PartsManifest
 

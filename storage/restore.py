@@ -19,7 +19,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from storage.blockstore import BlockStore
+from storage.blockstore import BlockSource
 from storage.errors import ContentMismatchError, MalformedManifestError, SourceError
 from storage.hashing import BlockId, ChunkId, ContentHasher
 from storage.ingest import DEFAULT_MAX_IN_FLIGHT
@@ -39,7 +39,7 @@ class _Want:
 
 async def load_manifest(
     ref: FileRef,
-    store: BlockStore,
+    store: BlockSource,
     share: ShareKeys,
     keyring: Keyring,
     *,
@@ -59,7 +59,7 @@ async def load_manifest(
 
 async def _wants(
     ref: FileRef,
-    store: BlockStore,
+    store: BlockSource,
     share: ShareKeys,
     keyring: Keyring,
     offload: Offload,
@@ -92,7 +92,7 @@ async def _wants(
 
 async def read_version(
     ref: FileRef,
-    store: BlockStore,
+    store: BlockSource,
     share: ShareKeys,
     keyring: Keyring,
     *,
@@ -148,7 +148,7 @@ class RestoreStats:
 
 async def restore_file(
     ref: FileRef,
-    store: BlockStore,
+    store: BlockSource,
     share: ShareKeys,
     keyring: Keyring,
     dest: str | os.PathLike[str],

@@ -276,6 +276,7 @@ async def test_large_files_are_stored_in_parts(
     assert isinstance(result.manifest, PartsManifest)
     assert sum(p.size for p in result.manifest.parts) == len(data)
     assert len(result.manifest.parts) == -(-result.stats.chunks // chunks_per_part)
+    assert result.manifest.block_ids() == [p.block_id for p in result.manifest.parts]
     await restore_file(result.ref, dir_store, share, keyring, tmp_path / "out")
     assert (tmp_path / "out").read_bytes() == data
     again = await ingest_file(
