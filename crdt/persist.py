@@ -21,10 +21,11 @@ from crdt.identity import ReplicaIdentity
 from crdt.incremental import IncrementalStructure
 from crdt.index import OpIndex
 from crdt.ops import MoveOp, VersionOp
+from crdt.pending import PendingQueue, PendingUpdate
 from crdt.projection import Projection
 from crdt.rules import DEFAULT_RULES, ProjectionRules
 from crdt.structure import Structure
-from crdt.tree import FolderTree, _Pending
+from crdt.tree import FolderTree
 from crdt.updates import UpdateInfo, UpdateLog
 from crdt.view import Entry, EntryKind, FileVersion, VisibleTree, kid_key
 from crdt.ydoc import YDoc
@@ -62,7 +63,7 @@ def save(tree: FolderTree) -> bytes:
                      [list(p) for p in u.seen], u.max_t, u.w] for u in tree.log.all()],
         "ops": ops,
         "pending": [[p.identity.device_id, p.identity.install_id, p.seq,
-                     sorted(p.seen.items()), p.update] for p in tree._pending.values()],
+                     sorted(p.seen.items()), p.update] for p in tree.held],
         "projection": {
             "rules": list(astuple(tree.rules)),
             "void_ab": sorted(inc.void_ab),
@@ -130,10 +131,9 @@ def _restore(identity: ReplicaIdentity, payload: dict[str, Any], rules: Projecti
     if len(index.moves) + len(index.versions) != len(tree.doc):
         raise CorruptState("saved ops do not match the document")
     tree.index = index
-    tree._pending = {}
+    tree.held = PendingQueue()
     for device, install, seq, seen, update in payload["pending"]:
-        ident = ReplicaIdentity(device, install)
-        tree._pending[(ident.replica, seq)] = _Pending(ident, seq, dict(seen), update)
+        tree.held.hold(PendingUpdate(ReplicaIdentity(device, install), seq, dict(seen), update))
     saved = payload["projection"]
     if use_projection and tuple(saved["rules"]) == astuple(rules):
         tree.projection = _warm_projection(index, rules, saved)

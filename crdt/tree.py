@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from typing import Literal
 
 from crdt import history
@@ -20,6 +19,7 @@ from crdt.identity import ReplicaIdentity
 from crdt.index import OpIndex
 from crdt.names import name_key
 from crdt.ops import TRASH, Op, check_name, encode_op
+from crdt.pending import PendingQueue, PendingUpdate
 from crdt.projection import Projection, full_projection
 from crdt.results import (
     FileContent,
@@ -36,16 +36,7 @@ from crdt.view import ROOT_ENTRY, Entry, EntryKind, VisibleTree
 from crdt.ydoc import ROOT_MAP, YDoc
 from crdt.yjs_codec import ClientRun, encode_update
 
-MAX_PENDING = 100_000
 BULK_UPDATE_BYTES = 1 << 18
-
-
-@dataclass
-class _Pending:
-    identity: ReplicaIdentity
-    seq: int
-    seen: VersionVector
-    update: bytes
 
 
 
@@ -64,7 +55,7 @@ class FolderTree:
         # Claim our own Yjs client id at once: a remote replica colliding with it is refused.
         self.log.client_owner[self.client_id] = self.replica
         self.projection = Projection(self.index, rules)
-        self._pending: dict[tuple[str, int], _Pending] = {}
+        self.held = PendingQueue()
 
     # -- the visible tree ------------------------------------------------------------------
     @property
@@ -135,7 +126,7 @@ class FolderTree:
         return self.update_info(replica, seq).seen_vector
 
     def pending(self) -> list[tuple[str, int]]:
-        return sorted(self._pending)
+        return self.held.keys()
 
     def _op(self, oid: str) -> Op:
         op = self.index.get(oid)
@@ -175,9 +166,8 @@ class FolderTree:
                 raise UpdateRefused(f"a different update {replica}#{seq} was already applied")
             return ReceiveResult(ReceiveStatus.DUPLICATE)
         if seq > have + 1 or any(s > self.log.have(r) for r, s in seen.items()):
-            if len(self._pending) >= MAX_PENDING:
+            if not self.held.hold(PendingUpdate(identity, seq, seen, bytes(update))):
                 raise UpdateRefused("too many updates are waiting for their causal past")
-            self._pending[(replica, seq)] = _Pending(identity, seq, seen, bytes(update))
             return ReceiveResult(ReceiveStatus.PENDING)
         if len(update) < BULK_UPDATE_BYTES:
             journal = self._apply_remote(identity, seq, seen, bytes(update))
@@ -186,29 +176,16 @@ class FolderTree:
                 journal = self._apply_remote(identity, seq, seen, bytes(update))
         applied = [(replica, seq)]
         refused: list[Refusal] = []
-        self._pending.pop((replica, seq), None)
-        progress = True
-        while progress and self._pending:
-            progress = False
-            for key in sorted(self._pending):
-                p = self._pending[key]
-                r = p.identity.replica
-                if p.seq <= self.log.have(r):
-                    del self._pending[key]
-                    continue
-                if p.seq != self.log.have(r) + 1 or any(
-                        s > self.log.have(x) for x, s in p.seen.items()):
-                    continue
-                del self._pending[key]
-                try:
-                    more = self._apply_remote(p.identity, p.seq, p.seen, p.update)
-                except UpdateRefused as exc:
-                    refused.append(Refusal(r, p.seq, exc.reason))
-                    continue
-                for k, v in more.items():
-                    journal.setdefault(k, v)
-                applied.append(key)
-                progress = True
+        self.held.discard(replica, seq)
+        while (p := self.held.take_ready(self.log.have)) is not None:
+            try:
+                more = self._apply_remote(p.identity, p.seq, p.seen, p.update)
+            except UpdateRefused as exc:
+                refused.append(Refusal(p.identity.replica, p.seq, exc.reason))
+                continue
+            for k, v in more.items():
+                journal.setdefault(k, v)
+            applied.append((p.identity.replica, p.seq))
         events = tuple(events_from_journal(self.view, journal))
         return ReceiveResult(ReceiveStatus.APPLIED, tuple(applied), events, tuple(refused))
 
