@@ -11,10 +11,10 @@ Per share, in this order:
 1. **Admission.** Only shares whose membership chain admits the peer's certificate
    (``LanAuthorizer``) are ever named to it. A peer admitted for none gets nothing at all.
 2. **Chain heads first.** Each side sends ``chain_head``; the side behind asks ``chain_get`` from
-   its own head and adopts the answer only as a verified extension of its chain
-   (``peer.lan.chains``), then announces its new head. A different entry at a shared height is a
-   fork: refused, reported (``ChainForked``), never adopted; the share is dropped. A chain that
-   removes the peer's user (or revokes its device) ends its admission at once.
+   its own head (only of a peer it admits) and adopts the answer only as a verified extension of
+   its chain (``peer.lan.chains``), then announces its new head. A different entry at a shared
+   height is a fork: refused, reported (``ChainForked``), never adopted; the share is dropped. A
+   chain that removes the peer's user (or revokes its device) ends its admission at once.
 3. **Version vectors.** When both heads agree, each side sends ``get_envelopes`` with its vector;
    the other answers with ``push_envelopes`` carrying what the vector lacks (``EnvelopeSource``),
    and later pushes each local change. Received envelopes go up unverified (``EnvelopesReceived``):
@@ -272,7 +272,19 @@ class LanSession:
         if sh.head_sent != chain.height:
             sh.head_sent = chain.height
             self._send(ChainHead(share=share, height=chain.height, head_hash=chain.head_hash))
+        self._maybe_fetch(share, sh)
         self._maybe_agree(share, sh)
+
+    def _maybe_fetch(self, share: bytes, sh: _Share) -> None:
+        """Ask an admitted peer whose head is ahead for the entries from our head on.
+
+        A peer we do not admit is never asked, even if its chain might admit it: asking would
+        tell it that we hold the share. Another member (or the relay) brings that chain.
+        """
+        chain = self._chain(share)
+        if sh.peer_head is not None and sh.peer_head[0] > chain.height and not sh.fetching:
+            sh.fetching = True
+            self._send(ChainGet(share=share, since_height=chain.height))
 
     def _chains_changed(self) -> None:
         self._recheck_admission()
@@ -312,12 +324,9 @@ class LanSession:
         except Fork as fork:
             self._forked(message.share, sh, int(fork.details["height"]))
             return
-        # A peer ahead of us may add its own user in what we lack, so we ask even before we
-        # admit it: the entries must verify as an extension of our chain either way.
-        if message.height > chain.height and not sh.fetching:
-            sh.fetching = True
-            self._send(ChainGet(share=message.share, since_height=chain.height))
-        self._maybe_agree(message.share, sh)
+        if sh.admitted:
+            self._maybe_fetch(message.share, sh)
+            self._maybe_agree(message.share, sh)
 
     def _on_chain_get(self, message: ChainGet) -> None:
         sh = self._shares.get(message.share)
@@ -355,12 +364,9 @@ class LanSession:
             raise SessionViolation("chain entries do not lead to the head the peer announced")
         self._authorizer.adopt(message.share, longer)
         self._events.append(ev.ChainAdopted(message.share, longer, longer.height))
-        if peer_height > longer.height:
-            sh.fetching = True
-            self._send(ChainGet(share=message.share, since_height=longer.height))
+        # Announces our new head (and asks for more if the peer is still ahead), or ends the
+        # peer's admission if the chain we just adopted removed it.
         self._recheck_admission()
-        if sh.admitted:
-            self._announce(message.share, sh)
 
     def _forked(self, share: bytes, sh: _Share, height: int, *, tell_peer: bool = True) -> None:
         sh.admitted, sh.ended, sh.agreed, sh.fetching = False, True, False, False

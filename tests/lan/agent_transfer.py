@@ -9,9 +9,10 @@ With ``--share-key HEX`` the server also announces that share over mDNS, and a f
 ``--share-key`` and ``--listen`` (its own address) instead of ``--connect`` finds the server that
 way: no address or port configured.
 
-The session messages are a stand-in for the sync engine's (``G`` + chunk ids asks, ``C`` + id +
-data answers, ``E`` ends a batch); the connection, authorization and resume logic are the real
-``peer.lan`` code. Reports JSON lines on stdout.
+The chunk messages are a minimal stand-in (``G`` + chunk ids asks, ``C`` + id + data answers,
+``E`` ends a batch) so this agent exercises ``peer.lan.transfer``'s resume logic alone; the
+connection, hello, authorization and resume logic are the real ``peer.lan`` code (the LAN session
+itself runs in ``agent_session``). Reports JSON lines on stdout.
 """
 
 from __future__ import annotations

@@ -304,8 +304,11 @@ def test_a_chain_the_engine_extends_is_announced(world: World) -> None:
     assert ev.ChainAdopted(world.share, world.chain, world.chain.height) in phone.received
 
 
-def test_a_peer_added_in_a_chain_we_lack_is_admitted_once_we_adopt_it(world: World) -> None:
-    # A second share: the laptop knows only its genesis; the phone knows that the editor joined.
+def test_a_peer_added_in_a_chain_we_lack_is_admitted_once_a_member_brings_it(
+    world: World,
+) -> None:
+    # A second share: the laptop knows only its genesis; the phone and the desktop know that the
+    # editor joined.
     second = bytes(range(16))
     genesis_only = MembershipChain(make_genesis(world.laptop, second, bytes(32), 1))
     with_editor = verify_chain(genesis_only.entries, second)
@@ -316,18 +319,25 @@ def test_a_peer_added_in_a_chain_we_lack_is_admitted_once_we_adopt_it(world: Wor
     laptop.authorizer.adopt(second, genesis_only)
     phone = side(world.phone, world.authorizer())
     phone.authorizer.adopt(second, with_editor)
-    assert laptop.authorizer.admitted_shares(world.phone.certificate) == [world.share]
+    to_phone = ConnectionPair(laptop, phone)
+    to_phone.start()
+    # The phone claims the second share; the laptop does not admit it there, so asks nothing.
+    assert laptop.session.shares() == [world.share]
+    assert all(getattr(m, "share", world.share) == world.share for m in laptop.sent)
 
-    pair = ConnectionPair(laptop, phone)
-    pair.start()
-    assert laptop.authorizer.chain(second).height == 1
+    desktop = side(world.desktop, world.authorizer())
+    desktop.authorizer.adopt(second, verify_chain(with_editor.entries, second))
+    ConnectionPair(side(world.laptop, laptop.authorizer), desktop).start()
+    assert laptop.authorizer.chain(second).height == 1  # adopted from the desktop
+
+    laptop.session.chains_changed()
+    to_phone.pump()
     assert ev.ChainsAgreed(second, 1) in laptop.received
     assert sorted(laptop.session.shares()) == sorted([world.share, second])
     phone.session.want_chunks(second, [chunk_id_of(b"in the second share")])
-    pair.pump()
-    assert ev.ChunkReceived(
-        second, chunk_id_of(b"in the second share"), b"in the second share"
-    ) in (phone.received)
+    to_phone.pump()
+    chunk = ev.ChunkReceived(second, chunk_id_of(b"in the second share"), b"in the second share")
+    assert chunk in phone.received
 
 
 def test_a_chain_adopted_from_one_peer_is_passed_on_to_the_others(world: World) -> None:
