@@ -189,7 +189,7 @@ class Settings:
     def from_mapping(
         cls, raw: dict[str, Any], base: Settings | None = None, relative_to: Path | None = None
     ) -> Settings:
-        known = {f.name: f for f in fields(cls) }
+        known = {f.name: f for f in fields(cls)}
         changes: dict[str, Any] = {}
         unknown = [k for k in raw if k not in known]
         if unknown:

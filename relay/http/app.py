@@ -24,6 +24,7 @@ from relay.http.wire import error_response
 from relay.metrics import RelayMetrics
 from relay.runtime import Seams, build_service, close_service
 from relay.settings import Settings
+from seams import Clock
 
 logger = logging.getLogger("relay.http")
 
@@ -84,9 +85,11 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     return await handler(request)
 
 
-async def _periodic(every_s: float, job: Callable[[], Awaitable[object]], name: str) -> None:
+async def _periodic(
+    clock: Clock, every_s: float, job: Callable[[], Awaitable[object]], name: str
+) -> None:
     while True:
-        await asyncio.sleep(every_s)
+        await clock.sleep(every_s)
         try:
             await job()
         except Exception:
@@ -120,11 +123,11 @@ def create_app(settings: Settings, seams: Seams | None = None) -> web.Applicatio
                 await accounts.prune(tx, service.clock.now_ms())
 
         tasks = [
-            asyncio.create_task(_periodic(60.0, prune, "prune")),
+            asyncio.create_task(_periodic(used.clock, 60.0, prune, "prune")),
             asyncio.create_task(
-                _periodic(settings.heartbeat_s / 2, service.refresh_heads, "heads")
+                _periodic(used.clock, settings.heartbeat_s / 2, service.refresh_heads, "heads")
             ),
-            asyncio.create_task(_periodic(15.0, refresh_owed, "owed")),
+            asyncio.create_task(_periodic(used.clock, 15.0, refresh_owed, "owed")),
         ]
         try:
             yield

@@ -9,6 +9,8 @@ import pytest
 
 from relay import log
 from relay.db import Database
+from relay.db.base import DatabaseError
+from relay.db.migrations import LATEST, migrate
 from relay.errors import BrokenHashChain, CounterGap, Fork, NotFound
 
 
@@ -139,3 +141,15 @@ async def test_group_commit_isolates_a_failing_writer(db: Database) -> None:
     assert sorted(r.seqs[0] for r in results[:-1]) == list(range(2, 10))  # type: ignore[union-attr]
     async with db.read() as tx:
         assert [e.seq for e in await log.since(tx, "s1", 0, 100)] == list(range(1, 10))
+
+
+async def test_migrations_are_idempotent_and_refuse_newer(db: Database) -> None:
+    async with db.write() as tx:
+        assert await migrate(tx, db.dialect) == LATEST
+    async with db.write() as tx:
+        await tx.execute(
+            "INSERT INTO schema_migrations (version, applied_ms) VALUES (?, 0)", LATEST + 1
+        )
+    with pytest.raises(DatabaseError, match="newer than this relay"):
+        async with db.write() as tx:
+            await migrate(tx, db.dialect)
