@@ -1,0 +1,229 @@
+"""Tree → disk: moves as moves, deletions to the local trash, new versions downloaded.
+
+Each write is guarded: a file changed on disk since it was last synced is never replaced (the
+next pass publishes it, as a conflicted copy if need be), and every version is verified before
+it is renamed into place.
+"""
+
+from __future__ import annotations
+
+from crdt.view import Entry, EntryKind
+from peer.device.store import SyncedFile
+from peer.engine.parts import (
+    PassReport,
+    SyncParts,
+    depth_of,
+    parent_of,
+)
+from peer.engine.transfer import download_file
+from peer.errors import DriftError, IntegrityError, RelayRefused
+from peer.fs import (
+    MISSING,
+    FileInfo,
+    FileKind,
+    FsError,
+)
+from storage.errors import StorageError
+
+
+class Applier(SyncParts):
+    # -- tree → disk -----------------------------------------------------------------------------
+
+    async def apply_remote(self, report: PassReport) -> None:
+        listing: dict[str, Entry] = dict(self.tree.walk())
+        by_id = {e.id: p for p, e in listing.items()}
+        base = self.store.files()
+        # 1. Entries no longer at their base path: moved (move on disk) or gone (to the trash).
+        displaced = [p for p, b in base.items() if (e := listing.get(p)) is None or e.id != b.entry]
+        for path in sorted(displaced, key=depth_of):
+            b = base.get(path)  # re-read after each move: a folder's move re-keys its contents
+            if b is None:
+                continue
+            entry = listing.get(path)
+            if entry is not None and entry.id == b.entry:
+                continue
+            new_path = by_id.get(b.entry)
+            if new_path is not None and new_path not in base:
+                await self._remote_move(b, new_path, report)
+                base = self.store.files()
+        if displaced:
+            base = self.store.files()
+        for path in sorted(base, key=lambda p: -depth_of(p)):
+            b = base[path]
+            entry = listing.get(path)
+            if entry is not None and entry.id == b.entry:
+                continue
+            if by_id.get(b.entry) is not None:
+                continue
+            await self._remote_gone(b, report)
+        # 2. Entries the disk lacks, or holds in another version.
+        base = self.store.files()
+        missing_blocks = [
+            e.version.manifest[:32]
+            for p, e in listing.items()
+            if not e.is_dir
+            and e.version is not None
+            and len(e.version.manifest) == 64
+            and e.version.size <= 256 * 1024
+            and (p not in base or base[p].version != e.version.version_id)
+        ]
+        for start in range(0, len(missing_blocks), 256):
+            try:
+                await self.blocks.prefetch(missing_blocks[start : start + 256])
+            except DriftError:
+                break  # fetched one by one below, with per-file errors
+        for path, entry in listing.items():
+            if entry.is_dir and path not in base:
+                await self._remote_dir(path, report)
+        wanted: list[str] = []
+        for path, entry in listing.items():
+            b = base.get(path)
+            if entry.is_dir or entry.version is None:
+                continue
+            if b is not None and b.version == entry.version.version_id:
+                continue
+            if b is not None and b.content == entry.version.manifest:
+                self.store.put_file(
+                    SyncedFile(
+                        b.path,
+                        b.disk_path,
+                        entry.id,
+                        b.kind,
+                        b.size,
+                        b.mtime_ns,
+                        b.inode,
+                        b.executable,
+                        b.content,
+                        entry.version.version_id,
+                    )
+                )
+                continue
+            wanted.append(path)
+
+        async def fetch(path: str) -> None:
+            await self._remote_file(path, listing[path], base.get(path), report)
+
+        await self._bounded(
+            wanted,
+            fetch,
+            lambda p: listing[p].version.size,  # type: ignore[union-attr]
+            "download",
+        )
+
+    async def _disk_matches(self, b: SyncedFile) -> FileInfo | None:
+        try:
+            info = await self.executor.run(self.fs.lstat, b.disk_path)
+        except FsError:
+            return None
+        if b.kind == "dir":
+            return info if info.kind is FileKind.DIR else None
+        same = (info.size, info.mtime_ns, info.inode) == (b.size, b.mtime_ns, b.inode)
+        return info if same else None
+
+    async def _remote_move(self, b: SyncedFile, new_path: str, report: PassReport) -> None:
+        info = await self._disk_matches(b)
+        if info is None:
+            return  # changed locally: the next pass publishes it
+        target = self.disk_path(new_path)
+        try:
+            await self._ensure_dir(parent_of(target))
+            await self.executor.run(self.fs.rename, b.disk_path, target)
+        except FsError as exc:
+            self._file_error(new_path, "move", str(exc))
+            report.errors += 1
+            return
+        report.moved += 1
+        prefix = b.path + "/"
+        for row in list(self.store.files().values()):
+            if row.path == b.path or row.path.startswith(prefix):
+                self.store.forget_file(row.path)
+                new_row_path = new_path + row.path[len(b.path) :]
+                self.store.put_file(
+                    SyncedFile(
+                        new_row_path,
+                        target + row.disk_path[len(b.disk_path) :],
+                        row.entry,
+                        row.kind,
+                        row.size,
+                        row.mtime_ns,
+                        row.inode,
+                        row.executable,
+                        row.content,
+                        row.version,
+                    )
+                )
+
+    async def _remote_gone(self, b: SyncedFile, report: PassReport) -> None:
+        info = await self._disk_matches(b)
+        if info is None:
+            try:
+                await self.executor.run(self.fs.lstat, b.disk_path)
+            except FsError:
+                self.store.forget_file(b.path)  # gone on both sides
+            else:
+                self.store.forget_file(b.path)  # changed here: published again as new
+            return
+        try:
+            if b.kind == "dir":
+                if await self.executor.run(self.fs.list_dir, b.disk_path):
+                    self.store.forget_file(b.path)  # holds local files: it stays, republished
+                    return
+                await self.executor.run(self.fs.rmdir, b.disk_path)
+            else:
+                await self.executor.run(self.fs.trash, b.disk_path, tag=str(self.clock.now_ms()))
+                report.trashed += 1
+        except FsError as exc:
+            self._file_error(b.path, "delete", str(exc))
+            return
+        self.store.forget_file(b.path)
+
+    async def _remote_dir(self, path: str, report: PassReport) -> None:
+        disk = self.disk_path(path)
+        try:
+            await self._ensure_dir(disk)
+            info = await self.executor.run(self.fs.lstat, disk)
+        except FsError as exc:
+            self._file_error(path, "mkdir", str(exc))
+            report.errors += 1
+            return
+        self._record(path, disk, info)
+
+    async def _remote_file(
+        self, path: str, entry: Entry, b: SyncedFile | None, report: PassReport
+    ) -> None:
+        assert entry.version is not None
+        disk = self.disk_path(path)
+        if b is None:
+            expect: FileInfo | object = MISSING
+        else:
+            current = await self._disk_matches(b)
+            if current is None:
+                return  # changed locally since: the next pass makes it a conflicted copy
+            expect = current
+        try:
+            await self._ensure_dir(parent_of(disk))
+            info = await download_file(
+                self.fs,
+                disk,
+                entry.version.manifest,
+                entry.version.size,
+                entry.version.mtime_ms,
+                self.blocks,
+                self.replica.crypto,
+                self.executor,
+                expect,  # type: ignore[arg-type]
+            )
+        except FsError as exc:
+            # Most often: a local file appeared or changed at this path meanwhile. It is never
+            # replaced; the next pass publishes it (as a conflicted copy if need be).
+            self._file_error(path, "download", str(exc))
+            report.errors += 1
+            return
+        except (IntegrityError, StorageError, RelayRefused) as exc:
+            self._file_error(path, "download", f"the version could not be verified: {exc}")
+            report.errors += 1
+            return
+        self._record(path, disk, info, entry.version.manifest)
+        report.downloaded += 1
+        if entry.kind is EntryKind.CONFLICTED_COPY:
+            report.conflicts += 1
