@@ -25,7 +25,7 @@ def node_history(index: OpIndex, node: str) -> NodeHistory:
         node,
         tuple(MoveRecord(m.id, m.replica, m.t, m.w, m.parent, m.name, m.is_delete)
               for m in moves),
-        tuple(VersionRecord(FileVersion.of(v), v.t, v.w, v.base) for v in versions),
+        tuple(VersionRecord(v, v.t, v.w, v.base) for v in versions),
     )
 
 

@@ -125,6 +125,15 @@ class VersionOp:
     def key(self) -> OrderKey:
         return (self.t, self.replica, self.counter)
 
+    @property
+    def version_id(self) -> str:
+        return self.id
+
+    @property
+    def author(self) -> str:
+        """The replica that wrote this version."""
+        return self.replica
+
     def record(self) -> list[Any]:
         return ["v", self.t, self.w, self.node, self.manifest.hex(), self.size, self.mtime_ms,
                 list(self.base)]

@@ -27,7 +27,7 @@ from crdt.rules import DEFAULT_RULES, ProjectionRules
 from crdt.structure import Structure
 from crdt.tree import FolderTree
 from crdt.updates import UpdateInfo, UpdateLog
-from crdt.view import Entry, EntryKind, FileVersion, VisibleTree, kid_key
+from crdt.view import Entry, EntryKind, VisibleTree, kid_key
 from crdt.ydoc import YDoc
 
 MAGIC = b"DRIFTCRDT1"
@@ -114,7 +114,7 @@ def _restore(identity: ReplicaIdentity, payload: dict[str, Any], rules: Projecti
     tree.client_id = identity.client_id
     tree.rules = rules
     tree.doc = YDoc(identity.client_id)
-    tree.doc.apply(payload["doc"])
+    tree.doc.apply(payload.pop("doc"))  # pop: free each part once used (peak RSS)
     log = UpdateLog()
     for replica, seq, client, clock, first, n, seen, max_t, w in payload["updates"]:
         log.record(UpdateInfo(replica, seq, client, clock, first, n,
@@ -127,7 +127,7 @@ def _restore(identity: ReplicaIdentity, payload: dict[str, Any], rules: Projecti
         # Writing on would reuse (replica, counter) pairs or Yjs clocks: refuse instead.
         raise CorruptState("document and update log disagree; restore from another replica")
     index = OpIndex()
-    index.bulk_load(*_ops_from_columns(payload["ops"]))
+    index.bulk_load(*_ops_from_columns(payload.pop("ops")))
     if len(index.moves) + len(index.versions) != len(tree.doc):
         raise CorruptState("saved ops do not match the document")
     tree.index = index
@@ -196,7 +196,7 @@ def _warm_projection(index: OpIndex, rules: ProjectionRules,
     for eid, kind, parent, name, nodes, vid, copies, copy_of, bucket, kk in saved["view"]:
         k = EntryKind(kind)
         e = entries[eid] = Entry(eid, k, parent, name, tuple(nodes),
-                                 FileVersion.of(versions[vid]) if vid else None, tuple(copies),
+                                 versions[vid] if vid else None, tuple(copies),
                                  copy_of)
         rows.append((e, bucket, kk))
         if k is not EntryKind.CONFLICTED_COPY:

@@ -26,19 +26,10 @@ class EntryKind(StrEnum):
     CONFLICTED_COPY = "conflicted_copy"
 
 
-@dataclass(frozen=True, slots=True)
-class FileVersion:
-    """One version of a file: its manifest (or single block) id, size, mtime and author."""
-
-    version_id: str
-    manifest: bytes
-    size: int
-    mtime_ms: int
-    author: str
-
-    @classmethod
-    def of(cls, op: VersionOp) -> FileVersion:
-        return cls(op.id, op.manifest, op.size, op.mtime_ms, op.replica)
+# A file version as the visible tree shows it is its version op: ``version_id``, ``manifest``
+# (the manifest or single block id), ``size``, ``mtime_ms`` and ``author`` (plus ``t``, ``w``,
+# ``base``). Sharing the op object keeps 100k-file trees a hundred thousand objects lighter.
+FileVersion = VersionOp
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +112,7 @@ def present_bucket(eid: str, folder_nodes: tuple[str, ...], key: str, structure:
             return [Entry(c, EntryKind.DIR, eid, structure.name[c], (c,))], []
         heads = index.heads.get(c)
         if not heads or len(heads) == 1:
-            version = FileVersion.of(index.versions[next(iter(heads))]) if heads else None
+            version = index.versions[next(iter(heads))] if heads else None
             return [Entry(c, EntryKind.FILE, eid, structure.name[c], (c,), version)], []
     kids.sort(key=lambda c: index.creates[c].key)
     tried: list[str] = []
@@ -173,9 +164,9 @@ def present_bucket(eid: str, folder_nodes: tuple[str, ...], key: str, structure:
             name = generated(
                 base, lambda a, base=base, v=v: name_conflict_name(base, v.id, False, a))
             copy_entries.append(Entry(f"{v.node}~{v.id}", EntryKind.CONFLICTED_COPY, eid, name,
-                                      (v.node,), FileVersion.of(v), copy_of=nodes[0]))
+                                      (v.node,), v, copy_of=nodes[0]))
         out.append(Entry(nodes[0], EntryKind.FILE, eid, g.name, nodes,
-                         FileVersion.of(winner) if winner is not None else None,
+                         winner,
                          tuple(e.id for e in copy_entries)))
         out.extend(copy_entries)
     return out, tried
