@@ -26,6 +26,7 @@ from peer.engine.node import Seams as PeerSeams
 from peer.engine.shares import state_path
 from peer.engine.sync import ShareSync
 from peer.fs import FileSystem, MemFileSystem
+from peer.fs.errors import SimulatedCrash
 from seams import InlineExecutor, SeededRandom
 from simulations.relayhost import RELAY_URL
 from simulations.relaylink import SimRelayLink
@@ -55,6 +56,7 @@ class SimDevice:
     _task: asyncio.Task[None] | None = None
     fs_factory: type[MemFileSystem] = MemFileSystem
     starts: int = field(default=0)
+    links: list[SimRelayLink] = field(default_factory=list)
 
     @staticmethod
     def write_config(home: Home, name: str) -> None:
@@ -74,6 +76,7 @@ class SimDevice:
             self.net.host(self.name), RELAY_URL, device, clock=self.clock, rng=rng.fork("link")
         )
         link.register = True
+        self.links.append(link)
         fs = self.fs
 
         def folder(_path: str) -> FileSystem:
@@ -115,6 +118,7 @@ class SimDevice:
         self._stop.set()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
+        await self.close_links()
         self.up = False
         self.trace.record(self.name, "device.stop")
 
@@ -128,15 +132,27 @@ class SimDevice:
         self.fs = self.fs.crash()
         self.net.crash(self.name)
         self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
+        # A crash point that fired kills the daemon with SimulatedCrash (a BaseException).
+        with contextlib.suppress(asyncio.CancelledError, Exception, SimulatedCrash):
             await self._task
         for sync in self.node.syncs.values():
             with contextlib.suppress(Exception):
                 sync.store.close()
+        await self.close_links()
         _restore(durable)
         self.up = False
         self.crashes += 1
         self.trace.record(self.name, "device.crash")
+
+    async def close_links(self) -> None:
+        """Close every relay session this device opened (all its links are kept until the run
+        ends). A daemon task that dies of a crash point leaves its siblings to finish cancelling
+        after ``DeviceNode.close``; one may open a fresh session on its way out."""
+        for _ in range(2):
+            await asyncio.sleep(0.01)
+            for link in self.links:
+                with contextlib.suppress(Exception):
+                    await link.close()
 
     def restart(self) -> None:
         self.net.restart(self.name)

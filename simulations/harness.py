@@ -7,6 +7,7 @@ checks and stops everything; the trace ends with ``trace: <hash>``.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -118,6 +119,7 @@ def run_world(
         violations = list(checker.violations)
         if stats.convergence_s is None:
             violations.append(Violation("quiescence", f"no convergence in {quiesce_limit_s} s"))
+            _record_not_synced(world)
         assert world.share is not None
         assert world.relay is not None
         violations += await check_final(
@@ -140,15 +142,24 @@ def run_world(
             )
         for name in sorted(world.devices):
             await world.devices[name].stop()
+        for name in sorted(world.devices):
+            await world.devices[name].close_links()
         await world.relay.stop()
         return violations
 
+    capture = _TraceLogs(sim)
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    root.handlers[:] = [capture]
+    root.setLevel(logging.WARNING)
     try:
         violations = sim.run(main())
         error = None
     except Exception as exc:  # a crash of the run is a failure of the seed, with its trace
         violations, error = [], f"{type(exc).__name__}: {exc}"
     finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
         shutil.rmtree(scratch, ignore_errors=True)
     return Outcome(
         seed,
@@ -159,6 +170,31 @@ def run_world(
         error,
         sim.trace.lines if keep_lines else [],
     )
+
+
+def _record_not_synced(world: World) -> None:
+    """Why each device is not in sync, as its ``drift status`` would say, into the trace."""
+    assert world.share is not None
+    for device in world.members():
+        if device.node is None or world.share not in device.node.syncs:
+            continue
+        sync = device.node.syncs[world.share]
+        status = sync.status(str(device.folder))
+        world.trace.record(device.name, "status", state=status.state.value, reason=status.reason)
+        for path, why in sorted(status.not_synced.items()):
+            world.trace.record(device.name, "not_synced", path=path, why=why[:200])
+
+
+class _TraceLogs(logging.Handler):
+    """The peer's and relay's warnings go into the run's trace (they replay with it) instead of
+    the terminal."""
+
+    def __init__(self, sim: Simulation) -> None:
+        super().__init__(logging.WARNING)
+        self.trace = sim.trace
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.trace.record("log", record.name, message=record.getMessage()[:300])
 
 
 def _count_traffic(world: World, stats: Stats) -> None:

@@ -25,7 +25,9 @@ from typing import Protocol
 from peer.device.home import Home
 from peer.device.identity import init_identity, install_certificate, load_user, new_device_key
 from peer.engine.shares import InviteCode, create_share, invite_member, join_share, remove_member
+from peer.engine.state import ShareState
 from peer.fs import FileKind, FsError, MemFileSystem
+from peer.fs.errors import SimulatedCrash
 from protocol.chain import Role
 from seams import SeededRandom
 from simulations.device import SimDevice
@@ -59,6 +61,7 @@ class World:
         # Every content a user ever wrote: a file at a real path must hold one of these.
         self.written: set[bytes] = {hashlib.sha256(b"").digest()}
         self.checker: Checkpoint | None = None
+        self.accepted_deletes = 0
 
     async def checkpoint(self) -> None:
         """Run the continuous invariants now (after a crash, during a partition)."""
@@ -236,6 +239,20 @@ class World:
             pictures.append((listing, user_tree(device.fs)))
         return all(p == pictures[0] for p in pictures)
 
+    def attend(self) -> None:
+        """The users look at their devices: a share paused by the mass-deletion guard is told to
+        go on (``drift resume --accept-deletes``), since every deletion here was meant."""
+        for device in self.members():
+            node = device.node
+            if not device.up or node is None or self.share not in node.syncs:
+                continue
+            sync = node.syncs[self.share]
+            if sync.state is ShareState.PAUSED and "--accept-deletes" in sync.reason:
+                sync.store.set("accept_deletes", True)
+                self.accepted_deletes += 1
+                device.poke()
+                self.trace.record(device.name, "user.accept_deletes")
+
     async def quiesce(self, limit_s: float, step_s: float = 0.5) -> float | None:
         """Wait until :meth:`converged`; the virtual seconds it took, or None past ``limit_s``."""
         start = self.clock.monotonic()
@@ -244,6 +261,7 @@ class World:
                 took = self.clock.monotonic() - start
                 self.trace.record("-", "world.converged", after_s=round(took, 3))
                 return took
+            self.attend()
             await asyncio.sleep(step_s)
         self.trace.record("-", "world.not_converged", limit_s=limit_s)
         return None
@@ -257,11 +275,11 @@ class World:
         try:
             if parent:
                 device.fs.mkdir(parent, parents=True)
-        except FsError:
+        except (FsError, SimulatedCrash):
             pass
         try:
             device.fs.write_atomic(path, data)
-        except FsError:
+        except (FsError, SimulatedCrash):
             return False
         device.poke()
         self.trace.record(device.name, "user.write", path=path, size=len(data))
@@ -270,13 +288,13 @@ class World:
     def read(self, device: SimDevice, path: str) -> bytes | None:
         try:
             return device.fs.read_range(path, 0, 1 << 30)
-        except FsError:
+        except (FsError, SimulatedCrash):
             return None
 
     def mkdir(self, device: SimDevice, path: str) -> bool:
         try:
             device.fs.mkdir(path, parents=True)
-        except FsError:
+        except (FsError, SimulatedCrash):
             return False
         device.poke()
         self.trace.record(device.name, "user.mkdir", path=path)
@@ -287,11 +305,11 @@ class World:
             parent = dst.rpartition("/")[0]
             if parent:
                 device.fs.mkdir(parent, parents=True)
-        except FsError:
+        except (FsError, SimulatedCrash):
             pass
         try:
             device.fs.rename(src, dst)
-        except FsError:
+        except (FsError, SimulatedCrash):
             return False
         device.poke()
         self.trace.record(device.name, "user.rename", src=src, dst=dst)
@@ -307,7 +325,7 @@ class World:
                 device.fs.rmdir(path)
             else:
                 device.fs.remove_file(path)
-        except FsError:
+        except (FsError, SimulatedCrash):
             return False
         device.poke()
         self.trace.record(device.name, "user.delete", path=path)
