@@ -54,10 +54,13 @@ def _free_port() -> int:
 def relay_process(workdir: Path) -> Iterator[str]:
     port = _free_port()
     log = open(workdir / "relay.log", "wb")  # noqa: SIM115 - closed below
+    config = workdir / "relay.toml"
+    # A benchmark writes far more blocks a minute than the relay's per-user rate limit allows.
+    config.write_text(
+        f'data_dir = "{workdir / "relay"}"\nwrites_per_minute_per_user = 1000000000\n'
+    )
     proc = subprocess.Popen(
-        python_cmd(
-            "-m", "relay", "serve", "--data-dir", str(workdir / "relay"), "--port", str(port)
-        ),
+        python_cmd("-m", "relay", "serve", "--config", str(config), "--port", str(port)),
         stdout=log,
         stderr=subprocess.STDOUT,
     )
