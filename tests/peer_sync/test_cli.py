@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -132,3 +136,27 @@ def test_cli_link_a_second_device_then_revoke_it(tmp_path: Path, relay_url: str)
     code, _, err = drift(phone, "share", "create", str(tmp_path / "P"))
     assert code == ExitCode.RELAY
     assert "revoked" in err
+
+
+def test_cli_daemon_stops_cleanly_on_sigint(tmp_path: Path, relay_url: str) -> None:
+    home = tmp_path / "h"
+    assert drift(home, "init", "--name", "box")[0] == ExitCode.OK
+    assert drift(home, "relay", "login", relay_url)[0] == ExitCode.OK
+    assert drift(home, "share", "create", str(tmp_path / "F"))[0] == ExitCode.OK
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "peer.cli", "--home", str(home), "run"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        assert "syncing 1 share" in proc.stdout.readline().decode()
+        (tmp_path / "F" / "new.txt").write_bytes(b"picked up by the watcher")
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(15) == ExitCode.OK
+        assert b"1 change(s) published" in proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,53 @@
+"""Notifications: the WebSocket wakes a device; without it, long-poll does the same."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+
+from peer.remote.http import HttpRelayLink
+from seams import SystemClock
+from seams.random import OsRandom
+from tests.peer_sync.harness import make_device, running_relay, share_between
+
+
+class NoWebSocket(HttpRelayLink):
+    """A link behind a proxy that refuses WebSocket upgrades."""
+
+    async def ws_connect(self) -> aiohttp.ClientWebSocketResponse:
+        raise aiohttp.ClientConnectionError("upgrade refused by a proxy")
+
+
+async def _wakes(link: HttpRelayLink, share: str, writer_sync: object) -> dict[str, int]:
+    cursor = (await link.read_log(share, 0)).last_seq
+    waiting = asyncio.create_task(link.wait_heads({share: cursor}, 20.0))
+    await asyncio.sleep(0.5)
+    await writer_sync()  # type: ignore[operator]
+    return await asyncio.wait_for(waiting, 20)
+
+
+async def test_websocket_and_long_poll_both_wake_a_device(tmp_path: Path) -> None:
+    async with running_relay(tmp_path / "relay") as url:
+        a, b = make_device(tmp_path, "a", url), make_device(tmp_path, "b", url)
+        try:
+            share = await share_between(a, b)
+            link = b.node.link
+            assert isinstance(link, HttpRelayLink)
+            (a.folder / "one.txt").write_bytes(b"1")
+            heads = await _wakes(link, share, a.sync)
+            assert heads[share] >= 1
+            assert link.notifications.connected
+
+            fallback = NoWebSocket(url, b.node.device, clock=SystemClock(), rng=OsRandom())
+            try:
+                (a.folder / "two.txt").write_bytes(b"2")
+                heads = await _wakes(fallback, share, a.sync)
+                assert heads[share] >= 2
+                assert not fallback.notifications.connected
+            finally:
+                await fallback.close()
+        finally:
+            await a.node.close()
+            await b.node.close()
