@@ -62,6 +62,7 @@ class World:
         self.written: set[bytes] = {hashlib.sha256(b"").digest()}
         self.checker: Checkpoint | None = None
         self.accepted_deletes = 0
+        self._unchanged_at = -1
 
     async def checkpoint(self) -> None:
         """Run the continuous invariants now (after a crash, during a partition)."""
@@ -221,8 +222,10 @@ class World:
         disk that matches it."""
         assert self.share is not None
         assert self.relay is not None
+        if self.trace.count == self._unchanged_at:
+            return False  # nothing happened since the last look said no
         head = await self.relay.last_seq(self.share)
-        pictures = []
+        syncs = []
         for device in self.members():
             node = device.node
             if not device.up or node is None or self.share not in node.syncs:
@@ -230,14 +233,21 @@ class World:
             sync = node.syncs[self.share]
             if sync.store.outbox() or sync.replica.cursor != head:
                 return False
+            syncs.append((device, sync))
+        pictures = []
+        for device, sync in syncs:
             listing = sync.tree.listing()
             base = sync.store.files()
             for path, (_, manifest) in listing.items():
                 synced = base.get(path)
                 if synced is None or (manifest is not None and synced.content != manifest):
+                    self._unchanged_at = self.trace.count
                     return False
             pictures.append((listing, user_tree(device.fs)))
-        return all(p == pictures[0] for p in pictures)
+        if all(p == pictures[0] for p in pictures):
+            return True
+        self._unchanged_at = self.trace.count
+        return False
 
     def attend(self) -> None:
         """The users look at their devices: a share paused by the mass-deletion guard is told to

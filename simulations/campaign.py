@@ -1,0 +1,147 @@
+"""A campaign: many seeds in worker processes, and the summary of what they did and found.
+
+Workers are separate processes started with ``PYTHONHASHSEED=0`` (set before the interpreter
+starts, which is the only way it takes effect), so a seed replays the same in a worker and in
+``drift simulate --seed N``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+
+from simulations.harness import Outcome, Stats
+
+HASH_SEED = "0"
+
+
+@dataclass(frozen=True, slots=True)
+class SeedResult:
+    """What a worker sends back for one seed (small and picklable)."""
+
+    seed: int
+    ok: bool
+    failures: tuple[str, ...]
+    stats: dict[str, float | int | None]
+    trace_hash: str
+    wall_s: float
+
+
+@dataclass
+class Summary:
+    results: list[SeedResult] = field(default_factory=list)
+    wall_s: float = 0.0
+
+    @property
+    def failed(self) -> list[SeedResult]:
+        return [r for r in self.results if not r.ok]
+
+    def total(self, name: str) -> float:
+        return sum(float(r.stats.get(name) or 0) for r in self.results)
+
+    def share_with(self, name: str) -> float:
+        if not self.results:
+            return 0.0
+        return sum(1 for r in self.results if (r.stats.get(name) or 0) > 0) / len(self.results)
+
+    def lines(self) -> list[str]:
+        n = len(self.results)
+        ops = [int(r.stats["operations"] or 0) for r in self.results]
+        times = [
+            float(r.stats["convergence_s"])  # type: ignore[arg-type]
+            for r in self.results
+            if r.stats.get("convergence_s") is not None
+        ]
+        failed_seeds = ", ".join(str(r.seed) for r in self.failed[:50])
+        out = [
+            f"seeds: {n} in {self.wall_s:.1f} s wall "
+            f"({(self.wall_s / n if n else 0):.2f} s per seed per campaign)",
+            f"failures: {len(self.failed)}" + (f" (seeds {failed_seeds})" if self.failed else ""),
+            f"operations: {sum(ops)} total, min {min(ops, default=0)} per seed, "
+            f"mean {sum(ops) / n if n else 0:.0f}",
+            f"partitions: {int(self.total('partitions'))} "
+            f"(in {self.share_with('partitions'):.0%} of seeds)",
+            f"crashes: {int(self.total('crashes'))} (in {self.share_with('crashes'):.0%} of seeds)",
+            f"removals: {int(self.total('removals'))} "
+            f"(in {self.share_with('removals'):.0%} of seeds)",
+            f"conflicted copies at the end: {int(self.total('conflicts'))}",
+            f"cycles attempted: {int(self.total('cycles_attempted'))}",
+            f"edit-vs-delete races: {int(self.total('edit_delete_races'))}",
+            "convergence after heal (virtual s): "
+            + (
+                f"mean {sum(times) / len(times):.2f}, max {max(times):.2f}"
+                if times
+                else "never reached"
+            ),
+            f"bytes: LAN {int(self.total('bytes_lan'))}, relay {int(self.total('bytes_relay'))}",
+        ]
+        kinds: dict[str, int] = {}
+        for result in self.failed:
+            for failure in result.failures:
+                kind = failure.partition(":")[0]
+                kinds[kind] = kinds.get(kind, 0) + 1
+        if kinds:
+            out.append(
+                "failed invariants: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
+            )
+        return out
+
+    def points(self) -> list[tuple[float, float]]:
+        """(partition length, convergence time) per seed that had a partition and converged."""
+        return [
+            (float(r.stats["partition_s"] or 0), float(r.stats["convergence_s"]))  # type: ignore[arg-type]
+            for r in self.results
+            if (r.stats.get("partition_s") or 0) > 0 and r.stats.get("convergence_s") is not None
+        ]
+
+
+def result_of(outcome: Outcome, wall_s: float) -> SeedResult:
+    failures = tuple(str(v) for v in outcome.violations)
+    if outcome.error is not None:
+        failures += (f"error: {outcome.error}",)
+    return SeedResult(
+        outcome.seed, outcome.ok, failures, _stats(outcome.stats), outcome.trace_hash, wall_s
+    )
+
+
+def _stats(stats: Stats) -> dict[str, float | int | None]:
+    return dict(asdict(stats))
+
+
+def run_one(seed: int) -> SeedResult:
+    """One seed in a worker (imported lazily: workers start from a clean interpreter)."""
+    from simulations.scenario import run_seed
+
+    started = time.perf_counter()
+    outcome = run_seed(seed)
+    return result_of(outcome, time.perf_counter() - started)
+
+
+def run_campaign(
+    seeds: Iterable[int],
+    jobs: int,
+    *,
+    progress: Callable[[SeedResult], None] = lambda _: None,
+) -> Summary:
+    seeds = list(seeds)
+    summary = Summary()
+    started = time.perf_counter()
+    saved = os.environ.get("PYTHONHASHSEED")
+    os.environ["PYTHONHASHSEED"] = HASH_SEED  # inherited by the spawned workers
+    try:
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
+            for result in pool.map(run_one, seeds):
+                summary.results.append(result)
+                progress(result)
+    finally:
+        if saved is None:
+            os.environ.pop("PYTHONHASHSEED", None)
+        else:
+            os.environ["PYTHONHASHSEED"] = saved
+    summary.wall_s = time.perf_counter() - started
+    return summary
