@@ -551,7 +551,7 @@ async def cmd_status(args: argparse.Namespace, env: Env) -> int:
             )
         else:
             _print_status(env, node, statuses, user)
-        failing = any(s.not_synced for s in statuses)
+        failing = any(s.file_errors for s in statuses)
         return ExitCode.FILE_ERRORS if failing else ExitCode.OK
     finally:
         await node.close()

@@ -30,3 +30,4 @@ class ShareStatus:
     peers: list[str] = field(default_factory=list)  # other devices writing to the share
     conflicts: list[str] = field(default_factory=list)
     not_synced: dict[str, str] = field(default_factory=dict)  # path → why
+    file_errors: int = 0  # of ``not_synced``, the files that failed (not merely waiting)

@@ -248,6 +248,7 @@ class ShareSync(Publisher, Applier):
         status.last_sync_ms = int(self.store.get("last_sync_ms", 0))
         for error in self.store.file_errors():
             status.not_synced[error.path] = f"{error.op}: {error.reason}"
+            status.file_errors += 1
         if self.store.outbox():
             status.not_synced.setdefault(
                 "(changes)", f"{status.pending_up} change(s) not yet acknowledged by the relay"
