@@ -123,20 +123,44 @@ class Bench:
         return 0
 
 
+def _vm_hwm_bytes(pid: int | str) -> int | None:
+    """A process's peak resident set since its exec (``VmHWM``), or None once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
 def peak_rss_of(cmd: Sequence[str], env: dict[str, str] | None = None) -> tuple[int, int]:
     """Run ``cmd`` as a child process; return (exit code, its peak resident set in bytes).
 
     Peak RSS of a phase is only honest in a process of its own: the parent's high-water mark
-    never goes down.
+    never goes down. Not wait4's ``ru_maxrss``: Linux carries the parent's high-water mark into
+    a child across fork and exec, so it would report the parent's peak. ``VmHWM`` belongs to the
+    child's own address space; it only grows, so polling it until the child exits misses at most
+    the growth of its last few milliseconds.
     """
     proc = subprocess.Popen(list(cmd), env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    # ru_maxrss is in KiB on Linux.
-    return proc.returncode, int(usage.ru_maxrss) * 1024
+    peak = 0
+    while True:
+        hwm = _vm_hwm_bytes(proc.pid)
+        if hwm is not None:
+            peak = max(peak, hwm)
+        pid, status, _ = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return proc.returncode, peak
+        time.sleep(0.005)
 
 
 def own_peak_rss_bytes() -> int:
+    """This process's peak resident set since exec."""
+    hwm = _vm_hwm_bytes("self")
+    if hwm is not None:
+        return hwm
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 

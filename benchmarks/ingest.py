@@ -36,7 +36,7 @@ from pathlib import Path
 
 import blake3
 
-from benchmarks.harness import Bench, peak_rss_of, python_cmd
+from benchmarks.harness import Bench, own_peak_rss_bytes, peak_rss_of, python_cmd
 from storage.dirstore import DirectoryBlockStore
 from storage.index import index_file
 from storage.ingest import ingest_file, ingest_stream
@@ -145,18 +145,6 @@ class GeneratedReader:
         self._run_pos += n
         self.pos += n
         return n
-
-
-def own_peak_rss_bytes() -> int:
-    """This process's peak RSS since exec (VmHWM).
-
-    Not wait4's ru_maxrss: Linux carries the parent's high-water mark into a child across fork
-    and exec, so a child started by a big parent would report the parent's peak.
-    """
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def run_child(args: list[str]) -> int:

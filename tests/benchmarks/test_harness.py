@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import check
-from benchmarks.harness import Bench
+from benchmarks.harness import Bench, peak_rss_of
 from benchmarks.run import BENCHMARKS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,3 +77,18 @@ def test_benchmark_smoke_run(name: str, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     data = json.loads((tmp_path / f"{name}.smoke.json").read_text())
     assert data["figures"], "a benchmark must report at least one figure"
+
+
+def test_peak_rss_of_a_child_is_its_own_not_the_parents() -> None:
+    ballast = bytearray(300 << 20)  # the parent is big; a small child must not inherit its peak
+    ballast[::4096] = b"x" * len(ballast[::4096])
+    code, small = peak_rss_of([sys.executable, "-c", "pass"])
+    assert code == 0
+    assert small < 100 << 20
+    code, big = peak_rss_of(
+        [sys.executable, "-c", "import time; b = bytearray(200 << 20); b[::4096] = b'x' * "
+         "len(b[::4096]); time.sleep(0.1)"]
+    )
+    assert code == 0
+    assert big > 200 << 20
+    del ballast
