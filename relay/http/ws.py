@@ -102,8 +102,7 @@ class _Session:
             raise Unauthenticated("a socket keeps the device it was opened by")
         self.expires_ms = service.tokens.expires_ms(token, service.clock.now_ms())
         await self.send({"type": "auth_ok", "expires_ms": self.expires_ms})
-        if self.sub is not None:
-            self.arm()
+        self.arm()
 
     def seconds_left(self) -> float:
         return (self.expires_ms - self.service.clock.now_ms()) / 1000
@@ -135,26 +134,29 @@ class _Session:
         self.kick()
 
     def kick(self) -> None:
-        if self.busy is None and self.sub is not None and not self.sub.closed:
-            self.busy = asyncio.get_running_loop().create_task(self.work(self.sub))
+        if self.busy is None and not self.sock.closed:
+            self.busy = asyncio.get_running_loop().create_task(self.work())
 
-    async def work(self, sub: Subscription) -> None:
+    async def work(self) -> None:
         service = self.service
         try:
-            while not sub.closed:
+            while True:
+                # The timer fires at the token's expiry too, subscribed or not.
                 if self.seconds_left() <= 0:
                     raise Unauthenticated("access token expired; send a fresh one with auth")
-                if sub.pending:
+                sub = self.sub
+                if sub is not None and sub.pending:
                     woke = sub.take()
                     for topic, value in woke.items():
                         await self.sock.send_bytes(_frame(topic, value))
                     service.metrics.notifications.inc(len(woke), "websocket")
                 elif self.beat_due:
                     self.beat_due = False
-                    # Check membership and the device again, and send the heads.
-                    heads, chains = await service.follow(self.who, self.shares)
-                    await service.authenticate_device(self.who)
-                    await self.send({"type": "heartbeat", "heads": heads, "chains": chains})
+                    if sub is not None:
+                        # Check membership and the device again, and send the heads.
+                        heads, chains = await service.follow(self.who, self.shares)
+                        await service.authenticate_device(self.who)
+                        await self.send({"type": "heartbeat", "heads": heads, "chains": chains})
                     self.arm()
                 else:
                     return
@@ -165,7 +167,8 @@ class _Session:
         except ConnectionError:
             await self.sock.close(code=1011, message=b"subscriber gone")
         finally:
-            self.busy = None
+            if self.busy is asyncio.current_task():  # a cancelled old job must not clear a new one
+                self.busy = None
 
     def stop(self) -> None:
         if self.timer is not None:
@@ -190,6 +193,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     await sock.prepare(request)
     request.app[SOCKETS].add(sock)
     session = _Session(service, sock, who, expires_ms)
+    session.arm()
     try:
         async for msg in sock:
             if sock.closed:

@@ -91,3 +91,16 @@ async def test_removed_member_is_disconnected(tmp_path: Path) -> None:
         await other.send_bytes(b"\x00\x01")
         assert unpack(await other.receive_bytes(timeout=5))["type"] == "error"
         await other.close()
+
+
+async def test_idle_socket_without_subscription_closes_at_expiry(tmp_path: Path) -> None:
+    async with running_relay(_settings(tmp_path, ttl_s=2)) as relay:
+        owner = new_device()
+        await login(relay.api, owner)
+        ws = await relay.api.session.ws_connect(
+            relay.api.base + "/v1/ws", headers={"Authorization": f"Bearer {owner.token}"}
+        )
+        got: list[dict[str, Any]] = []
+        await asyncio.wait_for(_collect(ws, got), 10)
+        assert got[-1]["error"] == "unauthenticated"
+        assert ws.close_code == 4401
