@@ -289,5 +289,9 @@ class ShareStore:
             (error.path, error.op, error.reason, error.since_ms, error.retry_at_ms),
         )
 
+    def clear_file_errors(self, op: str) -> None:
+        """Forget every error of one kind (those a full scan finds again if still true)."""
+        self.db.execute("DELETE FROM file_errors WHERE op = ?", (op,))
+
     def clear_file_error(self, path: str) -> None:
         self.db.execute("DELETE FROM file_errors WHERE path = ?", (path,))

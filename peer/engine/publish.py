@@ -47,6 +47,8 @@ class Publisher(SyncParts):
             # A write killed half-way (ours never overlap a scan: one pass at a time per share).
             with contextlib.suppress(FsError):
                 await self.executor.run(self.fs.remove_file, path)
+        self.store.clear_file_errors("skip")
+        self.store.clear_file_errors("scan")
         for path, why in scan.skipped.items():
             self._file_error(path, "skip", why)
         for path, why in scan.unreadable.items():

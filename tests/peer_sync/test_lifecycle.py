@@ -166,3 +166,23 @@ async def test_case_only_rename_and_deep_tree(tmp_path: Path) -> None:
         finally:
             await a.node.close()
             await b.node.close()
+
+
+async def test_symlinks_are_not_followed_and_say_why(tmp_path: Path) -> None:
+    async with running_relay(tmp_path / "relay") as url:
+        a, b = make_device(tmp_path, "a", url), make_device(tmp_path, "b", url)
+        try:
+            share = await share_between(a, b)
+            outside = tmp_path / "outside-secret.txt"
+            outside.write_bytes(b"never leaves this machine")
+            (a.folder / "link").symlink_to(outside)
+            (a.folder / "real.txt").write_bytes(b"real")
+            await settle([a, b])
+            assert b.files() == {"real.txt": b"real"}
+            assert "symbolic links" in a.node.status(share).not_synced["link"]
+            (a.folder / "link").unlink()
+            await a.sync()
+            assert "link" not in a.node.status(share).not_synced
+        finally:
+            await a.node.close()
+            await b.node.close()
