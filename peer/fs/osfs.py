@@ -16,7 +16,6 @@ from typing import BinaryIO
 
 from peer.fs.base import (
     MISSING,
-    TRASH_DIR,
     Expectation,
     FileInfo,
     FileKind,
@@ -37,6 +36,7 @@ from peer.fs.errors import (
     UnsafePathError,
 )
 from peer.fs.paths import join, name_key, name_of, parent_of, split_path, temp_name
+from peer.fs.trash import move_to_trash
 from seams import OsRandom, RandomSource
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -359,28 +359,7 @@ class OsFileSystem:
         self.rename(tmp, dst)
 
     def trash(self, path: str, *, tag: str) -> str:
-        if not tag or "/" in tag or tag in (".", "..") or "\x00" in tag:
-            raise UnsafePathError(tag, "a trash tag is one path component")
-        if split_path(path)[:2] == tuple(TRASH_DIR.split("/")):
-            raise UnsafePathError(path, "already in the trash")
-        self.lstat(path)
-        dest = f"{TRASH_DIR}/{tag}/{path}"
-        candidate, n = dest, 0
-        while self._exists(candidate):
-            n += 1
-            candidate = f"{dest}.{n}"
-        parent = parent_of(candidate)
-        if not self._exists(parent):
-            self.mkdir(parent, parents=True)
-        self.rename(path, candidate)
-        return candidate
-
-    def _exists(self, path: str) -> bool:
-        try:
-            self.lstat(path)
-        except NotFoundError:
-            return False
-        return True
+        return move_to_trash(self, path, tag)
 
     def remove_file(self, path: str) -> None:
         with self._parent(path, "remove") as (dfd, name):
