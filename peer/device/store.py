@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS outbox (counter INTEGER PRIMARY KEY, envelope BLOB NO
 CREATE TABLE IF NOT EXISTS files (
     path TEXT PRIMARY KEY, disk_path TEXT NOT NULL, entry TEXT NOT NULL, kind TEXT NOT NULL,
     size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, inode INTEGER NOT NULL,
-    executable INTEGER NOT NULL, content BLOB, version TEXT
+    executable INTEGER NOT NULL, content BLOB, version TEXT, synced_ns INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS file_errors (
     path TEXT PRIMARY KEY, op TEXT NOT NULL, reason TEXT NOT NULL,
@@ -75,6 +75,7 @@ class SyncedFile:
     executable: bool
     content: bytes | None
     version: str | None
+    synced_ns: int = 0  # when it was recorded: a file whose mtime is not older is re-read
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,17 +247,19 @@ class ShareStore:
     def files(self) -> dict[str, SyncedFile]:
         rows = self.db.execute(
             "SELECT path, disk_path, entry, kind, size, mtime_ns, inode, executable, content, "
-            "version FROM files"
+            "version, synced_ns FROM files"
         )
         return {
-            r[0]: SyncedFile(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8], r[9])
+            r[0]: SyncedFile(
+                r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8], r[9], r[10]
+            )
             for r in rows
         }
 
     def put_file(self, f: SyncedFile) -> None:
         self.db.execute(
             "INSERT OR REPLACE INTO files (path, disk_path, entry, kind, size, mtime_ns, inode, "
-            "executable, content, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "executable, content, version, synced_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 f.path,
                 f.disk_path,
@@ -268,6 +271,7 @@ class ShareStore:
                 int(f.executable),
                 f.content,
                 f.version,
+                f.synced_ns,
             ),
         )
 

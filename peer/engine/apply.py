@@ -7,6 +7,8 @@ it is renamed into place.
 
 from __future__ import annotations
 
+import dataclasses
+
 from crdt.view import Entry, EntryKind
 from peer.device.store import SyncedFile
 from peer.engine.parts import (
@@ -84,18 +86,7 @@ class Applier(SyncParts):
                 continue
             if b is not None and b.content == entry.version.manifest:
                 self.store.put_file(
-                    SyncedFile(
-                        b.path,
-                        b.disk_path,
-                        entry.id,
-                        b.kind,
-                        b.size,
-                        b.mtime_ns,
-                        b.inode,
-                        b.executable,
-                        b.content,
-                        entry.version.version_id,
-                    )
+                    dataclasses.replace(b, entry=entry.id, version=entry.version.version_id)
                 )
                 continue
             wanted.append(path)
@@ -139,17 +130,10 @@ class Applier(SyncParts):
                 self.store.forget_file(row.path)
                 new_row_path = new_path + row.path[len(b.path) :]
                 self.store.put_file(
-                    SyncedFile(
-                        new_row_path,
-                        target + row.disk_path[len(b.disk_path) :],
-                        row.entry,
-                        row.kind,
-                        row.size,
-                        row.mtime_ns,
-                        row.inode,
-                        row.executable,
-                        row.content,
-                        row.version,
+                    dataclasses.replace(
+                        row,
+                        path=new_row_path,
+                        disk_path=target + row.disk_path[len(b.disk_path) :],
                     )
                 )
 

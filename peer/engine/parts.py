@@ -41,7 +41,6 @@ IMPORT_BATCH = 200
 class SyncOptions:
     mass_delete_fraction: float = 0.5
     mass_delete_min_files: int = 10
-    racy_window_ns: int = 2_000_000_000
     retry_after_ms: int = 10_000
 
 
@@ -115,6 +114,7 @@ class SyncParts:
                 info.executable,
                 content,
                 version,
+                self.clock.now_ms() * 1_000_000,
             )
         )
         self.store.clear_file_error(path)

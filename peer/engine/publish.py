@@ -9,6 +9,7 @@ Where the share changed a file too, ours becomes a conflicted copy; nothing is o
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 from crdt.errors import CrdtError
 from crdt.names import conflicted_copy_name
@@ -59,7 +60,6 @@ class Publisher(SyncParts):
         new = {d: i for d, i in entries.items() if d not in by_disk}
         gone = {d: b for d, b in by_disk.items() if d not in entries}
         changed: dict[str, tuple[SyncedFile, FileInfo]] = {}
-        now_ns = self.clock.now_ms() * 1_000_000
         for d, b in by_disk.items():
             info = entries.get(d)
             if info is None:
@@ -70,7 +70,8 @@ class Publisher(SyncParts):
                 new[d] = info
             elif kind == "file" and (
                 (info.size, info.mtime_ns, info.inode) != (b.size, b.mtime_ns, b.inode)
-                or now_ns - info.mtime_ns < self.options.racy_window_ns
+                # Racy: changed in the same mtime tick as it was read; only its bytes can tell.
+                or info.mtime_ns + self.fs.mtime_resolution_ns >= b.synced_ns
             ):
                 changed[d] = (b, info)
         if not (new or gone or changed):
@@ -198,18 +199,7 @@ class Publisher(SyncParts):
                     new_path = target + tail
                     new_disk_path = target + row.disk_path[len(b.disk_path) :]
                     self.store.put_file(
-                        SyncedFile(
-                            new_path,
-                            new_disk_path,
-                            row.entry,
-                            row.kind,
-                            row.size,
-                            row.mtime_ns,
-                            row.inode,
-                            row.executable,
-                            row.content,
-                            row.version,
-                        )
+                        dataclasses.replace(row, path=new_path, disk_path=new_disk_path)
                     )
                     gone.pop(row.disk_path, None)
                     new.pop(new_disk_path, None)
@@ -293,17 +283,13 @@ class Publisher(SyncParts):
             uploaded.content
         ):
             self.store.put_file(  # touched, not changed
-                SyncedFile(
-                    b.path,
-                    b.disk_path,
-                    b.entry,
-                    b.kind,
-                    after.size,
-                    after.mtime_ns,
-                    after.inode,
-                    after.executable,
-                    b.content,
-                    b.version,
+                dataclasses.replace(
+                    b,
+                    size=after.size,
+                    mtime_ns=after.mtime_ns,
+                    inode=after.inode,
+                    executable=after.executable,
+                    synced_ns=self.clock.now_ms() * 1_000_000,
                 )
             )
             return

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from peer.engine.node import DeviceNode
+from peer.engine.node import DeviceNode, Seams
 from peer.engine.shares import InviteCode, invite_member, join_share
 from peer.engine.state import ShareState
 from peer.errors import RelayUnreachable
+from peer.fs import OsFileSystem
 from peer.remote.backoff import Backoff
 from protocol.chain import Role
 from seams import SystemClock
@@ -183,6 +184,32 @@ async def test_symlinks_are_not_followed_and_say_why(tmp_path: Path) -> None:
             (a.folder / "link").unlink()
             await a.sync()
             assert "link" not in a.node.status(share).not_synced
+        finally:
+            await a.node.close()
+            await b.node.close()
+
+
+async def test_racy_change_in_the_same_mtime_tick_is_not_missed(tmp_path: Path) -> None:
+    """On a coarse-mtime filesystem (FAT: 2 s) an edit right after a sync can leave size, mtime
+    and inode unchanged; such a file is re-read, so the edit still goes out."""
+    async with running_relay(tmp_path / "relay") as url:
+        a, b = make_device(tmp_path, "a", url), make_device(tmp_path, "b", url)
+        await a.node.close()
+        a.node = DeviceNode(
+            a.home,
+            seams=Seams(folder=lambda root: OsFileSystem(root, mtime_resolution_ns=10**10)),
+            watch=False,
+        )
+        try:
+            await share_between(a, b)
+            path = a.folder / "same-size.txt"
+            path.write_bytes(b"aaaa")
+            await settle([a, b])
+            before = path.stat()
+            path.write_bytes(b"bbbb")
+            os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # the same tick
+            await settle([a, b])
+            assert b.files()["same-size.txt"] == b"bbbb"
         finally:
             await a.node.close()
             await b.node.close()
