@@ -17,28 +17,21 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 from protocol.auth import AuthChallenge, AuthResponse, make_challenge, verify_auth
 from protocol.chain import WRITERS, ChainEntry, MembershipChain, Role, verify_chain
-from protocol.codec import Record
-from protocol.envelope import (
-    Envelope,
-    check_envelope_authority,
-    verify_envelope_signature,
-)
+from protocol.envelope import Envelope
 from protocol.errors import ProtocolError
 from protocol.keys import DeviceCertificate, DeviceRevocation
-from relay import accounts, log, membership
+from relay import accounts, envelopes, log, membership
 from relay.blocks import BlockAccess
 from relay.db import Database, Tx
+from relay.envelopes import ForwardedEnvelope
 from relay.errors import (
     AlreadyExists,
     BadRequest,
-    BrokenHashChain,
     DeviceRevoked,
     Forbidden,
-    MissingDependencies,
     NotFound,
     NotMember,
     PayloadTooLarge,
@@ -56,18 +49,9 @@ from seams import Clock, Executor, RandomSource
 
 logger = logging.getLogger("relay.service")
 
-ZERO_HASH = bytes(32)
 #: Batches up to this many envelopes verify their signatures on the loop (~60 µs each).
 INLINE_VERIFY_MAX = 4
 CERTIFICATE_CACHE_MAX = 100_000
-
-
-@dataclass(frozen=True, slots=True)
-class ForwardedEnvelope:
-    """One envelope of an append batch, with its signer's certificate when the relay may lack it."""
-
-    envelope: bytes
-    certificate: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +101,7 @@ class RelayService:
         self, response: bytes, *, register: bool = False, invite: str | None = None
     ) -> IssuedToken:
         """A token for the device that signed ``response`` (registering its user if asked)."""
-        auth = _decode(AuthResponse, response)
+        auth = envelopes.decode(AuthResponse, response)
         now = self.clock.now_ms()
         try:
             certificate = await self.executor.run(
@@ -175,7 +159,7 @@ class RelayService:
 
     async def revoke_device(self, principal: Principal, statement: bytes) -> bool:
         """Store the user's signed revocation of one of its devices; True if it was new."""
-        revocation = _decode(DeviceRevocation, statement)
+        revocation = envelopes.decode(DeviceRevocation, statement)
         if revocation.user_id.hex() != principal.user_id:
             raise Forbidden("a device can only be revoked by its own user")
         try:
@@ -203,7 +187,7 @@ class RelayService:
     # -- shares and chains -----------------------------------------------------------------------
 
     async def create_share(self, principal: Principal, genesis_bytes: bytes) -> str:
-        genesis = _decode(ChainEntry, genesis_bytes)
+        genesis = envelopes.decode(ChainEntry, genesis_bytes)
         chain = await self._verify_chain([genesis])
         if genesis.signer.device_id.hex() != principal.device_id:
             raise Forbidden("the genesis entry must be signed by the calling device")
@@ -230,7 +214,7 @@ class RelayService:
 
     async def extend_chain(self, principal: Principal, share_id: str, entry_bytes: bytes) -> int:
         """Append an entry the chain's rules accept as the next one; the new height."""
-        entry = _decode(ChainEntry, entry_bytes)
+        entry = envelopes.decode(ChainEntry, entry_bytes)
         if entry.signer.device_id.hex() != principal.device_id:
             raise Forbidden("a chain entry must be signed by the calling device")
         async with self.db.write(group=share_id) as tx:
@@ -273,36 +257,20 @@ class RelayService:
     async def append(
         self, principal: Principal, share_id: str, items: Sequence[ForwardedEnvelope]
     ) -> log.AppendResult:
-        if not items:
-            raise BadRequest("no envelopes to append")
-        if len(items) > self.settings.max_batch_envelopes:
-            raise PayloadTooLarge(
-                f"at most {self.settings.max_batch_envelopes} envelopes per request"
-            )
-        for item in items:
-            if len(item.envelope) > self.settings.max_envelope_bytes:
-                raise PayloadTooLarge(
-                    f"an envelope is at most {self.settings.max_envelope_bytes} bytes"
-                )
-        decoded = [_decode(Envelope, item.envelope) for item in items]
-        for env in decoded:
-            if env.header.share.hex() != share_id:
-                raise BadRequest("an envelope in the batch is for another share")
+        """Verify a batch (see :mod:`relay.envelopes`) and append it, all or nothing; any
+        member may forward envelopes, each is judged against its own signer."""
+        decoded = envelopes.decode_batch(self.settings, share_id, items)
         certificates = await self._signer_certificates(items, decoded)
-        try:
-            if len(decoded) <= INLINE_VERIFY_MAX:
-                # A few signatures verify faster than a hop to a worker thread and back.
-                _verify_signatures(decoded, certificates)
-            else:
-                await self.executor.run(_verify_signatures, decoded, certificates)
-        except ProtocolError as exc:
-            raise from_protocol(exc) from exc
+        if len(decoded) <= INLINE_VERIFY_MAX:
+            # A few signatures verify faster than a hop to a worker thread and back.
+            envelopes.verify_signatures(decoded, certificates)
+        else:
+            await self.executor.run(envelopes.verify_signatures, decoded, certificates)
         now = self.clock.now_ms()
         total_bytes = sum(len(i.envelope) for i in items)
         async with self.db.write(group=share_id) as tx:
             await self._require(tx, share_id, principal)
             owner, height, last_seq = await membership.share_row(tx, share_id, lock=True)
-            # Any member may forward envelopes; each is judged below against its own signer.
             chain = await self.chains.at_height(tx, share_id, height)
             await accounts.charge_writes(
                 tx, principal.user_id, len(items), self.settings.writes_per_minute_per_user, now
@@ -311,44 +279,7 @@ class RelayService:
             revoked = await accounts.revoked_among(
                 tx, list({env.header.device.hex() for env in decoded})
             )
-            batch: list[log.NewEnvelope] = []
-            seen_now = {device: counter for device, (counter, _) in tips.items()}
-            for index, env in enumerate(decoded):
-                cert = certificates[index]
-                header = env.header
-                if header.device.hex() in revoked:
-                    raise DeviceRevoked(
-                        "an envelope in the batch is signed by a revoked device", index=index
-                    )
-                try:
-                    check_envelope_authority(env, cert, chain)
-                except ProtocolError as exc:
-                    raise from_protocol(exc, index=index) from exc
-                missing = {
-                    d.hex(): c for d, c in header.seen.items() if seen_now.get(d.hex(), 0) < c
-                }
-                if missing:
-                    raise MissingDependencies(
-                        "an envelope has seen envelopes this relay does not hold; send them first",
-                        index=index,
-                        missing=missing,
-                    )
-                if header.counter == 1 and header.prev != ZERO_HASH:
-                    raise BrokenHashChain(
-                        "a device's first envelope names a previous one", index=index
-                    )
-                batch.append(
-                    log.NewEnvelope(
-                        device_id=header.device.hex(),
-                        counter=header.counter,
-                        envelope_hash=env.envelope_hash,
-                        prev_hash=None if header.counter == 1 else header.prev,
-                        body=items[index].envelope,
-                        block_ids=tuple(header.blocks),
-                    )
-                )
-                device = header.device.hex()
-                seen_now[device] = max(seen_now.get(device, 0), header.counter)
+            batch = envelopes.admit(items, decoded, certificates, chain, tips, revoked)
             result = await log.append(tx, share_id, batch, now, tips=tips, locked_last_seq=last_seq)
             if result.appended:
                 await self._charge_bytes(tx, owner, total_bytes)
@@ -371,7 +302,7 @@ class RelayService:
         for item, env in zip(items, decoded, strict=True):
             device = env.header.device.hex()
             if item.certificate is not None:
-                out.append(_decode(DeviceCertificate, item.certificate))
+                out.append(envelopes.decode(DeviceCertificate, item.certificate))
                 continue
             cert = self._certificates.get(device)
             if cert is None:
@@ -586,18 +517,3 @@ class RelayService:
     async def count_owed(self) -> int:
         async with self.db.read() as tx:
             return await log.count_owed(tx)
-
-
-def _verify_signatures(envelopes: list[Envelope], certs: list[DeviceCertificate]) -> None:
-    for env, cert in zip(envelopes, certs, strict=True):
-        verify_envelope_signature(env, cert.device_key)
-
-
-R = TypeVar("R", bound=Record)
-
-
-def _decode(cls: type[R], data: bytes) -> R:
-    try:
-        return cls.decode(data)
-    except ProtocolError as exc:
-        raise from_protocol(exc) from exc

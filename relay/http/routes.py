@@ -39,6 +39,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from relay.blocks import ID_BYTES
+from relay.envelopes import ForwardedEnvelope
 from relay.errors import BadRequest
 from relay.http.context import METRICS, SERVICE, SETTINGS, principal_of
 from relay.http.wire import (
@@ -51,7 +52,7 @@ from relay.http.wire import (
     read_map,
     respond,
 )
-from relay.service import ForwardedEnvelope, LogPage
+from relay.service import LogPage
 
 SHARE_ID_BYTES = 16
 IMMUTABLE = "private, max-age=31536000, immutable"

@@ -12,9 +12,10 @@ from protocol.auth import answer_challenge
 from protocol.chain import make_genesis
 from relay.blocks import BlockAccess
 from relay.db.sqlite import MemoryDatabase
+from relay.envelopes import ForwardedEnvelope
 from relay.errors import NotMember
 from relay.notify import LocalNotifier
-from relay.service import ForwardedEnvelope, RelayService
+from relay.service import RelayService
 from relay.settings import JwtKey, Settings
 from relay.tokens import TokenAuthority
 from seams import InlineExecutor, SeededRandom, SystemClock
