@@ -112,12 +112,14 @@ def _stats(stats: Stats) -> dict[str, float | int | None]:
     return dict(asdict(stats))
 
 
-def run_one(seed: int) -> SeedResult:
-    """One seed in a worker (imported lazily: workers start from a clean interpreter)."""
+def run_one(seed: int, options: dict[str, int | bool] | None = None) -> SeedResult:
+    """One seed in a worker (imported lazily: workers start from a clean interpreter);
+    ``options`` go to :func:`simulations.schedule.generate`."""
     from simulations.scenario import run_seed
+    from simulations.schedule import generate
 
     started = time.perf_counter()
-    outcome = run_seed(seed)
+    outcome = run_seed(seed, schedule=generate(seed, **(options or {})))  # type: ignore[arg-type]
     return result_of(outcome, time.perf_counter() - started)
 
 
@@ -125,6 +127,7 @@ def run_campaign(
     seeds: Iterable[int],
     jobs: int,
     *,
+    options: dict[str, int | bool] | None = None,
     progress: Callable[[SeedResult], None] = lambda _: None,
 ) -> Summary:
     seeds = list(seeds)
@@ -135,7 +138,7 @@ def run_campaign(
     try:
         context = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
-            for result in pool.map(run_one, seeds):
+            for result in pool.map(run_one, seeds, [options] * len(seeds)):
                 summary.results.append(result)
                 progress(result)
     finally:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -59,7 +60,9 @@ class World:
         self.share: str | None = None
         self.removals: list[Removal] = []
         # Every content a user ever wrote: a file at a real path must hold one of these.
-        self.written: set[bytes] = {hashlib.sha256(b"").digest()}
+        self.written: set[bytes] = set()
+        # How a device's folder is made (a test swaps in a faulty file system).
+        self.fs_factory: Callable[..., MemFileSystem] = MemFileSystem
         self.checker: Checkpoint | None = None
         self.accepted_deletes = 0
         self._unchanged_at = -1
@@ -94,7 +97,7 @@ class World:
             certificate = user_identity.certify(device_key.public_key, name, self.clock.now_ms())
             install_certificate(home, certificate)
         SimDevice.write_config(home, name)
-        fs = MemFileSystem(seed=_fs_seed(rng), clock=self.clock)
+        fs = self.fs_factory(seed=_fs_seed(rng), clock=self.clock)
         device = SimDevice(
             name,
             user,
