@@ -23,7 +23,7 @@ from simulations.harness import Outcome, run_world
 from simulations.runtime.seed import fresh_seed
 from simulations.schedule import Schedule, generate
 
-REPLAY = "drift simulate --seed {seed}"
+REPLAY = "drift simulate --seed {seed}{flags}"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -40,6 +40,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--shrink", action="store_true", help="shrink a failing seed's schedule")
     p.add_argument("--quiet", action="store_true", help="no trace, just the outcome")
     p.add_argument("--plot", type=Path, help="campaign: write convergence vs partition PNG")
+    p.add_argument(
+        "--no-folder-moves",
+        action="store_true",
+        help="files still move, folders never do (isolates the folder-move bugs)",
+    )
+    p.add_argument("--ops", type=int, help="operations to schedule per seed (default 330)")
     return p
 
 
@@ -66,8 +72,8 @@ def one_seed(args: argparse.Namespace, out: TextIO) -> int:
     else:
         from simulations.scenario import run_seed
 
-        outcome = run_seed(seed, sink=sink)
-    print_outcome(outcome, out)
+        outcome = run_seed(seed, schedule=generate(seed, **options(args)), sink=sink)
+    print_outcome(outcome, out, flags_of(args))
     if outcome.ok or args.scripted or not args.shrink:
         return 0 if outcome.ok else 1
     from simulations.scenario import run_seed
@@ -76,7 +82,9 @@ def one_seed(args: argparse.Namespace, out: TextIO) -> int:
     def attempt(schedule: Schedule) -> Outcome:
         return run_seed(seed, schedule=schedule)
 
-    smaller, result = shrink(generate(seed), attempt, report=lambda m: out.write(m + "\n"))
+    smaller, result = shrink(
+        generate(seed, **options(args)), attempt, report=lambda m: out.write(m + "\n")
+    )
     out.write(f"shortest failing schedule: {len(smaller.steps)} steps\n")
     for step in smaller.steps:
         out.write(f"  {step.describe()}\n")
@@ -86,7 +94,26 @@ def one_seed(args: argparse.Namespace, out: TextIO) -> int:
     return 1
 
 
-def print_outcome(outcome: Outcome, out: TextIO) -> None:
+def options(args: argparse.Namespace) -> dict[str, int | bool]:
+    """What the command line changes in :func:`simulations.schedule.generate`."""
+    out: dict[str, int | bool] = {}
+    if args.no_folder_moves:
+        out["move_folders"] = False
+    if args.ops:
+        out["target_ops"] = args.ops
+    return out
+
+
+def replay(seed: int, flags: str) -> str:
+    return REPLAY.format(seed=seed, flags=flags)
+
+
+def flags_of(args: argparse.Namespace) -> str:
+    flags = " --no-folder-moves" if args.no_folder_moves else ""
+    return flags + (f" --ops {args.ops}" if args.ops else "")
+
+
+def print_outcome(outcome: Outcome, out: TextIO, flags: str = "") -> None:
     stats = outcome.stats
     out.write(
         f"operations={stats.operations} partitions={stats.partitions} crashes={stats.crashes} "
@@ -98,7 +125,7 @@ def print_outcome(outcome: Outcome, out: TextIO) -> None:
     if outcome.error:
         out.write(f"error: {outcome.error}\n")
     if not outcome.ok:
-        out.write(f"SEED={outcome.seed}\nreplay: {REPLAY.format(seed=outcome.seed)}\n")
+        out.write(f"SEED={outcome.seed}\nreplay: {replay(outcome.seed, flags)}\n")
     out.write(f"{'ok' if outcome.ok else 'FAILED'}\ntrace: {outcome.trace_hash}\n")
 
 
@@ -112,13 +139,13 @@ def campaign(args: argparse.Namespace) -> int:
             sys.stdout.write(f"[{result.seed}]")
         sys.stdout.flush()
 
-    summary = run_campaign(seeds, max(1, args.jobs), progress=progress)
+    summary = run_campaign(seeds, max(1, args.jobs), options=options(args), progress=progress)
     sys.stdout.write("\n")
     for line in summary.lines():
         print(line)
     for result in summary.failed:
         print(f"seed {result.seed}: {'; '.join(f[:160] for f in result.failures[:3])}")
-        print(f"  replay: {REPLAY.format(seed=result.seed)}")
+        print(f"  replay: {replay(result.seed, flags_of(args))}")
     if args.plot is not None:
         from simulations.plot import write_scatter
 

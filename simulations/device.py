@@ -34,7 +34,7 @@ from simulations.runtime.clock import SimClock
 from simulations.runtime.network import SimNetwork
 from simulations.runtime.trace import Trace
 
-RESCAN_INTERVAL_S = 30
+RESCAN_INTERVAL_S = 120
 
 
 @dataclass

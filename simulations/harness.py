@@ -21,7 +21,7 @@ from simulations.runtime.faults import LinkKind
 from simulations.runtime.simulation import Simulation
 from simulations.world import World
 
-QUIESCE_LIMIT_S = 600.0
+QUIESCE_LIMIT_S = 400.0
 SHM = Path("/dev/shm")
 
 

@@ -24,10 +24,10 @@ from simulations.world import World
 FOLDERS = ("docs", "photos", "docs/old", "music", "work/q1")
 NAMES = ("a.txt", "b.txt", "Notes.md", "report.doc", "c.bin")
 CRASH_POINTS = ("write.before_rename", "write.before_dir_fsync", "rename.before_dir_fsync")
-SETTLE_S = 1.0
 
 
 def run_seed(seed: int, *, schedule: Schedule | None = None, **kwargs: object) -> Outcome:
+    """One randomized seed (its schedule from :func:`generate` unless given)."""
     schedule = schedule or generate(seed)
     return run_world(seed, ScheduleRunner(schedule).run, **kwargs)  # type: ignore[arg-type]
 
@@ -67,7 +67,10 @@ class ScheduleRunner:
             device = world.devices[step.devices[0]]
             for _ in range(step.count):
                 if _usable(device):
-                    stats.operations += file_op(world, device, rng, _pick(rng, _OPS))
+                    op = _pick(rng, _OPS)
+                    stats.operations += file_op(
+                        world, device, rng, op, move_folders=self.schedule.move_folders
+                    )
         elif kind in ("concurrent_edit", "edit_vs_delete", "cross_move"):
             await self.race(world, stats, step, rng)
         elif kind in ("partition", "lan_only"):
@@ -164,10 +167,14 @@ _OPS = (
 )
 
 
-def file_op(world: World, device: SimDevice, rng: SeededRandom, op: str) -> int:
+def file_op(
+    world: World, device: SimDevice, rng: SeededRandom, op: str, *, move_folders: bool = True
+) -> int:
     """One user operation at ``device``; 1 if it did something, else 0."""
     files = _files(device)
     folders = _folders(device)
+    if op == "move" and not move_folders:
+        op = "rename"
     if op in ("edit", "append", "truncate", "rename", "delete") and not files:
         op = "create"
     if op == "create":

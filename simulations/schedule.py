@@ -53,6 +53,7 @@ class Step:
 class Schedule:
     seed: int
     steps: list[Step] = field(default_factory=list)
+    move_folders: bool = True  # off: files still move, folders never do (to isolate a bug)
 
     @property
     def operations(self) -> int:
@@ -66,20 +67,21 @@ def _is_op(step: Step) -> bool:
 def generate(
     seed: int,
     *,
-    target_ops: int = 280,
+    target_ops: int = 330,
     devices: int = 5,
     crashes: bool = True,
     partitions: bool = True,
     removals: bool = True,
+    move_folders: bool = True,
 ) -> Schedule:
     """The schedule for ``seed``: bursts of file operations with races, partitions (in about
     two thirds of the seeds), crashes, a removal of ``cy`` (in about one seed in six)."""
     rng = SeededRandom(seed).fork("schedule")
     names = [d[0] for d in DEVICES[:devices]]
-    schedule = Schedule(seed)
+    schedule = Schedule(seed, move_folders=move_folders)
     steps = schedule.steps
     wants_partition = rng.uniform(0, 1) < 0.7 and partitions
-    wants_removal = devices >= 5 and rng.uniform(0, 1) < 0.17 and removals
+    wants_removal = devices >= 5 and rng.uniform(0, 1) < 0.2 and removals
     crash_p = rng.uniform(0.02, 0.08) if crashes else 0.0
     partition_at = rng.uniform(0.15, 0.6) if wants_partition else 2.0
     removal_at = rng.uniform(0.3, 0.8) if wants_removal else 2.0
@@ -106,6 +108,8 @@ def generate(
             )
         elif roll < 0.2:
             kind = RACES[int(rng.uniform(0, len(RACES)))]
+            if kind == "cross_move" and not move_folders:
+                kind = "concurrent_edit"
             pair = _two(rng, names)
             steps.append(Step(kind, pair, seed=_seed(rng)))
             ops += 2
