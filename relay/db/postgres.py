@@ -122,6 +122,7 @@ class PostgresDatabase:
         self._min, self._max = min_size, max_size
         self._pool: asyncpg.Pool | None = None
         self._groups: dict[str, _Group] = {}
+        self._orphan_commits: set[asyncio.Task[None]] = set()
 
     async def open(self) -> PostgresDatabase:
         settings = {"search_path": self.schema} if self.schema else {}
@@ -187,8 +188,11 @@ class PostgresDatabase:
         group.waiting += 1
         try:
             await group.lock.acquire()
-        finally:
+        except BaseException:
             group.waiting -= 1
+            self._commit_if_orphaned(key, group)
+            raise
+        group.waiting -= 1
         try:
             if group.conn is None:
                 await self._open_group(group)
@@ -213,6 +217,22 @@ class PostgresDatabase:
             if group.waiting == 0 and group.conn is None:
                 self._groups.pop(key, None)
         await asyncio.shield(done)
+
+    def _commit_if_orphaned(self, key: str, group: _Group) -> None:
+        """A writer cancelled while waiting may have been the one an open group counted on to
+        commit it: commit the group from a task of its own then."""
+        if group.conn is not None and group.waiting == 0 and not group.lock.locked():
+            task = asyncio.get_running_loop().create_task(self._commit_orphan(key, group))
+            self._orphan_commits.add(task)
+            task.add_done_callback(self._orphan_commits.discard)
+
+    async def _commit_orphan(self, key: str, group: _Group) -> None:
+        async with group.lock:
+            if group.conn is not None and group.waiting == 0:
+                with contextlib.suppress(DatabaseError):  # its writers get the error instead
+                    await self._commit_group(group)
+            if group.waiting == 0 and group.conn is None:
+                self._groups.pop(key, None)
 
     async def _open_group(self, group: _Group) -> None:
         if self._pool is None:

@@ -107,6 +107,7 @@ class SqliteDatabase:
         self._waiting = 0
         self._group: asyncio.Future[None] | None = None
         self._group_size = 0
+        self._orphan_commits: set[asyncio.Task[None]] = set()
         self._readers: asyncio.Queue[sqlite3.Connection] = asyncio.Queue()
         self._all: list[sqlite3.Connection] = []
 
@@ -142,8 +143,11 @@ class SqliteDatabase:
         self._waiting += 1
         try:
             await self._body_lock.acquire()
-        finally:
+        except BaseException:
             self._waiting -= 1
+            self._commit_if_orphaned()
+            raise
+        self._waiting -= 1
         try:
             if self._group is None:
                 await self._inline("BEGIN IMMEDIATE", (), "rowcount")
@@ -167,6 +171,20 @@ class SqliteDatabase:
             self._body_lock.release()
         # The group commits when its last writer is done; until then this change is not durable.
         await asyncio.shield(group)
+
+    def _commit_if_orphaned(self) -> None:
+        """A writer cancelled while waiting may have been the one an open group counted on to
+        commit it: commit the group from a task of its own then."""
+        if self._group is not None and self._waiting == 0 and not self._body_lock.locked():
+            task = asyncio.get_running_loop().create_task(self._commit_orphan())
+            self._orphan_commits.add(task)
+            task.add_done_callback(self._orphan_commits.discard)
+
+    async def _commit_orphan(self) -> None:
+        async with self._body_lock:
+            if self._group is not None and self._waiting == 0:
+                with contextlib.suppress(DatabaseError):  # its writers get the error instead
+                    await self._commit_group()
 
     async def _commit_group(self) -> None:
         """COMMIT the open group (fsync in a thread); runs while holding the body lock."""

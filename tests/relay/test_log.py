@@ -153,3 +153,31 @@ async def test_migrations_are_idempotent_and_refuse_newer(db: Database) -> None:
     with pytest.raises(DatabaseError, match="newer than this relay"):
         async with db.write() as tx:
             await migrate(tx, db.dialect)
+
+
+async def test_group_commits_when_the_writer_it_waited_for_is_cancelled(db: Database) -> None:
+    await make_share(db)
+    gate = asyncio.Event()
+
+    async def first() -> log.AppendResult:
+        async with db.write(group="s1") as tx:
+            result = await log.append(tx, "s1", [env("a", 1)], now_ms=1)
+            await gate.wait()
+            return result
+
+    async def second() -> log.AppendResult:
+        async with db.write(group="s1") as tx:
+            return await log.append(tx, "s1", [env("b", 1)], now_ms=1)
+
+    a = asyncio.create_task(first())
+    await asyncio.sleep(0.05)
+    b = asyncio.create_task(second())
+    await asyncio.sleep(0.05)  # b now waits for a's group
+    gate.set()
+    await asyncio.sleep(0)  # a finishes its body and hands over to b, which has not run yet
+    b.cancel()
+    assert (await asyncio.wait_for(a, 10)).seqs == (1,)
+    with pytest.raises(asyncio.CancelledError):
+        await b
+    async with db.read() as tx:
+        assert [e.device_id for e in await log.since(tx, "s1", 0, 10)] == ["a"]
