@@ -230,6 +230,16 @@ class RelayService:
             if added:
                 await membership.record_entry(tx, share_id, entry)
                 await membership.write_members(tx, share_id, chain)
+                if entry.revocation is not None:
+                    # The user's own signed statement, checked by the chain: the device is
+                    # refused everywhere on this relay, not only in this share.
+                    await accounts.revoke(
+                        tx,
+                        entry.revocation.device_id.hex(),
+                        entry.revocation.user_id.hex(),
+                        entry.revocation.encode(),
+                        self.clock.now_ms(),
+                    )
         if added:
             self.chains.replace(share_id, chain)
             await self.notifier.publish(chain_topic(share_id), chain.height)

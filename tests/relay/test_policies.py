@@ -8,14 +8,14 @@ from pathlib import Path
 
 import aiohttp
 
-from protocol.chain import Role
+from protocol.chain import Role, make_revoke_device
 from protocol.codec import pack, unpack
 from relay.http.context import SERVICE
 from relay.settings import Settings
 from tests.conftest import free_port
 
 from .conftest import running_relay
-from .helpers import add_member, block, create_share, login, new_device, publish
+from .helpers import NOW_MS, add_member, block, create_share, extend, login, new_device, publish
 
 
 def _settings(tmp_path: Path, **changes: object) -> Settings:
@@ -114,3 +114,18 @@ async def test_graceful_shutdown_tells_subscribers(tmp_path: Path) -> None:
         assert ws.close_code == 1001
     finally:
         await session.close()
+
+
+async def test_revocation_in_a_chain_refuses_the_device_everywhere(tmp_path: Path) -> None:
+    async with running_relay(_settings(tmp_path)) as relay:
+        api = relay.api
+        owner, lost = new_device(), new_device()
+        await login(api, owner)
+        await login(api, lost)
+        share = await create_share(api, owner)
+        await add_member(api, share, lost, Role.EDITOR)
+        revocation = lost.user.revoke(lost.device_id, NOW_MS)
+        entry = make_revoke_device(share.chain, owner.certified, revocation, 0, NOW_MS)
+        assert (await extend(api, share, entry, owner)).status == 200
+        refused = await api.call("GET", "/v1/shares", token=lost.token)
+        assert (refused.status, refused.code) == (403, "device_revoked")
