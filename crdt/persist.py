@@ -113,23 +113,25 @@ def _restore(identity: ReplicaIdentity, payload: dict[str, Any], rules: Projecti
     tree.replica = identity.replica
     tree.client_id = identity.client_id
     tree.rules = rules
-    tree.doc = YDoc(identity.client_id)
-    tree.doc.apply(payload.pop("doc"))  # pop: free each part once used (peak RSS)
     log = UpdateLog()
     for replica, seq, client, clock, first, n, seen, max_t, w in payload["updates"]:
         log.record(UpdateInfo(replica, seq, client, clock, first, n,
                               tuple((r, s) for r, s in seen), max_t, w))
     log.client_owner.setdefault(identity.client_id, identity.replica)
     tree.log = log
+    index = OpIndex()
+    index.bulk_load(*_ops_from_columns(payload.pop("ops")))  # pop: free parts once used
     expected = {u.client: u.clock + u.n_ops for r in log.by_replica
                 for u in log.by_replica[r][-1:]}
-    if tree.doc.state_vector() != expected:
-        # Writing on would reuse (replica, counter) pairs or Yjs clocks: refuse instead.
-        raise CorruptState("document and update log disagree; restore from another replica")
-    index = OpIndex()
-    index.bulk_load(*_ops_from_columns(payload.pop("ops")))
-    if len(index.moves) + len(index.versions) != len(tree.doc):
-        raise CorruptState("saved ops do not match the document")
+    n_ops = len(index.moves) + len(index.versions)
+
+    def check(doc: YDoc) -> None:
+        # Writing on a document that disagrees with the log would reuse (replica, counter) pairs
+        # or Yjs clocks: refuse instead.
+        if doc.state_vector() != expected or len(doc) != n_ops:
+            raise CorruptState("document and update log disagree; restore from another replica")
+
+    tree.doc = YDoc(identity.client_id, payload.pop("doc"), check)
     tree.index = index
     tree.held = PendingQueue()
     for device, install, seq, seen, update in payload["pending"]:

@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pycrdt
 
@@ -29,29 +29,57 @@ ROOT_MAP = "ops"
 
 
 class YDoc:
-    """A pycrdt document holding one root map of op id -> record text."""
+    """A pycrdt document holding one root map of op id -> record text.
 
-    def __init__(self, client_id: int) -> None:
+    Given a saved ``state``, the pycrdt document is built on first use, not at load: reading the
+    tree needs only the op index and the projection, so a restart shows the tree sooner. ``check``
+    then runs once on the built document and may refuse it.
+    """
+
+    def __init__(self, client_id: int, state: bytes | None = None,
+                 check: Callable[[YDoc], None] | None = None) -> None:
         self.client_id = client_id
-        self._doc: pycrdt.Doc = pycrdt.Doc(client_id=client_id)
-        self._map: pycrdt.Map = self._doc.get(ROOT_MAP, type=pycrdt.Map)
+        self._state = state
+        self._check = check
+        self._pdoc: pycrdt.Doc | None = None
+        self._pmap: pycrdt.Map | None = None
+
+    def _built(self) -> tuple[pycrdt.Doc, pycrdt.Map]:
+        if self._pdoc is None or self._pmap is None:
+            doc = pycrdt.Doc(client_id=self.client_id)
+            self._pdoc, self._pmap = doc, doc.get(ROOT_MAP, type=pycrdt.Map)
+            state, check = self._state, self._check
+            if state is not None:
+                self._state = self._check = None
+                try:
+                    self.apply(state)
+                    if check is not None:
+                        check(self)
+                except BaseException:
+                    # Stay unbuilt, so every later use refuses the same way.
+                    self._pdoc = self._pmap = None
+                    self._state, self._check = state, check
+                    raise
+        return self._pdoc, self._pmap
 
     def insert(self, entries: list[tuple[str, str]]) -> bytes:
         """Insert new keys in one transaction and return that transaction's update bytes."""
-        before = self._doc.get_state()
+        doc, root = self._built()
+        before = doc.get_state()
         try:
-            with self._doc.transaction():
+            with doc.transaction():
                 for key, value in entries:
-                    self._map[key] = value
+                    root[key] = value
         except BaseException as exc:  # PanicException is a BaseException
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
             raise DocumentError(f"pycrdt refused a local insert: {exc}") from None
-        return self._doc.get_update(before)
+        return doc.get_update(before)
 
     def apply(self, update: bytes) -> None:
+        doc, _root = self._built()
         try:
-            self._doc.apply_update(update)
+            doc.apply_update(update)
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
@@ -59,13 +87,13 @@ class YDoc:
 
     def state_vector(self) -> dict[int, int]:
         """Yjs client id -> next clock, decoded (encoded vectors differ between replicas)."""
-        return decode_state_vector(self._doc.get_state())
+        return decode_state_vector(self._built()[0].get_state())
 
     def encode_state(self) -> bytes:
-        return self._doc.get_update()
+        return self._built()[0].get_update()
 
     def diff_since(self, vector: dict[int, int]) -> bytes:
-        return self._doc.get_update(encode_state_vector(vector))
+        return self._built()[0].get_update(encode_state_vector(vector))
 
     def runs(self) -> list[ClientRun]:
         """Every entry of the document, decoded from its own full-state update."""
@@ -79,4 +107,4 @@ class YDoc:
             yield from run.entries
 
     def __len__(self) -> int:
-        return len(self._map)
+        return len(self._built()[1])

@@ -205,3 +205,23 @@ def test_a_remote_replica_with_our_client_id_is_refused() -> None:
     up = other.mkdir("x", now_ms=1)
     with pytest.raises(UpdateRefused, match="already belongs to replica"):
         ours.receive(theirs, up.seq, up.seen, up.update)
+
+
+def test_a_document_behind_its_update_log_is_refused_before_any_write() -> None:
+    import msgpack
+
+    from crdt.persist import MAGIC, _digest
+
+    t = small_tree()
+    older = FolderTree(t.identity)
+    older.mkdir("docs", now_ms=1)  # the same first update, nothing after it
+    data = save(t)
+    body = msgpack.unpackb(data[len(MAGIC) + 16:], raw=False, strict_map_key=False)
+    body["doc"] = older.encode_state()
+    packed = msgpack.packb(body, use_bin_type=True)
+    loaded = load(t.identity, MAGIC + _digest(packed) + packed)
+    assert loaded.listing() == t.listing()  # reading needs only the index and projection
+    for _ in range(2):
+        with pytest.raises(CorruptState, match="disagree"):
+            loaded.mkdir("new", now_ms=9)
+    assert loaded.version_vector() == t.version_vector()
