@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import shutil
 import sqlite3
 from dataclasses import dataclass, field
@@ -182,8 +183,30 @@ class SimDevice:
         assert self.node is not None
         return self.node.share(share)
 
-    def backup_home(self, dest: Path) -> None:
-        shutil.copytree(self.home.root, dest)
+    def take_backup(self, dest: Path) -> Backup:
+        """What a backup tool copies now: the home directory (its databases as committed) and
+        the folder as it is on disk (durable or not: a backup reads files, not the platter)."""
+        shutil.copytree(self.home.root, dest, ignore=shutil.ignore_patterns("*-wal", "*-shm"))
+        for path, data in self._durable_state().items():
+            (dest / path.relative_to(self.home.root)).write_bytes(data)
+        self.trace.record(self.name, "device.backup")
+        return Backup(dest, copy.deepcopy(self.fs))
+
+    async def restore_backup(self, backup: Backup) -> None:
+        """The device is wiped and restored from ``backup``: its key file comes back as a new
+        file, so the device takes a new install id (as after any real restore)."""
+        await self.stop()
+        shutil.rmtree(self.home.root)
+        shutil.copytree(backup.home, self.home.root)
+        self.fs = copy.deepcopy(backup.folder)
+        self.trace.record(self.name, "device.restore")
+        self.start()
+
+
+@dataclass(frozen=True)
+class Backup:
+    home: Path
+    folder: MemFileSystem
 
 
 def _restore(durable: dict[Path, bytes]) -> None:

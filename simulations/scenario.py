@@ -15,7 +15,7 @@ import asyncio
 from peer.fs import FileKind, FsError
 from peer.fs.errors import SimulatedCrash
 from seams import SeededRandom
-from simulations.device import SimDevice
+from simulations.device import Backup, SimDevice
 from simulations.harness import Outcome, Stats, run_world
 from simulations.runtime.simulation import Simulation
 from simulations.schedule import DEVICES, OWNER, REMOVABLE_USER, Schedule, Step, generate
@@ -38,6 +38,7 @@ class ScheduleRunner:
         self.background: list[asyncio.Task[None]] = []
         self.crashing: set[str] = set()
         self.partition_started: float | None = None
+        self.backups: dict[str, Backup] = {}
 
     async def run(self, world: World, stats: Stats) -> None:
         devices = [
@@ -84,6 +85,18 @@ class ScheduleRunner:
             self.partition_started = world.clock.monotonic()
         elif kind in ("crash", "crash_mid_write"):
             await self.crash(world, stats, step, rng)
+        elif kind == "backup":
+            device = world.devices[step.devices[0]]
+            if _usable(device):
+                self.backups[device.name] = device.take_backup(
+                    world.scratch / "backups" / f"{device.name}-{len(self.backups)}"
+                )
+        elif kind == "restore_backup":
+            device = world.devices[step.devices[0]]
+            backup = self.backups.pop(device.name, None)
+            if backup is not None and _usable(device) and device.name not in self.crashing:
+                await device.restore_backup(backup)
+                stats.restores += 1
         elif kind == "remove_user":
             if REMOVABLE_USER in world.users and not _removed(world, REMOVABLE_USER):
                 owner = world.devices[OWNER]

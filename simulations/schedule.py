@@ -81,6 +81,10 @@ def generate(
     schedule = Schedule(seed, move_folders=move_folders)
     steps = schedule.steps
     wants_partition = rng.uniform(0, 1) < 0.7 and partitions
+    wants_restore = rng.uniform(0, 1) < 0.15
+    backup_at = rng.uniform(0.1, 0.4) if wants_restore else 2.0
+    restore_at = backup_at + rng.uniform(0.2, 0.5)
+    restored = names[int(rng.uniform(1, len(names)))]  # never the owner
     wants_removal = devices >= 5 and rng.uniform(0, 1) < 0.2 and removals
     crash_p = rng.uniform(0.02, 0.08) if crashes else 0.0
     partition_at = rng.uniform(0.15, 0.6) if wants_partition else 2.0
@@ -91,6 +95,12 @@ def generate(
         if progress >= partition_at:
             partition_at = 2.0
             steps.append(_partition(rng, names))
+        if progress >= backup_at:
+            backup_at = 2.0
+            steps.append(Step("backup", (restored,)))
+        if progress >= restore_at:
+            restore_at = 2.0
+            steps.append(Step("restore_backup", (restored,)))
         if progress >= removal_at:
             removal_at = 2.0
             steps.append(Step("remove_user", (OWNER,), seed=_seed(rng)))
