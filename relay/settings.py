@@ -72,6 +72,8 @@ class Settings:
     page_size_max: int = 1000
     quota_bytes_default: int = 50 << 30
     writes_per_minute_per_user: int = 6000
+    #: Login requests (challenge and token) per client address per minute.
+    logins_per_minute_per_client: int = 120
     heartbeat_s: float = 20.0
     longpoll_timeout_s: float = 25.0
     longpoll_jitter_s: float = 5.0
@@ -142,6 +144,7 @@ class Settings:
             "max_block_bytes",
             "page_size_max",
             "writes_per_minute_per_user",
+            "logins_per_minute_per_client",
             "subscriber_shares_max",
         ):
             if getattr(self, name) <= 0:

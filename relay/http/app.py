@@ -19,7 +19,16 @@ from aiohttp import WSCloseCode, web
 from relay import accounts
 from relay.errors import BadRequest, RelayError, Unauthenticated
 from relay.http import routes, ws
-from relay.http.context import METRICS, PRINCIPAL, SERVICE, SETTINGS, SOCKETS, TOKEN
+from relay.http.context import (
+    METRICS,
+    PRINCIPAL,
+    SERVICE,
+    SETTINGS,
+    SOCKETS,
+    THROTTLE,
+    TOKEN,
+)
+from relay.http.throttle import LoginThrottle
 from relay.http.wire import error_response
 from relay.metrics import RelayMetrics
 from relay.runtime import Seams, build_service, close_service
@@ -75,6 +84,8 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     if TOKEN_PARAMS & {k.lower() for k in request.query}:
         raise BadRequest("access tokens are never accepted in a URL; use the Authorization header")
     if request.path in PUBLIC:
+        if request.path.startswith("/v1/auth/"):
+            request.app[THROTTLE].check(request)
         return await handler(request)
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
@@ -112,6 +123,9 @@ def create_app(settings: Settings, seams: Seams | None = None) -> web.Applicatio
         used = seams or Seams.real()
         service = await build_service(settings, used, metrics)
         app[SERVICE] = service
+        app[THROTTLE] = LoginThrottle(
+            settings.logins_per_minute_per_client, used.clock, settings.behind_tls_proxy
+        )
         metrics.subscribers.set_reader(lambda: service.notifier.hub.count)
         metrics.websockets.set_reader(lambda: len(app[SOCKETS]))
 

@@ -7,6 +7,7 @@ import weakref
 from aiohttp import web
 
 from relay.errors import Unauthenticated
+from relay.http.throttle import LoginThrottle
 from relay.metrics import RelayMetrics
 from relay.service import RelayService
 from relay.settings import Settings
@@ -16,6 +17,7 @@ SERVICE = web.AppKey("service", RelayService)
 METRICS = web.AppKey("metrics", RelayMetrics)
 SETTINGS = web.AppKey("settings", Settings)
 SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])
+THROTTLE = web.AppKey("throttle", LoginThrottle)
 PRINCIPAL = web.RequestKey("principal", Principal)
 #: The bearer token of the request, kept in memory only (WebSockets re-check its expiry).
 TOKEN = web.RequestKey("token", str)

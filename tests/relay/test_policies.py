@@ -129,3 +129,13 @@ async def test_revocation_in_a_chain_refuses_the_device_everywhere(tmp_path: Pat
         assert (await extend(api, share, entry, owner)).status == 200
         refused = await api.call("GET", "/v1/shares", token=lost.token)
         assert (refused.status, refused.code) == (403, "device_revoked")
+
+
+async def test_login_requests_are_throttled_per_client(tmp_path: Path) -> None:
+    async with running_relay(_settings(tmp_path, logins_per_minute_per_client=3)) as relay:
+        statuses = [(await relay.api.call("POST", "/v1/auth/challenge")).status for _ in range(4)]
+        assert statuses == [200, 200, 200, 429]
+        limited = await relay.api.call("POST", "/v1/auth/challenge")
+        assert limited.code == "rate_limited"
+        assert int(limited.headers["Retry-After"]) >= 1
+        assert (await relay.api.call("GET", "/healthz")).status == 200
