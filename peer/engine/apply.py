@@ -50,16 +50,16 @@ class Applier(SyncParts):
                 base = self.store.files()
         if displaced:
             base = self.store.files()
-        for path in sorted(base, key=lambda p: -depth_of(p)):
-            b = base[path]
-            entry = listing.get(path)
-            if entry is not None and entry.id == b.entry:
-                continue
-            if by_id.get(b.entry) is not None:
-                continue
-            await self._remote_gone(b, report)
+            for path in sorted(base, key=lambda p: -depth_of(p)):
+                b = base[path]
+                entry = listing.get(path)
+                if entry is not None and entry.id == b.entry:
+                    continue
+                if by_id.get(b.entry) is not None:
+                    continue
+                await self._remote_gone(b, report)
+            base = self.store.files()
         # 2. Entries the disk lacks, or holds in another version.
-        base = self.store.files()
         missing_blocks = [
             e.version.manifest[:32]
             for p, e in listing.items()

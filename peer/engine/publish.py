@@ -43,7 +43,10 @@ class Publisher(SyncParts):
     def _writable(self) -> bool:
         return self.replica.role in WRITERS
 
-    async def publish_local(self, scan: ScanResult, report: PassReport) -> None:
+    async def publish_local(
+        self, scan: ScanResult, report: PassReport, base: dict[str, SyncedFile] | None = None
+    ) -> None:
+        """Turn what changed on disk since ``base`` (default: as stored) into tree operations."""
         for path in scan.leftovers:
             # A write killed half-way (ours never overlap a scan: one pass at a time per share).
             with contextlib.suppress(FsError):
@@ -54,7 +57,7 @@ class Publisher(SyncParts):
             self._file_error(path, "skip", why)
         for path, why in scan.unreadable.items():
             self._file_error(path, "scan", why)
-        base = self.store.files()
+        base = self.store.files() if base is None else base
         by_disk = {b.disk_path: b for b in base.values()}
         entries = scan.entries
         new = {d: i for d, i in entries.items() if d not in by_disk}

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from crdt.view import EntryKind
-from peer.device.store import ShareStore
+from peer.device.store import ShareStore, SyncedFile
 from peer.engine.apply import Applier
 from peer.engine.content import RelayBlocks
 from peer.engine.parts import (
@@ -75,6 +75,7 @@ class ShareSync(Publisher, Applier):
         self.reason = ""
         self.override_guard = False
         self.notice = ""  # a lasting condition that does not stop syncing (no file watches)
+        self.apply_pending = True  # the first pass after a start compares everything
         self._report = PassReport()
         self._recorded: set[str] = set()
         # Called with (phase, bytes done, bytes in the phase) as files finish: progress bars.
@@ -86,13 +87,18 @@ class ShareSync(Publisher, Applier):
         report = PassReport()
         await self.pull()
         scan = await self.executor.run(self._scan)
-        if not await self._guard(scan):
+        base = self.store.files()
+        if not await self._guard(scan, base):
+            self.apply_pending = True
             await self.send_outbox()
             return report
         with self.store.batch():
-            await self.publish_local(scan, report)
-        with self.store.batch():
-            await self.apply_remote(report)
+            await self.publish_local(scan, report, base)
+        if report.published or self.apply_pending:
+            # Otherwise the tree and the disk are as the last pass left them: nothing to do.
+            with self.store.batch():
+                await self.apply_remote(report)
+            self.apply_pending = report.errors > 0
         await self.send_outbox()
         self.store.set("last_sync_ms", self.clock.now_ms())
         self.state, self.reason = ShareState.IDLE, ""  # past the guards: whatever paused is over
@@ -112,6 +118,8 @@ class ShareSync(Publisher, Applier):
                 return applied
             report = self.replica.apply_page(page.entries, self.clock.now_ms())
             applied += report.applied
+            if report.applied:
+                self.apply_pending = True  # the disk has yet to follow the tree
             for rejected in report.rejected:
                 logger.warning(
                     "share %s: envelope %d not applied: %s",
@@ -136,8 +144,7 @@ class ShareSync(Publisher, Applier):
 
     # -- guards ----------------------------------------------------------------------------------
 
-    async def _guard(self, scan: ScanResult) -> bool:
-        base = self.store.files()
+    async def _guard(self, scan: ScanResult, base: dict[str, SyncedFile]) -> bool:
         if "." in scan.unreadable:
             self._pause(f"the folder cannot be read: {scan.unreadable['.']}")
             return False
@@ -218,6 +225,7 @@ class ShareSync(Publisher, Applier):
             lost_version = b.version is not None and b.version not in versions
             if lost_version or b.entry not in self.tree.index.creates:
                 self.store.forget_file(b.path)
+        self.apply_pending = True
         self.state = ShareState.SYNCING
         self.reason = "recovering from a fork: republishing this device's changes"
 
