@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -39,25 +38,25 @@ class Seams:
         return cls(SystemClock(), OsRandom(), ThreadExecutor(max_workers=8, name="relay"))
 
 
-def local_jwt_key(data_dir: Path) -> JwtKey:
+def local_jwt_key(data_dir: Path, rng: RandomSource) -> JwtKey:
     """A single relay's own signing key, created once in its data directory (mode 0600)."""
     path = data_dir / LOCAL_KEY_FILE
     data_dir.mkdir(parents=True, exist_ok=True)
     if not path.exists():
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))
+            f.write(rng.bytes(32).hex())
     return JwtKey("local", path.read_text().strip().encode())
 
 
-def with_keys(settings: Settings) -> Settings:
+def with_keys(settings: Settings, rng: RandomSource) -> Settings:
     if settings.jwt_keys:
         return settings
     if not settings.effective_database_url.startswith(("sqlite:", "memory:")):
         raise SettingsError(
             "relays sharing a database must share their token keys: configure [[jwt_keys]]"
         )
-    return replace(settings, jwt_keys=(local_jwt_key(settings.data_dir),))
+    return replace(settings, jwt_keys=(local_jwt_key(settings.data_dir, rng),))
 
 
 def open_block_store(settings: Settings, executor: Executor) -> tuple[BlockStore, Presigner | None]:
@@ -86,7 +85,7 @@ def open_block_store(settings: Settings, executor: Executor) -> tuple[BlockStore
 async def build_service(
     settings: Settings, seams: Seams, metrics: RelayMetrics | None = None
 ) -> RelayService:
-    settings = with_keys(settings.validate())
+    settings = with_keys(settings.validate(), seams.rng)
     db: Database = await open_database(
         settings.effective_database_url, sqlite_synchronous=settings.sqlite_synchronous
     )

@@ -80,23 +80,25 @@ class Hub:
     """Subscriptions of this process by share, and the latest seq seen per followed share."""
 
     def __init__(self) -> None:
-        self._by_share: dict[str, set[Subscription]] = {}
+        # Insertion-ordered (a dict, not a set): fan-out follows subscription order, the same
+        # in every run, so a seeded simulation replays notifications exactly.
+        self._by_share: dict[str, dict[Subscription, None]] = {}
         self.latest: dict[str, int] = {}
         self.count = 0
 
     def add(self, shares: Iterable[str]) -> Subscription:
         sub = Subscription(self, frozenset(shares))
-        for share in sub.shares:
-            self._by_share.setdefault(share, set()).add(sub)
+        for share in sorted(sub.shares):
+            self._by_share.setdefault(share, {})[sub] = None
         self.count += 1
         return sub
 
     def remove(self, sub: Subscription) -> None:
-        for share in sub.shares:
+        for share in sorted(sub.shares):
             subs = self._by_share.get(share)
             if subs is None:
                 continue
-            subs.discard(sub)
+            subs.pop(sub, None)
             if not subs:
                 del self._by_share[share]
                 self.latest.pop(share, None)

@@ -57,3 +57,17 @@ async def test_redis_notifies_another_process(redis_prefix: str) -> None:
     finally:
         await a.close()
         await b.close()
+
+
+async def test_fan_out_follows_subscription_order() -> None:
+    hub = Hub()
+    order: list[int] = []
+    subs = [hub.add(["s1", "s0"]) for _ in range(50)]
+    for index, sub in enumerate(subs):
+        sub.listener = lambda index=index: order.append(index)
+    hub.deliver("s1", 1)
+    assert order == list(range(50))
+    subs[10].close()
+    order.clear()
+    hub.deliver("s1", 2)
+    assert order == [i for i in range(50) if i != 10]
