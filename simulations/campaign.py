@@ -50,7 +50,7 @@ class Summary:
 
     def lines(self) -> list[str]:
         n = len(self.results)
-        ops = [int(r.stats["operations"] or 0) for r in self.results]
+        ops = [int(r.stats.get("operations") or 0) for r in self.results]
         times = [
             float(r.stats["convergence_s"])  # type: ignore[arg-type]
             for r in self.results
@@ -119,7 +119,17 @@ def run_one(seed: int, options: dict[str, int | bool] | None = None) -> SeedResu
     from simulations.schedule import generate
 
     started = time.perf_counter()
-    outcome = run_seed(seed, schedule=generate(seed, **(options or {})))  # type: ignore[arg-type]
+    try:
+        outcome = run_seed(seed, schedule=generate(seed, **(options or {})))  # type: ignore[arg-type]
+    except BaseException as exc:  # never take the pool down: the seed failed, say how
+        return SeedResult(
+            seed,
+            False,
+            (f"error: {type(exc).__name__}: {exc}",),
+            {},
+            "",
+            time.perf_counter() - started,
+        )
     return result_of(outcome, time.perf_counter() - started)
 
 

@@ -55,7 +55,6 @@ class SimDevice:
     crashes: int = 0
     _stop: asyncio.Event | None = None
     _task: asyncio.Task[None] | None = None
-    fs_factory: type[MemFileSystem] = MemFileSystem
     starts: int = field(default=0)
     links: list[SimRelayLink] = field(default_factory=list)
 
@@ -111,8 +110,11 @@ class SimDevice:
                 trigger.set()
 
     async def stop(self) -> None:
-        """A clean shutdown."""
+        """A clean shutdown (a device whose folder died at a crash point crashes instead)."""
         if not self.up:
+            return
+        if self.fs.crashed:
+            await self.crash()
             return
         assert self._stop is not None
         assert self._task is not None
@@ -124,8 +126,12 @@ class SimDevice:
         self.trace.record(self.name, "device.stop")
 
     async def crash(self) -> None:
-        """Power loss: only what was durable survives, in the folder and in the state databases."""
+        """Power loss: only what was durable survives, in the folder and in the state databases.
+        A device that is already down (stopped cleanly) loses what its folder had not fsynced."""
         if not self.up:
+            self.fs = self.fs.crash()
+            self.crashes += 1
+            self.trace.record(self.name, "device.crash", was="down")
             return
         assert self._task is not None
         assert self.node is not None
@@ -156,6 +162,9 @@ class SimDevice:
                     await link.close()
 
     def restart(self) -> None:
+        """Power back on (a no-op for a device that is running)."""
+        if self.up:
+            return
         self.net.restart(self.name)
         self.start()
 

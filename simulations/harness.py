@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TextIO
 
 from crdt.view import EntryKind
+from peer.fs.errors import SimulatedCrash
 from simulations.invariants import Ledger, Violation, check_continuous, check_final
 from simulations.runtime.faults import LinkKind
 from simulations.runtime.simulation import Simulation
@@ -113,8 +114,9 @@ def run_world(
         await script(world, stats)
         sim.net.heal()
         for device in world.members():
-            if not device.up:
-                device.restart()
+            if device.fs.crashed:  # a crash point fired after the schedule's last look
+                await device.crash()
+            device.restart()
         stats.convergence_s = await world.quiesce(quiesce_limit_s)
         violations = list(checker.violations)
         if stats.convergence_s is None:
@@ -155,7 +157,7 @@ def run_world(
     try:
         violations = sim.run(main())
         error = None
-    except Exception as exc:  # a crash of the run is a failure of the seed, with its trace
+    except (Exception, SimulatedCrash) as exc:  # the run broke: a failure of the seed
         violations, error = [], f"{type(exc).__name__}: {exc}"
     finally:
         root.handlers[:], level = saved

@@ -133,7 +133,9 @@ def same_tree(devices: list[SimDevice], share: str) -> list[Violation]:
         disk = user_tree(device.fs)
         if disk != first_disk:
             diff_paths = sorted(
-                p for p in set(disk) | set(first_disk) if disk.get(p) != first_disk.get(p)
+                p
+                for p in set(disk) | set(first_disk)
+                if p not in disk or p not in first_disk or disk[p] != first_disk[p]
             )[:6]
             out.append(
                 Violation(

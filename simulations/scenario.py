@@ -11,6 +11,7 @@ for quiescence and checks every invariant.
 from __future__ import annotations
 
 import asyncio
+from typing import TextIO
 
 from peer.fs import FileKind, FsError
 from peer.fs.errors import SimulatedCrash
@@ -26,10 +27,14 @@ NAMES = ("a.txt", "b.txt", "Notes.md", "report.doc", "c.bin")
 CRASH_POINTS = ("write.before_rename", "write.before_dir_fsync", "rename.before_dir_fsync")
 
 
-def run_seed(seed: int, *, schedule: Schedule | None = None, **kwargs: object) -> Outcome:
-    """One randomized seed (its schedule from :func:`generate` unless given)."""
+def run_seed(
+    seed: int, *, schedule: Schedule | None = None, sink: TextIO | None = None, **kwargs: object
+) -> Outcome:
+    """One randomized seed: its schedule from :func:`generate` unless given, its network's
+    fault mix (latency, jitter, bandwidth, stream loss, resets) and timer ties from ``swarm``."""
     schedule = schedule or generate(seed)
-    return run_world(seed, ScheduleRunner(schedule).run, **kwargs)  # type: ignore[arg-type]
+    sim = Simulation.from_swarm(seed, trace_sink=sink)
+    return run_world(seed, ScheduleRunner(schedule).run, sim=sim, **kwargs)  # type: ignore[arg-type]
 
 
 class ScheduleRunner:
@@ -98,7 +103,11 @@ class ScheduleRunner:
                 await device.restore_backup(backup)
                 stats.restores += 1
         elif kind == "remove_user":
-            if REMOVABLE_USER in world.users and not _removed(world, REMOVABLE_USER):
+            if (
+                REMOVABLE_USER in world.users
+                and not _removed(world, REMOVABLE_USER)
+                and OWNER not in self.crashing
+            ):
                 owner = world.devices[OWNER]
                 try:
                     await world.remove_user(owner, REMOVABLE_USER)
@@ -273,8 +282,3 @@ def _is_dir(device: SimDevice, path: str) -> bool:
         return device.fs.lstat(path).kind is FileKind.DIR
     except FsError:
         return False
-
-
-def simulation_for(seed: int) -> Simulation:
-    """The run's environment from its seed: fault mix and timer ties (``swarm``)."""
-    return Simulation.from_swarm(seed)
