@@ -112,22 +112,6 @@ def run_scale(bench: Bench, n_files: int, suffix: str, small_updates: int) -> No
                  "every file renamed 5 times")
 
 
-def _own_peak_rss_bytes() -> int:
-    """This process's peak RSS since exec.
-
-    ``ru_maxrss`` (and so the harness's ``peak_rss_of``) also counts the parent's memory when the
-    child was spawned from a large process, because Linux carries the pre-exec high-water mark
-    over; ``VmHWM`` belongs to the post-exec address space only.
-    """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return own_peak_rss_bytes()
-
-
 def _renamed(path: str, round_no: int) -> str:
     folder, name = path.rsplit("/", 1)
     return f"{folder}/r{round_no}-{name}"
@@ -137,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["--load-only"]:  # the child process whose peak RSS is measured
         load(READER, Path(args_list[1]).read_bytes())
-        print(_own_peak_rss_bytes())
+        print(own_peak_rss_bytes())
         return 0
     bench, _args = Bench.from_argv("crdt", argv)
     if bench.smoke:
