@@ -42,6 +42,10 @@ GROUPS: dict[str, Group] = {
     "demo": Group("storage.demo", "run the demo: what driftsync can do today, on loopback"),
 }
 
+# The peer's options that may stand before its command word (`drift --home D share create P`),
+# with how many values each takes.
+PEER_GLOBAL_OPTIONS: dict[str, int] = {"--home": 1, "--json": 0, "--debug": 0}
+
 # Subcommands that belong to another package than their group: signing in to a relay is the
 # device's business, running one is the relay's.
 OVERRIDES: dict[tuple[str, str], Group] = {
@@ -90,7 +94,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"drift {version('driftsync')}")
         return 0
-    name, rest = args[0], args[1:]
+    lead = 0
+    while lead < len(args) and args[lead].split("=", 1)[0] in PEER_GLOBAL_OPTIONS:
+        option = args[lead].split("=", 1)[0]
+        lead += 1 if "=" in args[lead] else 1 + PEER_GLOBAL_OPTIONS[option]
+    if lead >= len(args):
+        print(usage(), end="", file=sys.stderr)
+        return 2
+    name, rest = args[lead], args[lead + 1 :]
     group = OVERRIDES.get((name, rest[0] if rest else "")) or available_groups().get(name)
     if group is None or importlib.util.find_spec(group.module) is None:
         words = " ".join(args[:2]) if (name, rest[0] if rest else "") in OVERRIDES else name
@@ -98,6 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(usage(), end="", file=sys.stderr)
         return 2
     module = importlib.import_module(group.module)
+    if lead and not group.whole_argv:
+        print(f"drift: {' '.join(args[:lead])} is an option of the device commands, "
+              f"not of `drift {name}`", file=sys.stderr)
+        return 2
     return int(module.main(args if group.whole_argv else rest) or 0)
 
 

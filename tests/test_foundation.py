@@ -49,3 +49,12 @@ def test_help_imports_no_command_group() -> None:
         [sys.executable, "-c", HELP_PROBE], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip().splitlines()[-1] == "HEAVY []"
+
+
+def test_device_options_before_the_command_reach_the_device_commands(tmp_path, capsys) -> None:
+    # An empty home has no identity: the device commands say what to do next.
+    assert main(["--home", str(tmp_path), "--json", "status"]) != 2
+    assert "drift init" in capsys.readouterr().err
+    assert main(["--home", str(tmp_path), "store"]) == 2
+    assert "not of `drift store`" in capsys.readouterr().err
+    assert main(["--home"]) == 2
