@@ -45,10 +45,12 @@ async def test_bad_names_and_wrong_blocks_are_refused(tmp_path: Path) -> None:
             mine = _sync(evil).tree.lookup("mine.txt")
             assert mine is not None
             assert mine.version is not None
-            await _publish_raw(evil, "../escape.txt", mine.version.manifest, 8)
-            await good.sync()
+            for bad in ("../escape.txt", "/etc/escape", "nul\x00byte", "x" * 300, ".."):
+                await _publish_raw(evil, bad, mine.version.manifest, 8)
+                await good.sync()
             assert not (tmp_path / "escape.txt").exists()
             assert good.files() == {"mine.txt": b"precious"}
+            assert sorted(p.name for p in good.folder.iterdir()) == [".drift", "mine.txt"]
         finally:
             await good.node.close()
             await evil.node.close()
