@@ -231,6 +231,7 @@ class Publisher(SyncParts):
                 self.replica.crypto,
                 self.replica.chain.current_epoch,
                 self.executor,
+                size_hint=info.size,
             )
             after = await self.executor.run(self.fs.lstat, d)
         except (FsError, StorageError) as exc:

@@ -18,9 +18,12 @@ from peer.engine.keys import ShareCrypto
 from peer.fs import FileInfo, FileSystem
 from peer.fs.base import Expectation
 from seams import Executor, InlineExecutor
+from storage.chunking import DEFAULT_CHUNKING
+from storage.hashing import ContentHasher
 from storage.ingest import ingest_stream
-from storage.manifest import RefKind
+from storage.manifest import FileRef, RefKind
 from storage.restore import read_version
+from storage.sealing import SealedChunk, seal_chunk
 
 IN_MEMORY_WRITE_BYTES = 16 << 20
 
@@ -32,6 +35,17 @@ class Uploaded:
     blocks: tuple[bytes, ...]  # every block the version references (manifest first)
 
 
+def _read_and_seal(
+    fs: FileSystem, path: str, crypto: ShareCrypto, epoch: int, limit: int
+) -> tuple[bytes, SealedChunk | None] | None:
+    """A small file's bytes and its one sealed chunk, in one hop to the executor; None if the
+    file grew past ``limit`` meanwhile (it then streams like any other)."""
+    data = fs.read_range(path, 0, limit + 1)
+    if len(data) > limit:
+        return None
+    return data, (seal_chunk(crypto.share_keys, crypto.sealing_key(epoch), data) if data else None)
+
+
 async def upload_file(
     fs: FileSystem,
     path: str,
@@ -39,7 +53,22 @@ async def upload_file(
     crypto: ShareCrypto,
     epoch: int,
     executor: Executor,
+    size_hint: int | None = None,
 ) -> Uploaded:
+    if size_hint is not None and size_hint <= DEFAULT_CHUNKING.min_size:
+        # Most files are small: one chunk, so one hop instead of the streaming pipeline (the
+        # same reference storage.ingest makes for a file below the minimum chunk size).
+        small = await executor.run(
+            _read_and_seal, fs, path, crypto, epoch, DEFAULT_CHUNKING.min_size
+        )
+        if small is not None:
+            data, sealed = small
+            if sealed is None:
+                empty = ContentHasher(crypto.share_keys.chunk_id_key).digest()
+                return Uploaded(encode_content(FileRef(RefKind.EMPTY, 0, empty, None)), 0, ())
+            await blocks.put(sealed.block.block_id, sealed.block.data)
+            ref = FileRef(RefKind.CHUNK, len(data), sealed.chunk_id, sealed.block.block_id)
+            return Uploaded(encode_content(ref), len(data), (bytes(sealed.block.block_id),))
     reader = await executor.run(fs.open_read, path)
     try:
         result = await ingest_stream(
