@@ -185,6 +185,15 @@ def _record_not_synced(world: World) -> None:
         world.trace.record(device.name, "status", state=status.state.value, reason=status.reason)
         for path, why in sorted(status.not_synced.items()):
             world.trace.record(device.name, "not_synced", path=path, why=why[:200])
+        # One entry synced at two paths: the device keeps a stale copy nobody else has.
+        rows: dict[str, list[str]] = {}
+        for path, synced in sync.store.files().items():
+            rows.setdefault(synced.entry, []).append(path)
+        for entry, paths in sorted(rows.items()):
+            if len(paths) > 1:
+                world.trace.record(
+                    device.name, "entry_at_two_paths", entry=entry, paths=sorted(paths)
+                )
 
 
 class _TraceLogs(logging.Handler):
