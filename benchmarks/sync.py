@@ -132,11 +132,14 @@ class Pair:
         for node in self.nodes:
             await node.sync_once()
 
-    async def transfer(self) -> float:
+    async def transfer(self) -> tuple[float, str]:
+        """Seconds from A's pass starting to B's ending, and how they split."""
         start = time.perf_counter()
         await self.nodes[0].sync_once()
+        middle = time.perf_counter()
         await self.nodes[1].sync_once()
-        return time.perf_counter() - start
+        end = time.perf_counter()
+        return end - start, f"up {middle - start:.1f} s, down {end - middle:.1f} s"
 
     async def close(self) -> None:
         for node in self.nodes:
@@ -163,11 +166,13 @@ async def small_files(bench: Bench, root: Path, url: str, rng: random.Random) ->
         size = rng.randint(1000, 59000)
         (folder / f"f{i}.bin").write_bytes(rng.randbytes(size))
         total += size
-    seconds = await pair.transfer()
+    seconds, split = await pair.transfer()
     arrived = sum(1 for p in pair.folders[1].rglob("*.bin"))
     await pair.close()
     assert arrived == count, f"only {arrived} of {count} files arrived"
-    bench.figure("small_files_2000_s", seconds, "s", f"{count} files, {total / 1e6:.0f} MB")
+    bench.figure(
+        "small_files_2000_s", seconds, "s", f"{count} files, {total / 1e6:.0f} MB; {split}"
+    )
 
 
 async def big_file(bench: Bench, root: Path, url: str, rng: random.Random) -> None:
@@ -175,11 +180,11 @@ async def big_file(bench: Bench, root: Path, url: str, rng: random.Random) -> No
     pair = Pair(root, url, "big")
     await pair.setup()
     write_random(pair.folders[0] / "big.bin", size, rng)
-    seconds = await pair.transfer()
+    seconds, split = await pair.transfer()
     ok = (pair.folders[1] / "big.bin").stat().st_size == size
     await pair.close()
     assert ok
-    bench.figure("file_1gib_s", seconds, "s", f"{size / MiB:.0f} MiB, random bytes")
+    bench.figure("file_1gib_s", seconds, "s", f"{size / MiB:.0f} MiB, random bytes; {split}")
 
 
 async def change_latency(bench: Bench, root: Path, url: str) -> None:

@@ -15,15 +15,17 @@ from dataclasses import dataclass
 
 from peer.engine.content import RelayBlocks, block_of, decode_content, encode_content
 from peer.engine.keys import ShareCrypto
+from peer.errors import IntegrityError
 from peer.fs import FileInfo, FileSystem
 from peer.fs.base import Expectation
 from seams import Executor, InlineExecutor
 from storage.chunking import DEFAULT_CHUNKING
-from storage.hashing import ContentHasher
+from storage.errors import StorageError
+from storage.hashing import ChunkId, ContentHasher
 from storage.ingest import ingest_stream
 from storage.manifest import FileRef, RefKind
 from storage.restore import read_version
-from storage.sealing import SealedChunk, seal_chunk
+from storage.sealing import SealedChunk, open_chunk, seal_chunk
 
 IN_MEMORY_WRITE_BYTES = 16 << 20
 
@@ -102,9 +104,13 @@ async def download_file(
     first = block_of(content)
     first_data = None if first is None else await blocks.get(first)
     ref = decode_content(content, size, first_data)
-    if ref.kind is RefKind.CHUNK and first is not None and first_data is not None:
-        blocks.prefetched[first] = first_data  # read_version asks for it again
-        blocks.verified.add(first)
+    mtime_ns = mtime_ms * 1_000_000
+    if ref.kind is RefKind.CHUNK and first_data is not None:
+        # One chunk: open (checked against its chunk id, which is the file's content hash)
+        # and write in one hop to the executor.
+        return await executor.run(
+            _open_and_write, fs, path, ref, first_data, crypto, mtime_ns, expect
+        )
     chunks = read_version(
         ref,
         blocks,
@@ -112,7 +118,6 @@ async def download_file(
         crypto.keyring,
         executor=executor.as_pool(),  # type: ignore[arg-type]
     )
-    mtime_ns = mtime_ms * 1_000_000
     if size <= IN_MEMORY_WRITE_BYTES or isinstance(executor, InlineExecutor):
         data = [c async for c in chunks]
         return await executor.run(fs.write_atomic, path, data, mtime_ns=mtime_ns, expect=expect)
@@ -120,6 +125,26 @@ async def download_file(
     return await executor.run(
         fs.write_atomic, path, _pull(chunks, loop), mtime_ns=mtime_ns, expect=expect
     )
+
+
+def _open_and_write(
+    fs: FileSystem,
+    path: str,
+    ref: FileRef,
+    sealed: bytes,
+    crypto: ShareCrypto,
+    mtime_ns: int,
+    expect: Expectation,
+) -> FileInfo:
+    try:
+        plain = open_chunk(
+            crypto.share_keys, crypto.keyring, sealed, chunk_id=ChunkId(ref.content_hash)
+        )
+    except StorageError as exc:
+        raise IntegrityError(f"a block does not open to the version's content: {exc}") from exc
+    if len(plain) != ref.size:
+        raise IntegrityError(f"a version of {ref.size} bytes came out as {len(plain)}")
+    return fs.write_atomic(path, plain, mtime_ns=mtime_ns, expect=expect)
 
 
 def _pull(chunks: AsyncIterator[bytes], loop: asyncio.AbstractEventLoop) -> Iterator[bytes]:
