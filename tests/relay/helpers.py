@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,8 +139,6 @@ async def login(
 ) -> Answer:
     got = await api.call("POST", "/v1/auth/challenge")
     challenge = AuthChallenge.decode(got.body["challenge"])
-    import time
-
     response = answer_challenge(
         device.certified,
         origin or challenge.origin,
@@ -231,3 +231,27 @@ def block(data: bytes) -> tuple[bytes, bytes]:
 
 def make_add_user_entry(share: Share, signer: Device, user_key: bytes) -> ChainEntry:
     return make_add_user(share.chain, signer.certified, user_key, Role.VIEWER, NOW_MS)
+
+
+class Inbox:
+    """Reads a WebSocket continuously, as a device does (reading is what answers the relay's
+    pings: a test that stops reading would be dropped as a dead peer), and queues what came."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for msg in self.ws:
+            if msg.type == aiohttp.WSMsgType.BINARY:
+                await self.queue.put(unpack(msg.data))
+        await self.queue.put(None)
+
+    async def next(self) -> dict[str, Any] | None:
+        """The next message (within 15 s), or None once the socket has closed."""
+        return await asyncio.wait_for(self.queue.get(), 15)
+
+    async def close(self) -> None:
+        await self.ws.close()
+        await self.task

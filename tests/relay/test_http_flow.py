@@ -8,10 +8,10 @@ import aiohttp
 import pytest
 
 from protocol.chain import Role
-from protocol.codec import pack, unpack
+from protocol.codec import pack
 
 from .conftest import RelayUnderTest
-from .helpers import NOW_MS, add_member, block, create_share, login, new_device, publish
+from .helpers import NOW_MS, Inbox, add_member, block, create_share, login, new_device, publish
 
 
 async def test_health_and_metrics(relay: RelayUnderTest) -> None:
@@ -122,21 +122,22 @@ async def test_long_poll_and_websocket(relay: RelayUnderTest) -> None:
         api.call("POST", "/v1/poll", {"cursors": {share.hex: 0}, "timeout_s": 5}, token=owner.token)
     )
     headers = {"Authorization": f"Bearer {owner.token}"}
-    async with api.session.ws_connect(api.base + "/v1/ws", headers=headers) as ws:
-        await ws.send_bytes(pack({"type": "subscribe", "cursors": {share.hex: 0}}))
-        hello = unpack(await ws.receive_bytes(timeout=5))
-        assert hello == {"type": "heads", "heads": {share.hex: 0}, "chains": {share.hex: 0}}
-        await asyncio.sleep(0.05)
-        env = owner.next_envelope(share.share_id, share.key)
-        assert (await publish(api, share, owner, env)).status == 200
-        await add_member(api, share, new_device(), Role.VIEWER)
-        final = {"type": "heartbeat", "heads": {share.hex: 1}, "chains": {share.hex: 1}}
-        seen = [unpack(await ws.receive_bytes(timeout=5))]
-        while seen[-1] != final:
-            seen.append(unpack(await ws.receive_bytes(timeout=5)))
-        assert {"type": "append", "share": share.hex, "seq": 1} in seen
-        assert {"type": "chain", "share": share.hex, "height": 1} in seen
-        assert all(m["type"] in ("append", "chain", "heartbeat") for m in seen)
+    inbox = Inbox(await api.session.ws_connect(api.base + "/v1/ws", headers=headers))
+    await inbox.ws.send_bytes(pack({"type": "subscribe", "cursors": {share.hex: 0}}))
+    hello = await inbox.next()
+    assert hello == {"type": "heads", "heads": {share.hex: 0}, "chains": {share.hex: 0}}
+    env = owner.next_envelope(share.share_id, share.key)
+    assert (await publish(api, share, owner, env)).status == 200
+    await add_member(api, share, new_device(), Role.VIEWER)
+    final = {"type": "heartbeat", "heads": {share.hex: 1}, "chains": {share.hex: 1}}
+    seen = [await inbox.next()]
+    while seen[-1] != final:
+        assert seen[-1] is not None, f"disconnected after {seen}"
+        seen.append(await inbox.next())
+    assert {"type": "append", "share": share.hex, "seq": 1} in seen
+    assert {"type": "chain", "share": share.hex, "height": 1} in seen
+    assert all(m is not None and m["type"] in ("append", "chain", "heartbeat") for m in seen)
+    await inbox.close()
     polled = await asyncio.wait_for(poll, 10)
     assert polled.body == {"heads": {share.hex: 1}}
     # A cursor behind the head answers at once.

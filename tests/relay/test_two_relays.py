@@ -12,11 +12,11 @@ import boto3
 import pytest
 
 from protocol.chain import Role
-from protocol.codec import pack, unpack
+from protocol.codec import pack
 from tests.conftest import free_port
 
 from .conftest import REDIS_URL, RelayProcess, write_config
-from .helpers import Api, Device, add_member, create_share, login, new_device, publish
+from .helpers import Api, Device, Inbox, add_member, create_share, login, new_device, publish
 
 WRITERS = 10
 PER_WRITER = 12
@@ -84,16 +84,18 @@ async def test_ten_writers_through_two_relays(shared_backends: list[RelayProcess
 
         # A subscriber on relay B, before any append.
         headers = {"Authorization": f"Bearer {owner.token}"}
-        ws = await session.ws_connect(b.base + "/v1/ws", headers=headers)
-        await ws.send_bytes(pack({"type": "subscribe", "cursors": {share.hex: 0}}))
-        assert unpack(await ws.receive_bytes(timeout=5))["heads"] == {share.hex: 0}
+        inbox = Inbox(await session.ws_connect(b.base + "/v1/ws", headers=headers))
+        await inbox.ws.send_bytes(pack({"type": "subscribe", "cursors": {share.hex: 0}}))
+        hello = await inbox.next()
+        assert hello is not None
+        assert hello["heads"] == {share.hex: 0}
 
         # Through relay A only, one append: B's subscriber hears of it.
         env = owner.next_envelope(share.share_id, share.key, height=share.chain.height)
         assert (await publish(apis[0], share, owner, env)).status == 200
-        note = unpack(await ws.receive_bytes(timeout=5))
-        while note["type"] == "heartbeat":  # a slow machine may beat first
-            note = unpack(await ws.receive_bytes(timeout=5))
+        note = await inbox.next()
+        while note is not None and note["type"] == "heartbeat":  # a slow machine may beat first
+            note = await inbox.next()
         assert note == {"type": "append", "share": share.hex, "seq": 1}
 
         stop = asyncio.Event()
@@ -156,9 +158,10 @@ async def test_ten_writers_through_two_relays(shared_backends: list[RelayProcess
         # heads), then catches up from its cursor through B: exactly the rows after it.
         latest = 1
         while latest < total:
-            message = unpack(await ws.receive_bytes(timeout=10))
+            message = await inbox.next()
+            assert message is not None, "the subscriber was disconnected"
             latest = max(latest, message.get("seq", 0), *message.get("heads", {}).values())
-        await ws.close()
+        await inbox.close()
         caught_up = await apis[1].call(
             "GET", f"{share.path}/envelopes?since=1&limit=1000", token=owner.token
         )

@@ -71,15 +71,11 @@ async def test_removed_member_is_disconnected(tmp_path: Path) -> None:
         share = await create_share(relay.api, owner)
         await add_member(relay.api, share, editor, Role.EDITOR)
         ws = await _subscribe(relay, editor.token, share.hex)
+        got: list[dict[str, Any]] = []
+        reader = asyncio.create_task(_collect(ws, got))
         await remove_member(relay.api, share, editor, cutoff=0)
-        last = None
-        while True:
-            msg = await ws.receive(timeout=5)
-            if msg.type.name != "BINARY":
-                break
-            last = unpack(msg.data)
-        assert last is not None
-        assert last["error"] == "not_member"
+        await asyncio.wait_for(reader, 15)
+        assert got[-1]["error"] == "not_member"
         assert ws.close_code == 4403
 
         # A non-member's subscription is refused outright, and the socket stays usable.
