@@ -12,7 +12,8 @@ checked again at every heartbeat: a removed user or revoked device is told and d
 A socket lives no longer than its token: before it expires the device sends
 ``{"type": "auth", "token": …}`` with a fresh token of the same device (answered
 ``{"type": "auth_ok", "expires_ms": …}``), else it gets an ``unauthenticated`` error and close
-code 4401. Tokens never travel in the URL.
+code 4401. Tokens never travel in the URL. The relay also pings every ``heartbeat_s`` and drops a
+socket whose pong does not come within half of that: a device must keep reading its socket.
 
 A subscriber never holds a queue: pending notifications coalesce to one seq per share, so a slow
 or dead socket costs a few bytes and slows nobody; a send that cannot complete within the
