@@ -97,6 +97,7 @@ class ShareStore:
         self.db.executescript(SCHEMA)
         self._every = 500
         self._ticks = 0
+        self._error_paths: set[str] | None = None  # paths with an error, once looked up
 
     def close(self) -> None:
         self.db.close()
@@ -285,6 +286,8 @@ class ShareStore:
         return [FileError(*r) for r in rows]
 
     def set_file_error(self, error: FileError) -> None:
+        if self._error_paths is not None:
+            self._error_paths.add(error.path)
         # The first error per path keeps its "since": a retry failing again is the same problem.
         self.db.execute(
             "INSERT INTO file_errors (path, op, reason, since_ms, retry_at_ms) "
@@ -296,6 +299,11 @@ class ShareStore:
     def clear_file_errors(self, op: str) -> None:
         """Forget every error of one kind (those a full scan finds again if still true)."""
         self.db.execute("DELETE FROM file_errors WHERE op = ?", (op,))
+        self._error_paths = None
 
     def clear_file_error(self, path: str) -> None:
-        self.db.execute("DELETE FROM file_errors WHERE path = ?", (path,))
+        if self._error_paths is None:
+            self._error_paths = {r[0] for r in self.db.execute("SELECT path FROM file_errors")}
+        if path in self._error_paths:  # the usual case, no error, costs no statement
+            self.db.execute("DELETE FROM file_errors WHERE path = ?", (path,))
+            self._error_paths.discard(path)

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 
 from peer.errors import IntegrityError
 from peer.remote.link import RelayLink
+from seams import Executor, InlineExecutor
 from storage.errors import StorageError
 from storage.hashing import BlockId, verify_block_id
 from storage.manifest import FileRef, RefKind
@@ -64,9 +65,10 @@ def decode_content(content: bytes, size: int, first_block: bytes | None) -> File
 class RelayBlocks:
     """The block-store duck type ``storage`` uses (``has_many``, ``put``, ``get``) on the relay."""
 
-    def __init__(self, link: RelayLink, share: str) -> None:
+    def __init__(self, link: RelayLink, share: str, executor: Executor | None = None) -> None:
         self.link = link
         self.share = share
+        self.executor = executor or InlineExecutor()
         self.known: set[bytes] = set()  # at the relay for sure
         self.pending: dict[bytes, bytes] = {}
         self.pending_bytes = 0
@@ -136,7 +138,7 @@ class RelayBlocks:
             data = await self.link.get_block(self.share, block_id)
         if block_id not in self.verified:
             try:
-                verify_block_id(BlockId(block_id), data)
+                await self.executor.run(verify_block_id, BlockId(block_id), data)
             except StorageError as exc:
                 raise IntegrityError(f"the relay sent wrong bytes for a block: {exc}") from exc
         self.known.add(block_id)

@@ -70,7 +70,7 @@ class ShareSync(Publisher, Applier):
         self.options = options or SyncOptions()
         self.rules = name_rules or NameRules.for_platform()
         self.share = replica.share_id.hex()
-        self.blocks = RelayBlocks(link, self.share)
+        self.blocks = RelayBlocks(link, self.share, executor)
         self.state = ShareState.IDLE
         self.reason = ""
         self.override_guard = False
