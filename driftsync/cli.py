@@ -39,7 +39,7 @@ GROUPS: dict[str, Group] = {
     "relay": Group("relay.cli", "run and administer a cloud relay (`drift relay login` signs in)"),
     "store": Group("storage.cli", "ingest a folder into an encrypted block store, restore it"),
     "simulate": Group("simulations.cli", "deterministic multi-device simulations"),
-    "demo": Group("storage.demo", "run the demo: what driftsync can do today, on loopback"),
+    "demo": Group("peer.demo", "two people, three devices and a relay syncing on loopback"),
 }
 
 # The peer's options that may stand before its command word (`drift --home D share create P`),

@@ -8,6 +8,7 @@ block id by the store before anything is recorded; a wrong body is refused and s
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -81,20 +82,21 @@ class BlockAccess:
         return [b for b in block_ids if b in found]
 
     async def put(self, blocks: Sequence[tuple[bytes, bytes]]) -> None:
-        """Put each block in the store, verified against its id; nothing of a bad one is kept."""
-        check_ids([b for b, _ in blocks])
-        for block_id, data in blocks:
-            try:
-                await self._put_one(block_id, data)
-            except BlockIdMismatchError as exc:
-                raise BlockMismatch(
-                    "block body does not hash to its block id; nothing was stored",
-                    block_id=block_id.hex(),
-                ) from exc
+        """Put the blocks in the store (several in flight), each verified against its id.
 
-    async def _put_one(self, block_id: bytes, data: bytes) -> None:
+        Nothing of a bad block is kept; the good ones of the same batch may be, which is harmless:
+        a put is idempotent and a block is only the share's once it is recorded.
+        """
+        check_ids([b for b, _ in blocks])
         try:
-            await self.store.put(BlockId(block_id), data)
+            await self.store.put_many((BlockId(b), d) for b, d in blocks)
+        except BlockIdMismatchError as exc:
+            # Only on this path is it worth hashing again, to name the culprit.
+            bad = next(b for b, d in blocks if hashlib.sha256(d).digest() != b)
+            raise BlockMismatch(
+                "block body does not hash to its block id; nothing was stored",
+                block_id=bad.hex(),
+            ) from exc
         except BlockTooLargeError as exc:
             raise PayloadTooLarge(str(exc)) from exc
         except ParameterError as exc:
