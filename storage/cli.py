@@ -165,11 +165,21 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("dest", type=Path)
 
     verify = sub.add_parser("verify", help="check every block in a store against its id")
+    sub.add_parser(
+        "demo",
+        help="the storage core alone: ingest, restore and re-ingest a generated folder",
+        add_help=False,
+    )
     store_options(verify)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["demo"]:
+        from storage import demo  # its own options (--out, --seed, --files)
+
+        return demo.main(argv[1:])
     args = build_parser().parse_args(argv)
     tune_allocator()
     try:

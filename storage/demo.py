@@ -154,10 +154,10 @@ async def run(out: Path, seed: int, files: int) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="drift demo",
+        prog="drift store demo",
         description="Ingest a generated folder into an encrypted block store, restore it, "
         "verify it, and show dedup after an edit.",
-        epilog="example: drift demo --out /tmp/drift-demo --seed 7",
+        epilog="example: drift store demo --out /tmp/drift-demo --seed 7",
     )
     parser.add_argument("--out", type=Path, default=Path("demo-out"), help="default ./demo-out")
     parser.add_argument("--seed", type=int, default=1, help="folder and key seed (default 1)")
@@ -168,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return asyncio.run(run(args.out.resolve(), args.seed, args.files))
     except StorageError as exc:
-        print(f"drift demo: {exc}", file=sys.stderr)
+        print(f"drift store demo: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -1,4 +1,4 @@
-"""`drift demo`, folder ingest/restore and snapshots."""
+"""`drift store demo`, folder ingest/restore and snapshots."""
 
 from __future__ import annotations
 
