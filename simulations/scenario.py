@@ -18,6 +18,7 @@ from peer.fs.errors import SimulatedCrash
 from seams import SeededRandom
 from simulations.device import Backup, SimDevice
 from simulations.harness import Outcome, Stats, run_world
+from simulations.relayhost import RELAY_HOST
 from simulations.runtime.simulation import Simulation
 from simulations.schedule import DEVICES, OWNER, REMOVABLE_USER, Schedule, Step, generate
 from simulations.world import World
@@ -44,6 +45,7 @@ class ScheduleRunner:
         self.crashing: set[str] = set()
         self.partition_started: float | None = None
         self.backups: dict[str, Backup] = {}
+        self.removal_pending = False
 
     async def run(self, world: World, stats: Stats) -> None:
         devices = [
@@ -58,6 +60,8 @@ class ScheduleRunner:
             world.trace.record("-", "step", what=step.describe())
             await self.play(world, stats, step)
             world.attend()
+            if self.removal_pending:
+                await self.try_removal(world, stats)
         for task in self.background:
             await task
         if self.partition_started is not None:
@@ -103,19 +107,25 @@ class ScheduleRunner:
                 await device.restore_backup(backup)
                 stats.restores += 1
         elif kind == "remove_user":
-            if (
-                REMOVABLE_USER in world.users
-                and not _removed(world, REMOVABLE_USER)
-                and OWNER not in self.crashing
-            ):
-                owner = world.devices[OWNER]
-                try:
-                    await world.remove_user(owner, REMOVABLE_USER)
-                    stats.removals += 1
-                except Exception as exc:  # the relay unreachable now: the owner tries later
-                    world.trace.record(OWNER, "share.remove.failed", error=type(exc).__name__)
+            self.removal_pending = True
         else:
             raise ValueError(f"unknown step kind {kind!r}")
+
+    async def try_removal(self, world: World, stats: Stats) -> None:
+        """The owner removes cy as soon as it can (not while its laptop is down or cut off
+        from the relay: then it tries again after the next step)."""
+        if REMOVABLE_USER not in world.users or OWNER in self.crashing:
+            return
+        owner = world.devices[OWNER]
+        if not _usable(owner) or not world.sim.net.reachable(OWNER, RELAY_HOST):
+            return
+        try:
+            await world.remove_user(owner, REMOVABLE_USER)
+        except Exception as exc:  # the relay went away meanwhile: try again later
+            world.trace.record(OWNER, "share.remove.failed", error=type(exc).__name__)
+            return
+        self.removal_pending = False
+        stats.removals += 1
 
     async def race(self, world: World, stats: Stats, step: Step, rng: SeededRandom) -> None:
         first, second = (world.devices[n] for n in step.devices)
@@ -244,10 +254,6 @@ def _pick(rng: SeededRandom, items: tuple[str, ...] | list[str]) -> str:
 
 def _usable(device: SimDevice) -> bool:
     return device.up and not device.removed and not device.fs.crashed
-
-
-def _removed(world: World, user: str) -> bool:
-    return any(r.user == user for r in world.removals)
 
 
 def _walk(device: SimDevice) -> dict[str, FileKind]:

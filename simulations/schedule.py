@@ -85,7 +85,7 @@ def generate(
     backup_at = rng.uniform(0.1, 0.4) if wants_restore else 2.0
     restore_at = backup_at + rng.uniform(0.2, 0.5)
     restored = names[int(rng.uniform(1, len(names)))]  # never the owner
-    wants_removal = devices >= 5 and rng.uniform(0, 1) < 0.2 and removals
+    wants_removal = devices >= 5 and rng.uniform(0, 1) < 0.25 and removals
     crash_p = rng.uniform(0.02, 0.08) if crashes else 0.0
     partition_at = rng.uniform(0.15, 0.6) if wants_partition else 2.0
     removal_at = rng.uniform(0.3, 0.8) if wants_removal else 2.0
