@@ -26,7 +26,7 @@ from peer.engine.state import ShareState, ShareStatus
 from peer.engine.sync import PassReport, ShareSync, SyncOptions
 from peer.engine.watch import FolderWatch
 from peer.errors import ConfigError, DriftError, NotFound, RelayUnreachable
-from peer.fs import FileSystem, OsFileSystem
+from peer.fs import FileSystem, FsError, OsFileSystem
 from peer.remote.backoff import Backoff
 from peer.remote.http import HttpRelayLink
 from peer.remote.link import RelayLink
@@ -245,6 +245,19 @@ class DeviceNode:
                     sync.state = ShareState.ERROR
                     sync.reason = sync.reason or str(exc)
                 logger.warning("share %s: %s", sid, exc)
+                self._retry_soon(trigger, self.backoff.delay(failures, self.seams.rng))
+            except FsError as exc:
+                # The folder changed under the pass (a file vanished or appeared mid-way). A pass
+                # is a reconciliation, so the next one starts from what is there now; backing off
+                # keeps a lasting fault (a folder we may not read) from spinning.
+                failures += 1
+                logger.info("share %s: the folder changed during a pass (%s)", sid, exc)
+                self._retry_soon(trigger, self.backoff.delay(failures, self.seams.rng))
+            except Exception as exc:
+                # A bug must not end the share's sync for good: say so, and try again later.
+                failures += 1
+                sync.state, sync.reason = ShareState.ERROR, f"internal error: {exc!r}"
+                logger.exception("share %s: unexpected error in a sync pass", sid)
                 self._retry_soon(trigger, self.backoff.delay(failures, self.seams.rng))
             self._save_state(sync)
 
