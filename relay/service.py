@@ -195,6 +195,10 @@ class RelayService:
         now = self.clock.now_ms()
         async with self.db.write() as tx:
             if await tx.fetchone("SELECT 1 FROM shares WHERE share_id = ?", share_id):
+                stored = await membership.entries(tx, share_id, 0)
+                if stored and envelopes.decode(ChainEntry, stored[0]) == genesis:
+                    # The same genesis again: a resend after a lost answer is harmless.
+                    return share_id
                 raise AlreadyExists(f"share {share_id} already exists")
             await membership.create_share(tx, share_id, principal.user_id, genesis, now)
             await membership.write_members(tx, share_id, chain)
