@@ -103,8 +103,24 @@ class HttpRelayLink:
         return self._token
 
     async def login(self, *, register: bool | None = None, invite: str | None = None) -> None:
-        """Prove this device's key to the relay and take a fresh token."""
-        answer = await self._send("POST", "/v1/auth/challenge", None, auth=False)
+        """Prove this device's key to the relay and take a fresh token.
+
+        A server nonce is single-use: a token request whose answer was lost cannot be sent
+        again, so every attempt starts over with a fresh challenge.
+        """
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self._login_once(register=register, invite=invite)
+                return
+            except RelayUnreachable:
+                if attempt >= self.backoff.attempts:
+                    raise
+                await self.clock.sleep(self.backoff.delay(attempt, self.rng))
+
+    async def _login_once(self, *, register: bool | None, invite: str | None) -> None:
+        answer = await self._send("POST", "/v1/auth/challenge", None, auth=False, retry=False)
         try:
             challenge = AuthChallenge.decode(_field(answer, "challenge", bytes))
         except ProtocolError as exc:
@@ -121,7 +137,7 @@ class HttpRelayLink:
         }
         if (invite or self.invite) is not None:
             body["invite"] = invite or self.invite
-        issued = await self._send("POST", "/v1/auth/token", body, auth=False)
+        issued = await self._send("POST", "/v1/auth/token", body, auth=False, retry=False)
         self._token = _field(issued, "token", str)
         self._token_expires_ms = _field(issued, "expires_ms", int)
 
@@ -133,7 +149,9 @@ class HttpRelayLink:
         *,
         auth: bool = True,
         raw: bytes | None = None,
+        retry: bool = True,
     ) -> Any:
+        """One request; with ``retry``, transport failures and 5xx/429 answers are retried."""
         data = raw if raw is not None else (pack(body) if body is not None else None)
         relogged = False
         attempt = 0
@@ -155,7 +173,7 @@ class HttpRelayLink:
                     retry_after = resp.headers.get("Retry-After")
                     is_msgpack = resp.headers.get("Content-Type", "").startswith(CONTENT_TYPE)
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                if attempt >= self.backoff.attempts:
+                if not retry or attempt >= self.backoff.attempts:
                     raise RelayUnreachable(
                         f"cannot reach the relay at {self.base}: {exc or type(exc).__name__}",
                         hint="check the network and the relay URL; drift retries by itself",
@@ -174,7 +192,7 @@ class HttpRelayLink:
             error = decoded if isinstance(decoded, dict) else {}
             code = str(error.get("error", "unavailable" if status >= 500 else "refused"))
             if status >= 500 or status == 429:
-                if attempt >= self.backoff.attempts:
+                if not retry or attempt >= self.backoff.attempts:
                     raise RelayUnreachable(
                         f"the relay at {self.base} keeps failing ({status} {code})",
                         hint="the relay is overloaded or down; drift retries by itself",
