@@ -8,6 +8,7 @@ it is renamed into place.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 
 from crdt.view import Entry, EntryKind
 from peer.device.store import SyncedFile
@@ -15,6 +16,7 @@ from peer.engine.parts import (
     PassReport,
     SyncParts,
     depth_of,
+    join_path,
     parent_of,
 )
 from peer.engine.transfer import download_file
@@ -25,6 +27,7 @@ from peer.fs import (
     FileKind,
     FsError,
 )
+from peer.fs.paths import temp_name
 from storage.errors import StorageError
 
 
@@ -34,20 +37,9 @@ class Applier(SyncParts):
     async def apply_remote(self, report: PassReport) -> None:
         listing: dict[str, Entry] = dict(self.tree.walk())
         by_id = {e.id: p for p, e in listing.items()}
-        base = self.store.files()
         # 1. Entries no longer at their base path: moved (move on disk) or gone (to the trash).
-        displaced = [p for p, b in base.items() if (e := listing.get(p)) is None or e.id != b.entry]
-        for path in sorted(displaced, key=depth_of):
-            b = base.get(path)  # re-read after each move: a folder's move re-keys its contents
-            if b is None:
-                continue
-            entry = listing.get(path)
-            if entry is not None and entry.id == b.entry:
-                continue
-            new_path = by_id.get(b.entry)
-            if new_path is not None and new_path not in base:
-                await self._remote_move(b, new_path, report)
-                base = self.store.files()
+        displaced = await self._settle_moves(listing, by_id, report)
+        base = self.store.files()
         if displaced:
             base = self.store.files()
             for path in sorted(base, key=lambda p: -depth_of(p)):
@@ -100,6 +92,48 @@ class Applier(SyncParts):
             lambda p: listing[p].version.size,  # type: ignore[union-attr]
             "download",
         )
+
+    async def _settle_moves(
+        self, listing: dict[str, Entry], by_id: dict[str, str], report: PassReport
+    ) -> bool:
+        """Move every displaced entry that the tree holds elsewhere to its new path.
+
+        Re-read after each move until nothing is left to move: a folder's move re-keys the rows
+        under it, and those may be displaced in turn. Targets go parents-first, so a folder is
+        moved into place before anything is created inside it; where every target is taken by
+        another displaced entry (a swap, a rotation), one of them is parked under a temp name.
+        Returns whether anything was displaced at all.
+        """
+        tried: set[tuple[str, str]] = set()  # a move that did not happen is not tried again
+        parked: set[str] = set()
+        displaced_any = False
+        while True:
+            base = self.store.files()
+            pending: list[tuple[str, str]] = []
+            for path, b in base.items():
+                entry = listing.get(path)
+                if entry is not None and entry.id == b.entry:
+                    continue
+                displaced_any = True
+                new_path = by_id.get(b.entry)
+                if new_path is not None and (path, new_path) not in tried:
+                    pending.append((path, new_path))
+            if not pending:
+                return displaced_any
+            free = [m for m in pending if m[1] not in base]
+            if free:
+                path, new_path = min(free, key=lambda m: (depth_of(m[1]), m[1]))
+                tried.add((path, new_path))
+                await self._remote_move(base[path], new_path, report)
+                continue
+            _, taken = min(pending, key=lambda m: (depth_of(m[1]), m[1]))
+            if taken in parked:
+                return displaced_any  # could not be moved aside (changed here): next pass
+            parked.add(taken)
+            occupant = base[taken]
+            token = hashlib.blake2b(occupant.entry.encode(), digest_size=8).digest()
+            aside = join_path(parent_of(taken), temp_name(token))
+            await self._remote_move(occupant, aside, report)
 
     async def _disk_matches(self, b: SyncedFile) -> FileInfo | None:
         try:
