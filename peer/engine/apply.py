@@ -100,8 +100,8 @@ class Applier(SyncParts):
 
         Re-read after each move until nothing is left to move: a folder's move re-keys the rows
         under it, and those may be displaced in turn. Targets go parents-first, so a folder is
-        moved into place before anything is created inside it; where every target is taken by
-        another displaced entry (a swap, a rotation), one of them is parked under a temp name.
+        moved into place before anything is moved into it; a target taken by another displaced
+        entry (a swap, a rotation) is freed by parking that entry under a temp name.
         Returns whether anything was displaced at all.
         """
         tried: set[tuple[str, str]] = set()  # a move that did not happen is not tried again
@@ -120,20 +120,35 @@ class Applier(SyncParts):
                     pending.append((path, new_path))
             if not pending:
                 return displaced_any
-            free = [m for m in pending if m[1] not in base]
-            if free:
-                path, new_path = min(free, key=lambda m: (depth_of(m[1]), m[1]))
-                tried.add((path, new_path))
-                await self._remote_move(base[path], new_path, report)
+            # Strictly the shallowest target first: a deeper move whose target happens to be
+            # free may lie inside a folder that is itself about to move.
+            path, taken = min(pending, key=lambda m: (depth_of(m[1]), m[1]))
+            if taken not in base:
+                tried.add((path, taken))
+                await self._remote_move(base[path], taken, report)
                 continue
-            _, taken = min(pending, key=lambda m: (depth_of(m[1]), m[1]))
+            occupant = base[taken]
+            if (here := listing.get(taken)) is not None and here.id == occupant.entry:
+                # The entry is in place already: the row at `path` is a stale second copy.
+                tried.add((path, taken))
+                await self._remote_gone(base[path], report)
+                continue
             if taken in parked:
                 return displaced_any  # could not be moved aside (changed here): next pass
             parked.add(taken)
-            occupant = base[taken]
+            if by_id.get(occupant.entry) is None:
+                await self._remote_gone(occupant, report)  # deleted: out of the way for good
+                continue
+            # Moved elsewhere too: aside under one of our temp names (the scanner never reads
+            # them) until its own target is free; its row is keyed by a path no tree entry has.
             token = hashlib.blake2b(occupant.entry.encode(), digest_size=8).digest()
-            aside = join_path(parent_of(taken), temp_name(token))
-            await self._remote_move(occupant, aside, report)
+            aside = temp_name(token)
+            await self._remote_move(
+                occupant,
+                join_path(parent_of(taken), aside),
+                report,
+                disk_target=join_path(parent_of(occupant.disk_path), aside),
+            )
 
     async def _disk_matches(self, b: SyncedFile) -> FileInfo | None:
         try:
@@ -145,11 +160,13 @@ class Applier(SyncParts):
         same = (info.size, info.mtime_ns, info.inode) == (b.size, b.mtime_ns, b.inode)
         return info if same else None
 
-    async def _remote_move(self, b: SyncedFile, new_path: str, report: PassReport) -> None:
+    async def _remote_move(
+        self, b: SyncedFile, new_path: str, report: PassReport, disk_target: str | None = None
+    ) -> None:
         info = await self._disk_matches(b)
         if info is None:
             return  # changed locally: the next pass publishes it
-        target = self.disk_path(new_path)
+        target = disk_target or self.disk_path(new_path)
         try:
             await self._ensure_dir(parent_of(target))
             await self.executor.run(self.fs.rename, b.disk_path, target)

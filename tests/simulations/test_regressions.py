@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from simulations.scenario import run_seed
 from simulations.schedule import generate
 
@@ -12,3 +14,12 @@ def test_a_file_vanishing_while_its_edit_uploads_does_not_stop_the_share() -> No
     outcome = run_seed(95, schedule=generate(95, move_folders=False))
     assert outcome.error is None, f"{outcome.error}\n{outcome.trace_tail}"
     assert outcome.violations == [], "replay: drift simulate --seed 95 --no-folder-moves"
+
+
+@pytest.mark.parametrize("seed", [3, 9, 58, 1000])
+def test_folder_moves_leave_no_stale_copy_and_swaps_settle(seed: int) -> None:
+    # Each once left an entry synced at two paths: moves re-keyed rows that were never looked
+    # at again, a swap never settled, a stale second copy stayed on disk.
+    outcome = run_seed(seed, schedule=generate(seed))
+    assert outcome.error is None, f"{outcome.error}\n{outcome.trace_tail}"
+    assert outcome.violations == [], f"replay: drift simulate --seed {seed}"
