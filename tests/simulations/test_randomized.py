@@ -20,7 +20,7 @@ from simulations.scenario import run_seed
 from simulations.schedule import Schedule, Step, generate
 from simulations.shrink import shrink
 
-SMALL = {"target_ops": 60, "devices": 3, "move_folders": False}  # see docs/simulations.md
+SMALL = {"target_ops": 60, "devices": 3, "move_folders": True}
 FIXED_SEEDS = tuple(range(8))
 ROOT = Path(__file__).resolve().parents[2]
 
