@@ -20,7 +20,7 @@ import os
 import stat
 import threading
 from pathlib import Path
-from typing import ClassVar, Self
+from typing import ClassVar, Protocol, Self
 
 from nacl.bindings import crypto_sign_ed25519_pk_to_curve25519
 from nacl.public import PrivateKey, PublicKey
@@ -66,6 +66,28 @@ def x25519_public_of(device_public_key: bytes) -> bytes:
         raise BadCertificate("device public key is not a valid Ed25519 point") from exc
 
 
+class _UserSigned(Protocol):
+    v: int
+    user_key: bytes
+    sig: bytes
+
+    def signed_bytes(self) -> bytes: ...
+
+
+def _check_user_signed(
+    record: _UserSigned, purpose: Purpose, what: str, user_key: bytes | None
+) -> None:
+    """A statement a user key signed: its version, its signer, its signature."""
+    if record.v != CERTIFICATE_VERSION:
+        raise BadCertificate(f"{what} version {record.v} is not supported")
+    if user_key is not None and user_key != record.user_key:
+        raise BadCertificate(f"{what} was signed by another user")
+    try:
+        verify(record.user_key, purpose, record.signed_bytes(), record.sig)
+    except ProtocolError as exc:
+        raise BadCertificate(f"{what} signature does not verify") from exc
+
+
 @dataclasses.dataclass(frozen=True)
 class DeviceCertificate(Record):
     """A user's signed statement: this Ed25519 key is one of my devices."""
@@ -100,14 +122,7 @@ class DeviceCertificate(Record):
 
     def verify(self, user_key: bytes | None = None) -> Self:
         """Check the signature (and, if given, that ``user_key`` issued it); return self."""
-        if self.v != CERTIFICATE_VERSION:
-            raise BadCertificate(f"device certificate version {self.v} is not supported")
-        if user_key is not None and user_key != self.user_key:
-            raise BadCertificate("device certificate was issued by another user")
-        try:
-            verify(self.user_key, Purpose.DEVICE_CERTIFICATE, self.signed_bytes(), self.sig)
-        except ProtocolError as exc:
-            raise BadCertificate("device certificate signature does not verify") from exc
+        _check_user_signed(self, Purpose.DEVICE_CERTIFICATE, "device certificate", user_key)
         return self
 
 
@@ -138,14 +153,8 @@ class DeviceRevocation(Record):
         return dataclasses.replace(self, sig=bytes(SIGNATURE_BYTES)).encode()
 
     def verify(self, user_key: bytes | None = None) -> Self:
-        if self.v != CERTIFICATE_VERSION:
-            raise BadCertificate(f"revocation version {self.v} is not supported")
-        if user_key is not None and user_key != self.user_key:
-            raise BadCertificate("revocation was signed by another user")
-        try:
-            verify(self.user_key, Purpose.DEVICE_REVOCATION, self.signed_bytes(), self.sig)
-        except ProtocolError as exc:
-            raise BadCertificate("revocation signature does not verify") from exc
+        """Check the signature (and, if given, that ``user_key`` made it); return self."""
+        _check_user_signed(self, Purpose.DEVICE_REVOCATION, "revocation", user_key)
         return self
 
 
