@@ -21,7 +21,6 @@ from relay.runtime import Seams
 from relay.service import RelayService
 from relay.settings import JwtKey, Settings
 from seams import InlineExecutor, RandomSource
-from simulations.orderedhub import OrderedHub
 from simulations.runtime.aiohttp_sim import SimSite
 from simulations.runtime.clock import SimClock
 from simulations.runtime.network import SimHost
@@ -66,8 +65,6 @@ class SimRelay:
         app = create_app(self.settings, self.seams)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        # See simulations/orderedhub.py: the stock hub fans out in address order.
-        self.service.notifier.hub = OrderedHub()
         self._site = SimSite(self._runner, self.host, RELAY_PORT)
         await self._site.start()
 
