@@ -86,6 +86,7 @@ class SyncParts:
     blocks: RelayBlocks
     state: ShareState
     reason: str
+    apply_pending: bool  # the disk may not match the tree: the next pass applies it
     on_progress: Callable[[str, int, int], None] | None
 
     @property

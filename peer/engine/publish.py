@@ -337,6 +337,10 @@ class Publisher(SyncParts):
         entry = self.tree.lookup(b.path)
         self.store.forget_file(b.path)
         self.store.clear_file_error(b.path)
+        if entry is not None:
+            # Unless deleted below, the tree keeps something here that the disk lost: this
+            # pass must write it again, even if nothing is published.
+            self.apply_pending = True
         if entry is None or entry.id != b.entry:
             return
         try:
