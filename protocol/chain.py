@@ -149,6 +149,11 @@ class ChainEntry(Record):
         return None if self.user_key is None else user_id_of(self.user_key)
 
 
+# Entries after which someone holds keys they should no longer have (every role reads, so a
+# change of role takes nothing away).
+_LOSES_ACCESS = frozenset({EntryKind.REMOVE_USER, EntryKind.REVOKE_DEVICE})
+
+
 # Which optional fields each kind must (True) or must not (False) carry.
 _SHAPE: dict[EntryKind, dict[str, bool]] = {
     EntryKind.GENESIS: {"user_key": True, "role": False, "epoch": True, "revocation": False},
@@ -270,6 +275,27 @@ class MembershipChain:
             if number == epoch:
                 return key_hash
         raise UnknownHeight(f"key epoch {epoch} is not in the chain yet", epoch=epoch)
+
+    def epoch_start(self, epoch: int) -> int:
+        """The chain height of the entry that started ``epoch``."""
+        for height, number, _ in self._epochs:
+            if number == epoch:
+                return height
+        raise UnknownHeight(f"key epoch {epoch} is not in the chain yet", epoch=epoch)
+
+    def was_owner_since(self, user_id: bytes, height: int) -> bool:
+        """Whether the user was an owner at some height from ``height`` up to the head."""
+        history = self._roles.get(user_id, [])
+        if self.role_at(user_id, height) is Role.OWNER:
+            return True
+        return any(h > height and role is Role.OWNER for h, role in history)
+
+    def rotation_due(self) -> bool:
+        """Whether someone lost access (a user removed, a device revoked) since the current key
+        epoch began: the keys they hold still open what is written, so an owner must start a
+        new epoch."""
+        since = self._epochs[-1][0]
+        return any(entry.kind in _LOSES_ACCESS for entry in self.entries[since + 1 :])
 
     def is_revoked(self, device_id: bytes) -> bool:
         return device_id in self._revoked

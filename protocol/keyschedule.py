@@ -39,7 +39,15 @@ from nacl.public import Box, PublicKey
 
 from protocol.chain import SHARE_ID_BYTES, MembershipChain
 from protocol.codec import Bin, Record, Seq, UInt
-from protocol.errors import BadKey, DecodeError, LocalProtocolError, UnknownHeight, WrongShare
+from protocol.errors import (
+    BadKey,
+    DecodeError,
+    Forbidden,
+    LocalProtocolError,
+    Revoked,
+    UnknownHeight,
+    WrongShare,
+)
 from protocol.keys import DeviceCertificate, DeviceIdentity, x25519_public_of
 from protocol.signing import (
     HASH_BYTES,
@@ -265,11 +273,20 @@ def open_keys(
     recipient: DeviceIdentity,
     sender: DeviceCertificate,
     chain: MembershipChain,
+    *,
+    need_epoch: int | None = None,
 ) -> KeyRing:
     """Open a wrap addressed to this device and check every key against the chain.
 
-    Raises ``WrongShare``, ``BadKey`` (wrong recipient or sender, does not open, or a key whose
-    hash is not in the chain) or ``BadCertificate``.
+    Only an owner's device may hand out keys: the sender's user must have been an owner at some
+    height since the wrap's epoch began, and the sender device must not be revoked. So neither
+    the relay nor a former member can plant keys (the hash check alone would stop wrong keys,
+    not a stale or unauthorised hand-out). ``need_epoch`` refuses a wrap older than the epoch
+    the caller is missing (an old wrap replayed in place of the new one).
+
+    Raises ``WrongShare``, ``BadKey`` (wrong recipient or sender, too old, does not open, or a
+    key whose hash is not in the chain), ``Forbidden`` (the sender is no owner's device),
+    ``Revoked`` or ``BadCertificate``.
     """
     if wrap.share != chain.share_id:
         raise WrongShare("this key wrap is for another share")
@@ -277,7 +294,14 @@ def open_keys(
         raise BadKey("this key wrap is addressed to another device")
     if wrap.sender != sender.device_id:
         raise BadKey("this key wrap was made by another device than the certificate's")
+    if need_epoch is not None and wrap.epoch < need_epoch:
+        raise BadKey(
+            f"this key wrap holds keys up to epoch {wrap.epoch}, not the needed epoch "
+            f"{need_epoch} (an old wrap sent again?)",
+            epoch=wrap.epoch,
+        )
     sender.verify()
+    _check_wrapper(chain, sender, wrap.epoch)
     box = Box(recipient.box_private_key, PublicKey(x25519_public_of(sender.device_key)))
     try:
         bundle = KeyBundle.decode(box.decrypt(wrap.box, wrap.nonce))
@@ -292,3 +316,16 @@ def open_keys(
     ring = KeyRing(bundle.share, bundle.keys)
     ring.check_against(chain)
     return ring
+
+
+def _check_wrapper(chain: MembershipChain, sender: DeviceCertificate, epoch: int) -> None:
+    if chain.is_revoked(sender.device_id):
+        raise Revoked("this key wrap was made by a revoked device")
+    try:
+        start = chain.epoch_start(epoch)
+    except UnknownHeight as exc:
+        raise BadKey(
+            f"this key wrap is for epoch {epoch}, which is not in the chain (yet)"
+        ) from exc
+    if not chain.was_owner_since(sender.user_id, start):
+        raise Forbidden("this key wrap was not made by a device of an owner of the share")

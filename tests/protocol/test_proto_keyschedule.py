@@ -6,8 +6,14 @@ import dataclasses
 
 import pytest
 
-from protocol.chain import make_key_epoch
-from protocol.errors import BadKey, DecodeError, WrongShare
+from protocol.chain import (
+    Role,
+    make_change_role,
+    make_key_epoch,
+    make_remove_user,
+    make_revoke_device,
+)
+from protocol.errors import BadKey, DecodeError, Forbidden, Revoked, WrongShare
 from protocol.keyschedule import (
     HOUR_MS,
     EpochKeyWrap,
@@ -18,6 +24,7 @@ from protocol.keyschedule import (
     open_keys,
     wrap_keys,
 )
+from tests.protocol.conftest import certified
 
 
 def test_all_keys_are_distinct_and_stable_across_rotation(world) -> None:
@@ -105,3 +112,96 @@ def test_lan_token_rotates_hourly(world, now_ms) -> None:
     assert lan_token(key, hour_start) != lan_token(key, hour_start + HOUR_MS)
     assert len(lan_token(key, now_ms)) == 8
     assert lan_token(key, now_ms) != lan_token(bytes(32), now_ms)
+
+
+def _rotate(world, now_ms: int) -> KeyRing:
+    ring = world.ring.rotated(world.rand)
+    world.chain.append(
+        make_key_epoch(world.chain, world.owner_laptop, ring.epoch(1).key_hash, now_ms)
+    )
+    return ring
+
+
+def test_only_an_owners_device_may_hand_out_keys(world, now_ms) -> None:
+    ring = _rotate(world, now_ms)
+    # The editor holds the right keys, yet a wrap from it is refused: keys come from owners.
+    from_editor = wrap_keys(ring, world.editor_phone.identity, world.viewer_tablet.certificate)
+    with pytest.raises(Forbidden, match="not made by a device of an owner"):
+        open_keys(
+            from_editor, world.viewer_tablet.identity, world.editor_phone.certificate, world.chain
+        )
+    from_outsider = wrap_keys(ring, world.outsider_pc.identity, world.viewer_tablet.certificate)
+    with pytest.raises(Forbidden):
+        open_keys(
+            from_outsider, world.viewer_tablet.identity, world.outsider_pc.certificate, world.chain
+        )
+
+
+def test_a_removed_owner_or_a_revoked_owner_device_may_not_hand_out_keys(world, now_ms) -> None:
+    chain = world.chain
+    chain.append(
+        make_change_role(chain, world.owner_laptop, world.editor.public_key, Role.OWNER, now_ms)
+    )
+    chain.append(make_remove_user(chain, world.owner_laptop, world.editor.public_key, {}, now_ms))
+    ring = _rotate(world, now_ms)
+    # Promoted, then removed before the new epoch began: its wrap of the new keys is refused.
+    stale = wrap_keys(ring, world.editor_phone.identity, world.viewer_tablet.certificate)
+    with pytest.raises(Forbidden):
+        open_keys(stale, world.viewer_tablet.identity, world.editor_phone.certificate, chain)
+    revocation = world.owner.revoke(world.owner_laptop.device_id, now_ms)
+    second = certified(world.owner, world.rand, "desktop")
+    chain.append(make_revoke_device(chain, second, revocation, 0, now_ms))
+    wrap = wrap_keys(ring, world.owner_laptop.identity, world.viewer_tablet.certificate)
+    with pytest.raises(Revoked):
+        open_keys(wrap, world.viewer_tablet.identity, world.owner_laptop.certificate, chain)
+    fresh = wrap_keys(ring, second.identity, world.viewer_tablet.certificate)
+    assert open_keys(fresh, world.viewer_tablet.identity, second.certificate, chain) == ring
+
+
+def test_an_old_wrap_sent_again_is_refused_when_a_newer_epoch_is_needed(world, now_ms) -> None:
+    old = wrap_keys(world.ring, world.owner_laptop.identity, world.editor_phone.certificate)
+    ring = _rotate(world, now_ms)
+    with pytest.raises(BadKey, match="not the needed epoch 1"):
+        open_keys(
+            old,
+            world.editor_phone.identity,
+            world.owner_laptop.certificate,
+            world.chain,
+            need_epoch=1,
+        )
+    new = wrap_keys(ring, world.owner_laptop.identity, world.editor_phone.certificate)
+    opened = open_keys(
+        new, world.editor_phone.identity, world.owner_laptop.certificate, world.chain, need_epoch=1
+    )
+    assert opened.latest_epoch == 1
+
+
+def test_a_wrap_relabelled_to_a_later_epoch_does_not_pass(world, now_ms) -> None:
+    old = wrap_keys(world.ring, world.owner_laptop.identity, world.editor_phone.certificate)
+    _rotate(world, now_ms)
+    relabelled = dataclasses.replace(old, epoch=1)
+    with pytest.raises(BadKey, match="do not match its label"):
+        open_keys(
+            relabelled,
+            world.editor_phone.identity,
+            world.owner_laptop.certificate,
+            world.chain,
+            need_epoch=1,
+        )
+
+
+def test_a_removal_or_revocation_makes_a_rotation_due_until_the_next_epoch(world, now_ms) -> None:
+    chain = world.chain
+    assert not chain.rotation_due()
+    chain.append(
+        make_change_role(chain, world.owner_laptop, world.viewer.public_key, Role.EDITOR, now_ms)
+    )
+    assert not chain.rotation_due()  # every role reads: a new role takes nothing away
+    chain.append(make_remove_user(chain, world.owner_laptop, world.viewer.public_key, {}, now_ms))
+    assert chain.rotation_due()
+    _rotate(world, now_ms)
+    assert not chain.rotation_due()
+    assert chain.epoch_start(1) == chain.height
+    revocation = world.editor.revoke(world.editor_phone.device_id, now_ms)
+    chain.append(make_revoke_device(chain, world.owner_laptop, revocation, 0, now_ms))
+    assert chain.rotation_due()
