@@ -23,7 +23,8 @@ from protocol.chain import WRITERS, ChainEntry, MembershipChain, Role, verify_ch
 from protocol.envelope import Envelope
 from protocol.errors import ProtocolError
 from protocol.keys import DeviceCertificate, DeviceRevocation
-from relay import accounts, envelopes, log, membership
+from protocol.keyschedule import EpochKeyWrap
+from relay import accounts, envelopes, keywraps, log, membership
 from relay.blocks import BlockAccess
 from relay.db import Database, Tx
 from relay.envelopes import ForwardedEnvelope
@@ -52,6 +53,8 @@ logger = logging.getLogger("relay.service")
 #: Batches up to this many envelopes verify their signatures on the loop (~60 µs each).
 INLINE_VERIFY_MAX = 4
 CERTIFICATE_CACHE_MAX = 100_000
+MAX_WRAPS_PER_REQUEST = 256  # the protocol's limit of key wraps per message
+OWNERS = frozenset({Role.OWNER})
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +268,70 @@ class RelayService:
         if roles is not None and role not in roles:
             raise RoleTooLow(f"a {role.value} of share {share_id} may not do this")
         return role
+
+    # -- key wraps (see relay.keywraps) ----------------------------------------------------------
+
+    async def member_devices(
+        self, principal: Principal, share_id: str
+    ) -> list[keywraps.MemberDevice]:
+        """The certificates an owner wraps new epoch keys for (with what each already has)."""
+        async with self.db.read() as tx:
+            await self._require(tx, share_id, principal, OWNERS)
+            return await keywraps.member_devices(tx, share_id)
+
+    async def put_key_wraps(
+        self, principal: Principal, share_id: str, raw_wraps: Sequence[bytes]
+    ) -> int:
+        """Keep an owner device's wraps for member devices of the share; how many were kept.
+
+        The relay cannot open a wrap; it checks what it can see: the wrap's share and sender
+        (the calling device), an epoch the chain has, and a recipient that is an unrevoked
+        device of a member."""
+        if len(raw_wraps) > MAX_WRAPS_PER_REQUEST:
+            raise PayloadTooLarge(f"at most {MAX_WRAPS_PER_REQUEST} key wraps per request")
+        wraps = [envelopes.decode(EpochKeyWrap, raw) for raw in raw_wraps]
+        for wrap in wraps:
+            if wrap.share.hex() != share_id:
+                raise BadRequest("a key wrap names another share")
+            if wrap.sender.hex() != principal.device_id:
+                raise Forbidden("a key wrap must be made by the calling device")
+        if not wraps:
+            return 0
+        async with self.db.write(group=share_id) as tx:
+            await self._require(tx, share_id, principal, OWNERS)
+            _, height, _ = await membership.share_row(tx, share_id)
+            chain = await self.chains.at_height(tx, share_id, height)
+            recipients = sorted({w.recipient.hex() for w in wraps})
+            members = await keywraps.member_device_ids(tx, share_id, recipients)
+            for wrap in wraps:
+                if wrap.epoch > chain.current_epoch:
+                    raise BadRequest(
+                        f"a key wrap for epoch {wrap.epoch}, which the chain does not have "
+                        f"(current epoch {chain.current_epoch})"
+                    )
+                if wrap.recipient.hex() not in members:
+                    raise Forbidden(
+                        "a key wrap is addressed to a device that is not a member's (or is "
+                        "revoked)",
+                        device=wrap.recipient.hex(),
+                    )
+            await keywraps.store(
+                tx,
+                share_id,
+                principal.device_id,
+                [
+                    (w.recipient.hex(), w.epoch, raw)
+                    for w, raw in zip(wraps, raw_wraps, strict=True)
+                ],
+                self.clock.now_ms(),
+            )
+        return len(wraps)
+
+    async def my_key_wraps(self, principal: Principal, share_id: str) -> list[keywraps.StoredWrap]:
+        """The newest wraps addressed to the calling device (a member's), newest epoch first."""
+        async with self.db.read() as tx:
+            await self._require(tx, share_id, principal)
+            return await keywraps.addressed_to(tx, share_id, principal.device_id)
 
     # -- the update log --------------------------------------------------------------------------
 

@@ -118,6 +118,20 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        2,
+        """
+        CREATE TABLE key_wraps (
+            share_id TEXT NOT NULL REFERENCES shares(share_id),
+            recipient TEXT NOT NULL,
+            epoch {bigint} NOT NULL,
+            sender TEXT NOT NULL,
+            wrap {blob} NOT NULL,
+            stored_ms {bigint} NOT NULL,
+            PRIMARY KEY (share_id, recipient, epoch)
+        );
+        """,
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

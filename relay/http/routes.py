@@ -29,6 +29,13 @@ refused. Ids in paths are lower-case hex (share 16 bytes, block 32 bytes).
 ``GET /v1/shares/{s}/blocks/{b}``           raw bytes, or 307 to a pre-signed S3 URL
 ``POST /v1/shares/{s}/blocks/put``          ``{blocks: [[id, bytes]]}`` → ``{new}``
 ``POST /v1/shares/{s}/blocks/get``          ``{ids}`` → ``{blocks: [[id, bytes]]}``
+``GET /v1/shares/{s}/devices``             → ``{devices: [{certificate, wrapped_epoch}]}``: member
+                                            devices and the newest epoch wrapped for each (owners)
+``POST /v1/shares/{s}/keys``                ``{wraps: [EpochKeyWrap]}`` → ``{stored}`` (owners;
+                                            each for an unrevoked member device)
+``GET /v1/shares/{s}/keys``                 → ``{wraps: [{wrap, sender}]}``: the newest wraps
+                                            addressed to the calling device, with the sender's
+                                            DeviceCertificate
 ``POST /v1/poll``                           ``{cursors: {share: seq}, timeout_s}`` → ``{heads}``
 ``GET /v1/ws``                              WebSocket, see :mod:`relay.http.ws`
 ==========================================  ==================================================
@@ -284,6 +291,31 @@ async def put_blocks(request: web.Request) -> web.Response:
     return respond({"new": new})
 
 
+async def member_devices(request: web.Request) -> web.Response:
+    devices = await request.app[SERVICE].member_devices(principal_of(request), _share(request))
+    return respond(
+        {
+            "devices": [
+                {"certificate": d.certificate, "wrapped_epoch": d.wrapped_epoch} for d in devices
+            ]
+        }
+    )
+
+
+async def put_key_wraps(request: web.Request) -> web.Response:
+    body = await _body(request)
+    wraps = field_list(body, "wraps")
+    if not all(isinstance(w, bytes) for w in wraps):
+        raise BadRequest("field 'wraps' must be an array of EpochKeyWrap records (bytes)")
+    stored = await request.app[SERVICE].put_key_wraps(principal_of(request), _share(request), wraps)
+    return respond({"stored": stored})
+
+
+async def my_key_wraps(request: web.Request) -> web.Response:
+    wraps = await request.app[SERVICE].my_key_wraps(principal_of(request), _share(request))
+    return respond({"wraps": [{"wrap": w.wrap, "sender": w.sender_certificate} for w in wraps]})
+
+
 def add_routes(app: web.Application) -> None:
     share = "/v1/shares/{share}"
     app.router.add_get("/healthz", healthz)
@@ -306,5 +338,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(f"{share}/blocks/have", have_blocks)
     app.router.add_post(f"{share}/blocks/get", get_blocks)
     app.router.add_post(f"{share}/blocks/put", put_blocks)
+    app.router.add_get(f"{share}/devices", member_devices)
+    app.router.add_post(f"{share}/keys", put_key_wraps)
+    app.router.add_get(f"{share}/keys", my_key_wraps)
     app.router.add_put(f"{share}/blocks/{{block}}", put_block)
     app.router.add_get(f"{share}/blocks/{{block}}", get_block)

@@ -50,3 +50,4 @@ def test_every_error_code_is_documented() -> None:
     codes -= {"protocol_error", "local_error", "remote_error"}
     missing = sorted(code for code in codes if f"| `{code}` |" not in DOC)
     assert not missing
+

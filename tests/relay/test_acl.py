@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from protocol.chain import Role
 from protocol.envelope import Envelope
+from protocol.keyschedule import KeyRing, wrap_keys
 from relay.http.context import SERVICE
 from relay.tokens import Principal, TokenAuthority
 
@@ -88,8 +89,21 @@ def _endpoints(share: Share) -> dict[str, tuple[str, Call]]:
             s.chain.append(entry)
         return answer
 
+    async def devices(api: Api, s: Share, d: Device) -> Answer:
+        return await api.call("GET", f"{p}/devices", token=d.token)
+
+    async def my_keys(api: Api, s: Share, d: Device) -> Answer:
+        return await api.call("GET", f"{p}/keys", token=d.token)
+
+    async def put_keys(api: Api, s: Share, d: Device) -> Answer:
+        # The caller's own wrap for the owner's device (always a member device).
+        ring = KeyRing(s.share_id, (bytes(32),))
+        wrap = wrap_keys(ring, d.certified.identity, s.owner.certified.certificate)
+        return await api.call("POST", f"{p}/keys", {"wraps": [wrap.encode()]}, token=d.token)
+
     return {
         "chain": (READ, chain),
+        "my_keys": (READ, my_keys),
         "log": (READ, log),
         "missing": (READ, missing),
         "vector": (READ, vector),
@@ -102,6 +116,8 @@ def _endpoints(share: Share) -> dict[str, tuple[str, Call]]:
         "put_one": (WRITE, put_one),
         "put_many": (WRITE, put_many),
         "extend_chain": (OWN, extend),
+        "devices": (OWN, devices),
+        "put_keys": (OWN, put_keys),
     }
 
 
