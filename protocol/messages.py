@@ -454,11 +454,17 @@ class BlockData(Message):
 
 @dataclasses.dataclass(frozen=True)
 class SequencedEnvelope(Record):
-    """An envelope with the sequence number the relay gave it in its share's log."""
+    """An envelope with the sequence number the relay gave it in its share's log, and the
+    relay's clock when it appended it (nil where no relay ordered it: between LAN peers)."""
 
     seq: int
     envelope: Envelope
-    SCHEMA = (("seq", UInt(min_value=1)), ("envelope", Nested(Envelope)))
+    appended_ms: int | None = None
+    SCHEMA = (
+        ("seq", UInt(min_value=1)),
+        ("envelope", Nested(Envelope)),
+        ("appended_ms", Maybe(UInt())),
+    )
 
 
 @_message

@@ -38,6 +38,7 @@ class LogEntry:
     counter: int
     envelope_hash: bytes
     body: bytes
+    appended_ms: int  # the relay's clock when it appended; never decreases along a share's log
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,10 @@ async def append(
 
     A caller that already locked the share row in this transaction passes ``locked_last_seq``
     (and may pass ``tips`` from :func:`tips`), saving the round trips on PostgreSQL.
+
+    Each new entry is stamped ``now_ms``, raised to the share's last stamp if that is later
+    (relays' clocks differ a little, and ``now_ms`` may be read before the lock): "as of" a
+    time then always means a prefix of the log, which is what devices restore from.
     """
     if locked_last_seq is None:
         head = await tx.select_for_update(
@@ -82,6 +87,7 @@ async def append(
     have_all_tips = tips is not None
     seqs: list[int] = []
     appended = owed_added = 0
+    stamp: int | None = None
     for index, item in enumerate(items):
         stored = await tx.fetchone(
             "SELECT seq, envelope_hash, body FROM envelopes "
@@ -123,6 +129,8 @@ async def append(
                 "previous envelope",
                 index=index,
             )
+        if stamp is None:
+            stamp = max(now_ms, await _last_stamp(tx, share_id, last_seq))
         last_seq += 1
         await tx.execute(
             "INSERT INTO envelopes (share_id, seq, device_id, counter, envelope_hash, body, "
@@ -133,7 +141,7 @@ async def append(
             item.counter,
             item.envelope_hash,
             item.body,
-            now_ms,
+            stamp,
         )
         await tx.execute(
             "INSERT INTO share_vectors (share_id, device_id, counter, last_hash) "
@@ -166,6 +174,15 @@ async def append(
     return AppendResult(tuple(seqs), appended, last_seq, owed_added)
 
 
+async def _last_stamp(tx: Tx, share_id: str, seq: int) -> int:
+    if seq == 0:
+        return 0
+    row = await tx.fetchone(
+        "SELECT received_ms FROM envelopes WHERE share_id = ? AND seq = ?", share_id, seq
+    )
+    return int(row[0]) if row else 0  # type: ignore[call-overload]
+
+
 def _entry(row: tuple[object, ...]) -> LogEntry:
     return LogEntry(
         seq=int(row[0]),  # type: ignore[call-overload]
@@ -173,10 +190,11 @@ def _entry(row: tuple[object, ...]) -> LogEntry:
         counter=int(row[2]),  # type: ignore[call-overload]
         envelope_hash=bytes(row[3]),  # type: ignore[arg-type]
         body=bytes(row[4]),  # type: ignore[arg-type]
+        appended_ms=int(row[5]),  # type: ignore[call-overload]
     )
 
 
-_COLUMNS = "seq, device_id, counter, envelope_hash, body"
+_COLUMNS = "seq, device_id, counter, envelope_hash, body, received_ms"
 
 
 async def last_seq(tx: Tx, share_id: str) -> int:

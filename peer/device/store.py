@@ -5,8 +5,9 @@ What it keeps, and why it must survive a restart:
 - ``meta``: the relay cursor, this device's envelope counter and last envelope hash (written and
   fsynced before an envelope leaves), the install id that wrote them, the share's state word;
 - ``chain`` and ``epoch_keys``: the membership chain and the key ring (checked against the chain);
-- ``updates``: every CRDT update applied, with who wrote it and the relay's sequence, so the folder
-  tree is rebuilt on start and history can be listed;
+- ``updates``: every CRDT update applied, with who wrote it, the relay's sequence and append time
+  (``relay_ms``; this device's receipt time ``time_ms`` for updates no relay has ordered yet), so
+  the folder tree is rebuilt on start and history can be listed and restored "as of" a time;
 - ``tips`` and ``certs``: each device's last accepted envelope and its certificate;
 - ``outbox``: envelopes sealed but not yet acknowledged by the relay (resent after a crash);
 - ``files``: what was last synced at each path (the base a local change is compared with);
@@ -32,6 +33,7 @@ CREATE TABLE IF NOT EXISTS updates (
     ord INTEGER PRIMARY KEY AUTOINCREMENT,
     device BLOB NOT NULL, install BLOB NOT NULL, seq INTEGER NOT NULL,
     seen BLOB NOT NULL, body BLOB NOT NULL, relay_seq INTEGER, time_ms INTEGER NOT NULL,
+    relay_ms INTEGER,
     UNIQUE (device, install, seq)
 );
 CREATE TABLE IF NOT EXISTS tips (device BLOB PRIMARY KEY, counter INTEGER NOT NULL,
@@ -58,7 +60,14 @@ class StoredUpdate:
     seen: dict[str, int]
     body: bytes
     relay_seq: int | None
-    time_ms: int
+    time_ms: int  # this device's clock when it received or wrote the update
+    relay_ms: int | None = None  # the relay's clock when it appended the update's envelope
+
+    @property
+    def ordered_ms(self) -> int:
+        """When the update happened for "as of" questions: the relay's time, which every device
+        shares, or else (an update only seen on the LAN so far) this device's receipt time."""
+        return self.time_ms if self.relay_ms is None else self.relay_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,12 +104,19 @@ class ShareStore:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")  # the counter is durable before we send
         self.db.executescript(SCHEMA)
+        self._add_missing_columns()
         self._every = 500
         self._ticks = 0
         self._error_paths: set[str] | None = None  # paths with an error, once looked up
 
     def close(self) -> None:
         self.db.close()
+
+    def _add_missing_columns(self) -> None:
+        """Stores written by an older version lack columns added since (all nullable)."""
+        have = {row[1] for row in self.db.execute("PRAGMA table_info(updates)")}
+        if "relay_ms" not in have:
+            self.db.execute("ALTER TABLE updates ADD COLUMN relay_ms INTEGER")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -182,14 +198,16 @@ class ShareStore:
 
     def updates(self) -> list[StoredUpdate]:
         rows = self.db.execute(
-            "SELECT device, install, seq, seen, body, relay_seq, time_ms FROM updates ORDER BY ord"
+            "SELECT device, install, seq, seen, body, relay_seq, time_ms, relay_ms FROM updates "
+            "ORDER BY ord"
         )
-        return [StoredUpdate(r[0], r[1], r[2], unpack(r[3]), r[4], r[5], r[6]) for r in rows]
+        return [StoredUpdate(r[0], r[1], r[2], unpack(r[3]), r[4], r[5], r[6], r[7]) for r in rows]
 
     def record_update(self, update: StoredUpdate) -> None:
         self.db.execute(
-            "INSERT OR IGNORE INTO updates (device, install, seq, seen, body, relay_seq, time_ms) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO updates "
+            "(device, install, seq, seen, body, relay_seq, time_ms, relay_ms) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 update.device,
                 update.install,
@@ -198,13 +216,18 @@ class ShareStore:
                 update.body,
                 update.relay_seq,
                 update.time_ms,
+                update.relay_ms,
             ),
         )
 
-    def set_relay_seq(self, device: bytes, install: bytes, seq: int, relay_seq: int) -> None:
+    def set_relay_seq(
+        self, device: bytes, install: bytes, seq: int, relay_seq: int, relay_ms: int | None = None
+    ) -> None:
+        """Where the relay put an update we already had (ours, or one first seen on the LAN)."""
         self.db.execute(
-            "UPDATE updates SET relay_seq = ? WHERE device = ? AND install = ? AND seq = ?",
-            (relay_seq, device, install, seq),
+            "UPDATE updates SET relay_seq = ?, relay_ms = COALESCE(relay_ms, ?) "
+            "WHERE device = ? AND install = ? AND seq = ?",
+            (relay_seq, relay_ms, device, install, seq),
         )
 
     def forget_update(self, device: bytes, install: bytes, seq: int) -> None:

@@ -125,10 +125,12 @@ class ShareReplica:
         return int(self.store.get("cursor", 0))
 
     def vector_at(self, time_ms: int) -> dict[str, int]:
-        """The CRDT updates this device had received by ``time_ms`` (its own receipt times)."""
+        """The CRDT updates the share held at ``time_ms``: by the relay's append times, which
+        every device shares whatever its own clock says; an update no relay has ordered yet
+        (seen only on the LAN) counts from when this device received or wrote it."""
         vector: dict[str, int] = {}
         for u in self.store.updates():
-            if u.time_ms <= time_ms:
+            if u.ordered_ms <= time_ms:
                 replica = replica_for(u.device, u.install)
                 vector[replica] = max(vector.get(replica, 0), u.seq)
         return vector
@@ -157,11 +159,14 @@ class ShareReplica:
 
     # -- receiving -------------------------------------------------------------------------------
 
-    def apply_page(self, entries: Iterable[tuple[int, bytes]], now_ms: int) -> ApplyReport:
-        """Apply log entries in order; stops early (``needs_chain``) when the chain is behind."""
+    def apply_page(
+        self, entries: Iterable[tuple[int, bytes, int | None]], now_ms: int
+    ) -> ApplyReport:
+        """Apply log entries (seq, envelope, the relay's append time) in order; stops early
+        (``needs_chain``) when the chain is behind."""
         report = ApplyReport()
         with self.store.transaction():
-            for seq, body in entries:
+            for seq, body, appended_ms in entries:
                 try:
                     envelope = Envelope.decode(body)
                 except ProtocolError as exc:
@@ -171,7 +176,7 @@ class ShareReplica:
                 if envelope.header.height > self.chain.height:
                     report.needs_chain = True
                     return report
-                outcome = self._apply_one(seq, envelope, now_ms)
+                outcome = self._apply_one(seq, envelope, now_ms, appended_ms)
                 if outcome == "own":
                     report.own += 1
                 elif outcome == "applied":
@@ -183,16 +188,21 @@ class ShareReplica:
                 self.store.set("cursor", seq)
         return report
 
-    def _apply_one(self, seq: int, envelope: Envelope, now_ms: int) -> str | None:
+    def _apply_one(
+        self, seq: int, envelope: Envelope, now_ms: int, appended_ms: int | None
+    ) -> str | None:
         header = envelope.header
         tips = self.store.tips()
         last = tips.get(header.device)
         if header.device == self.device.device_id and header.counter <= self.counter:
             if last is None or last[0] < header.counter:
                 self.store.set_tip(header.device, header.counter, envelope.envelope_hash)
+            self._note_relay_place(envelope, seq, appended_ms)
             return "own"
         if last is not None and header.counter <= last[0]:
-            return None  # seen before (a resend, or delivered twice)
+            # Seen before (a resend, delivered twice, or first over the LAN).
+            self._note_relay_place(envelope, seq, appended_ms)
+            return None
         try:
             payload = UpdatePayload.decode(
                 open_envelope(envelope, self.crypto.metadata_key(header.epoch))
@@ -228,9 +238,26 @@ class ShareReplica:
                     payload.update,
                     seq,
                     now_ms,
+                    appended_ms,
                 )
             )
         return "applied"
+
+    def _note_relay_place(self, envelope: Envelope, seq: int, appended_ms: int | None) -> None:
+        """Record where and when the relay put an update this device already held.
+
+        Only a payload that opens under the share's key counts (the relay cannot make one), so
+        a relay can misstate times, as it could anyway, but not attach them to another update.
+        """
+        try:
+            payload = UpdatePayload.decode(
+                open_envelope(envelope, self.crypto.metadata_key(envelope.header.epoch))
+            )
+        except (ProtocolError, IntegrityError):
+            return
+        self.store.set_relay_seq(
+            envelope.header.device, payload.install, payload.seq, seq, appended_ms
+        )
 
     def _advance_own(self, counter: int, envelope_hash: bytes) -> None:
         if counter > self.counter:

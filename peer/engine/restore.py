@@ -1,8 +1,11 @@
 """Bringing back what was: one version of a file, or a file or folder as it was at a time.
 
-"When" is this device's receipt time of each update (the relay's log does not yet carry its
-append times), never the authors' clocks. Restoring writes through the FileSystem seam's atomic
-write; restored into the synced folder, it is an ordinary local change the next pass publishes.
+"When" is the relay's append time of each update, which its log pages carry: one clock for every
+device, so devices whose clocks disagree restore the same state "as of" a time, the one the relay
+ordered. Only updates no relay has ordered yet (seen on the LAN, or not yet sent) count from this
+device's own receipt time; never from the authors' clocks. Restoring writes through the
+FileSystem seam's atomic write; restored into the synced folder, it is an ordinary local change
+the next pass publishes.
 """
 
 from __future__ import annotations

@@ -381,5 +381,11 @@ def _field(answer: Any, name: str, kind: type) -> Any:
 
 
 def _page(answer: Any) -> LogPage:
-    entries = tuple((int(seq), bytes(body)) for seq, body in _field(answer, "entries", list))
-    return LogPage(entries, _field(answer, "last_seq", int), _field(answer, "more", bool))
+    entries: list[tuple[int, bytes, int | None]] = []
+    for entry in _field(answer, "entries", list):
+        # [seq, envelope, appended_ms]; relays before append times sent [seq, envelope].
+        if not isinstance(entry, list | tuple) or len(entry) not in (2, 3):
+            raise RelayUnreachable("the relay's log page holds an entry of an unknown shape")
+        appended_ms = int(entry[2]) if len(entry) == 3 and entry[2] is not None else None
+        entries.append((int(entry[0]), bytes(entry[1]), appended_ms))
+    return LogPage(tuple(entries), _field(answer, "last_seq", int), _field(answer, "more", bool))

@@ -30,7 +30,9 @@ class AppendAck:
 
 @dataclass(frozen=True, slots=True)
 class LogPage:
-    entries: tuple[tuple[int, bytes], ...]  # (seq, envelope bytes), ascending seq
+    # (seq, envelope bytes, the relay's append time in ms or None from a relay too old to say),
+    # ascending seq
+    entries: tuple[tuple[int, bytes, int | None], ...]
     last_seq: int
     more: bool
 

@@ -19,8 +19,8 @@ refused. Ids in paths are lower-case hex (share 16 bytes, block 32 bytes).
 ``POST /v1/shares/{s}/chain``               ``{entry}`` → ``{height}`` (owner-signed extension)
 ``POST /v1/shares/{s}/envelopes``           ``{envelopes: [{envelope, certificate?}]}``
                                             → ``{seqs, appended, last_seq}``
-``GET /v1/shares/{s}/envelopes``            ``?since=&limit=`` → ``{entries: [[seq, envelope]],
-                                            last_seq, more}``
+``GET /v1/shares/{s}/envelopes``            ``?since=&limit=`` → ``{entries: [[seq, envelope,
+                                            appended_ms]], last_seq, more}``
 ``POST /v1/shares/{s}/missing``             ``{vector: {device: counter}, limit?}`` → same page
 ``GET /v1/shares/{s}/vector``               → ``{vector}`` (the server-side version vector)
 ``GET /v1/shares/{s}/owed``                 ``?after=&limit=`` → ``{blocks: [id]}``
@@ -184,7 +184,7 @@ async def append(request: web.Request) -> web.Response:
 def _page(page: LogPage) -> web.Response:
     return respond(
         {
-            "entries": [[e.seq, e.body] for e in page.entries],
+            "entries": [[e.seq, e.body, e.appended_ms] for e in page.entries],
             "last_seq": page.last_seq,
             "more": page.more,
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import aiohttp
 import pytest
@@ -37,6 +38,7 @@ async def test_log_flow(relay: RelayUnderTest) -> None:
     chain = await api.call("GET", f"{share.path}/chain?from=1", token=editor.token)
     assert len(chain.body["entries"]) == 1
 
+    started_ms = time.time_ns() // 10**6
     e1 = owner.next_envelope(share.share_id, share.key, height=1)
     e2 = owner.next_envelope(share.share_id, share.key, height=1)
     first = await publish(api, share, owner, e1, e2)
@@ -50,7 +52,9 @@ async def test_log_flow(relay: RelayUnderTest) -> None:
     assert again.body == {"seqs": [2], "appended": 0, "last_seq": 3}
 
     page = await api.call("GET", f"{share.path}/envelopes?since=1&limit=1", token=editor.token)
-    assert page.body["entries"] == [[2, e2]]
+    ((seq, body, appended_ms),) = page.body["entries"]
+    assert (seq, body) == (2, e2)
+    assert started_ms <= appended_ms <= time.time_ns() // 10**6
     assert page.body["more"] is True
     assert page.body["last_seq"] == 3
     vector = await api.call("GET", f"{share.path}/vector", token=editor.token)
@@ -58,7 +62,7 @@ async def test_log_flow(relay: RelayUnderTest) -> None:
     missing = await api.call(
         "POST", f"{share.path}/missing", {"vector": {owner.hex: 1}}, token=editor.token
     )
-    assert [seq for seq, _ in missing.body["entries"]] == [2, 3]
+    assert [seq for seq, *_ in missing.body["entries"]] == [2, 3]
 
 
 async def test_blocks_and_owed(relay: RelayUnderTest) -> None:

@@ -181,3 +181,23 @@ async def test_group_commits_when_the_writer_it_waited_for_is_cancelled(db: Data
         await b
     async with db.read() as tx:
         assert [e.device_id for e in await log.since(tx, "s1", 0, 10)] == ["a"]
+
+
+async def test_append_times_are_stamped_and_never_go_back(db: Database) -> None:
+    """A relay whose clock is behind another's (or read before the lock) never stamps an entry
+    earlier than the one before it: "as of a time" is always a prefix of the log."""
+    await make_share(db)
+    async with db.write() as tx:
+        await log.append(tx, "s1", [env("a", 1), env("a", 2)], now_ms=5_000)
+    async with db.write() as tx:
+        await log.append(tx, "s1", [env("b", 1)], now_ms=4_000)  # a clock behind
+    async with db.write() as tx:
+        await log.append(tx, "s1", [env("a", 3)], now_ms=7_000)
+    async with db.read() as tx:
+        entries = await log.since(tx, "s1", 0, 10)
+    assert [(e.seq, e.appended_ms) for e in entries] == [
+        (1, 5_000),
+        (2, 5_000),
+        (3, 5_000),
+        (4, 7_000),
+    ]

@@ -109,7 +109,7 @@ async def test_ten_writers_through_two_relays(shared_backends: list[RelayProcess
                 got = await api.call(
                     "GET", f"{share.path}/envelopes?since={cursor}&limit=7", token=owner.token
                 )
-                seqs = [seq for seq, _ in got.body["entries"]]
+                seqs = [seq for seq, *_ in got.body["entries"]]
                 if seqs:
                     pages.append([cursor, *seqs])
                     cursor = seqs[-1]
@@ -135,7 +135,7 @@ async def test_ten_writers_through_two_relays(shared_backends: list[RelayProcess
         log = await apis[1].call(
             "GET", f"{share.path}/envelopes?since=0&limit=1000", token=owner.token
         )
-        assert [s for s, _ in log.body["entries"]] == list(range(1, total + 1))
+        assert [s for s, *_ in log.body["entries"]] == list(range(1, total + 1))
         vector = await apis[0].call("GET", f"{share.path}/vector", token=owner.token)
         assert vector.body["vector"] == {
             w.hex: PER_WRITER + (1 if w is owner else 0) for w in writers
@@ -165,12 +165,12 @@ async def test_ten_writers_through_two_relays(shared_backends: list[RelayProcess
         caught_up = await apis[1].call(
             "GET", f"{share.path}/envelopes?since=1&limit=1000", token=owner.token
         )
-        assert [s for s, _ in caught_up.body["entries"]] == list(range(2, total + 1))
+        assert [s for s, *_ in caught_up.body["entries"]] == list(range(2, total + 1))
 
 
 def _tip_before(log: dict, device: Device) -> bytes:
     from protocol.envelope import Envelope
 
-    envelopes = [Envelope.decode(body) for _, body in log["entries"]]
+    envelopes = [Envelope.decode(body) for _, body, _ in log["entries"]]
     mine = [e for e in envelopes if e.header.device == device.device_id]
     return mine[-2].envelope_hash if len(mine) >= 2 else bytes(32)
