@@ -41,7 +41,7 @@ class OpBatch:
         oid, counter, t = self._next()
         self.ops.append(VersionOp(oid, self.replica, counter, t, self.now_ms, node,
                                   bytes(content.manifest), content.size, content.mtime_ms,
-                                  tuple(sorted(base))))
+                                  tuple(sorted(base)), content.executable))
         return oid
 
 

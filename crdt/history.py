@@ -97,7 +97,8 @@ def restore_into(batch: OpBatch, now: VisibleTree, then: VisibleTree, path: str,
         return created[p]
 
     def restore_file(full: str, version: FileVersion) -> None:
-        content = FileContent(version.manifest, version.size, version.mtime_ms)
+        content = FileContent(version.manifest, version.size, version.mtime_ms,
+                              version.executable)
         cur = now.lookup(full)
         if cur is not None and cur.kind is EntryKind.FILE:
             if cur.version is None or cur.version.manifest != version.manifest:

@@ -5,10 +5,13 @@ are compact JSON arrays (positional, so a one-file update stays small)::
 
     move:    ["m", t, w, node, parent, name, prev, dir, seen]
     version: ["v", t, w, node, manifest_hex, size, mtime_ms, base]
+             ["v", t, w, node, manifest_hex, size, mtime_ms, base, 1]   (an executable file)
 
 ``t`` is the Lamport time, ``w`` the author's wall clock in ms (given by the caller, used only for
 "as of a time"), ``dir`` is 1/0 on a create and null otherwise, ``seen`` lists the version heads a
-delete (a move to TRASH) had seen. Ops are totally ordered by ``(t, replica, counter)``.
+delete (a move to TRASH) had seen. The trailing ``1`` of a version marks an executable file; it is
+left out otherwise, so every record written before the flag existed keeps its one spelling. Ops
+are totally ordered by ``(t, replica, counter)``.
 """
 
 from __future__ import annotations
@@ -120,6 +123,7 @@ class VersionOp:
     size: int
     mtime_ms: int
     base: tuple[str, ...]
+    executable: bool = False
 
     @property
     def key(self) -> OrderKey:
@@ -135,8 +139,9 @@ class VersionOp:
         return self.replica
 
     def record(self) -> list[Any]:
-        return ["v", self.t, self.w, self.node, self.manifest.hex(), self.size, self.mtime_ms,
-                list(self.base)]
+        record = ["v", self.t, self.w, self.node, self.manifest.hex(), self.size, self.mtime_ms,
+                  list(self.base)]
+        return [*record, 1] if self.executable else record
 
 
 Op = MoveOp | VersionOp
@@ -232,13 +237,15 @@ def decode_op(key: str, text: str) -> Op:
         return _canonical(text, MoveOp(key, replica, counter, _int(t, "t", 1), _int(w, "w"), node,
                                        parent, name, _ids(prev, "prev"), is_dir, seen_ids))
     if kind == "v":
-        if len(rec) != 8:
-            raise MalformedOp("version record must have 8 fields")
-        _, t, w, node, manifest, size, mtime_ms, base = rec
+        if len(rec) not in (8, 9):
+            raise MalformedOp("version record must have 8 fields, or 9 for an executable file")
+        _, t, w, node, manifest, size, mtime_ms, base = rec[:8]
+        if len(rec) == 9 and (type(rec[8]) is not int or rec[8] != 1):
+            raise MalformedOp("the executable flag must be 1 (and absent otherwise)")
         if not isinstance(manifest, str) or not _MANIFEST_RE.fullmatch(manifest):
             raise MalformedOp("manifest must be lowercase hex of 1..64 bytes")
         return _canonical(text, VersionOp(key, replica, counter, _int(t, "t", 1), _int(w, "w"),
                          _node(node, "node"), bytes.fromhex(manifest), _int(size, "size"),
-                         _int(mtime_ms, "mtime_ms"), _ids(base, "base")))
+                         _int(mtime_ms, "mtime_ms"), _ids(base, "base"), len(rec) == 9))
     raise MalformedOp(f"unknown record kind {kind!r}")
 

@@ -51,7 +51,7 @@ def save(tree: FolderTree) -> bytes:
         "versions": [[v.id for v in versions], [v.t for v in versions], [v.w for v in versions],
                      [v.node for v in versions], [v.manifest for v in versions],
                      [v.size for v in versions], [v.mtime_ms for v in versions],
-                     [v.base for v in versions]],
+                     [v.base for v in versions], [v.executable for v in versions]],
     }
     inc = tree.projection.inc
     s = inc.structure
@@ -149,10 +149,12 @@ def _ops_from_columns(cols: dict[str, list[list[Any]]]) -> tuple[list[MoveOp], l
     split = [i.rpartition(".") for i in ids]
     moves = list(map(MoveOp, ids, [p[0] for p in split], [int(p[2]) for p in split], ts, ws,
                      nodes, parents, names, map(tuple, prevs), dirs, map(tuple, seens)))
-    ids, ts, ws, nodes, manifests, sizes, mtimes, bases = cols["versions"]
+    ids, ts, ws, nodes, manifests, sizes, mtimes, bases = cols["versions"][:8]
+    # A save made before versions carried the executable flag has no ninth column.
+    flags = cols["versions"][8] if len(cols["versions"]) > 8 else [False] * len(ids)
     split = [i.rpartition(".") for i in ids]
     versions = list(map(VersionOp, ids, [p[0] for p in split], [int(p[2]) for p in split], ts,
-                        ws, nodes, manifests, sizes, mtimes, map(tuple, bases)))
+                        ws, nodes, manifests, sizes, mtimes, map(tuple, bases), flags))
     return moves, versions
 
 

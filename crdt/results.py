@@ -12,11 +12,13 @@ from crdt.view import FileVersion
 
 @dataclass(frozen=True, slots=True)
 class FileContent:
-    """What a version records: the manifest (or single block) id, size and mtime in ms."""
+    """What a version records: the manifest (or single block) id, size, mtime in ms and
+    whether the file is executable."""
 
     manifest: bytes
     size: int
     mtime_ms: int
+    executable: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -419,7 +419,8 @@ class FolderTree:
         base = {self._max_head(node)}
         base.update(h for h in self.index.version_heads(node)
                     if self.index.versions[h].manifest == copy.version.manifest)
-        batch.version(node, FileContent(chosen.manifest, chosen.size, chosen.mtime_ms),
+        batch.version(node, FileContent(chosen.manifest, chosen.size, chosen.mtime_ms,
+                                              chosen.executable),
                       tuple(base))
 
     def _entry(self, eid: str) -> Entry:

@@ -77,6 +77,9 @@ class Applier(SyncParts):
             if b is not None and b.version == entry.version.version_id:
                 continue
             if b is not None and b.content == entry.version.manifest:
+                if b.executable != entry.version.executable:
+                    await self._remote_mode(path, b, entry, report)
+                    continue
                 self.store.put_file(
                     dataclasses.replace(b, entry=entry.id, version=entry.version.version_id)
                 )
@@ -223,6 +226,24 @@ class Applier(SyncParts):
             return
         self._record(path, disk, info)
 
+    async def _remote_mode(
+        self, path: str, b: SyncedFile, entry: Entry, report: PassReport
+    ) -> None:
+        """The same bytes, made executable or not (a chmod elsewhere): no download."""
+        assert entry.version is not None
+        if await self._disk_matches(b) is None:
+            return  # changed locally since: the next pass publishes it
+        try:
+            await self.executor.run(
+                self.fs.set_meta, b.disk_path, executable=entry.version.executable
+            )
+            info = await self.executor.run(self.fs.lstat, b.disk_path)
+        except FsError as exc:
+            self._file_error(path, "chmod", str(exc))
+            report.errors += 1
+            return
+        self._record(path, b.disk_path, info, entry.version.manifest)
+
     async def _remote_file(
         self, path: str, entry: Entry, b: SyncedFile | None, report: PassReport
     ) -> None:
@@ -247,6 +268,7 @@ class Applier(SyncParts):
                 self.replica.crypto,
                 self.executor,
                 expect,  # type: ignore[arg-type]
+                entry.version.executable,
             )
         except FsError as exc:
             # Most often: a local file appeared or changed at this path meanwhile. It is never

@@ -72,7 +72,8 @@ class Publisher(SyncParts):
                 gone[d] = b
                 new[d] = info
             elif kind == "file" and (
-                (info.size, info.mtime_ns, info.inode) != (b.size, b.mtime_ns, b.inode)
+                (info.size, info.mtime_ns, info.inode, info.executable)
+                != (b.size, b.mtime_ns, b.inode, b.executable)
                 # Racy: changed in the same mtime tick as it was read; only its bytes can tell.
                 or info.mtime_ns + self.fs.mtime_resolution_ns >= b.synced_ns
             ):
@@ -125,7 +126,7 @@ class Publisher(SyncParts):
     def _import(self, paths: list[str], uploads: dict[str, tuple[Uploaded, FileInfo]]) -> None:
         """Many new files in one update (one envelope): the common case of a first scan."""
         items = [
-            (d, FileContent(u.content, u.size, after.mtime_ns // 1_000_000))
+            (d, FileContent(u.content, u.size, after.mtime_ns // 1_000_000, after.executable))
             for d in paths
             for u, after in (uploads[d],)
         ]
@@ -246,7 +247,9 @@ class Publisher(SyncParts):
     async def _local_new_file(
         self, d: str, uploaded: Uploaded, after: FileInfo, report: PassReport
     ) -> None:
-        content = FileContent(uploaded.content, uploaded.size, after.mtime_ns // 1_000_000)
+        content = FileContent(
+            uploaded.content, uploaded.size, after.mtime_ns // 1_000_000, after.executable
+        )
         try:
             entry = self.tree.lookup(d)
             if (
@@ -283,8 +286,10 @@ class Publisher(SyncParts):
     async def _local_changed_file(
         self, d: str, b: SyncedFile, uploaded: Uploaded, after: FileInfo, report: PassReport
     ) -> None:
-        if b.content is not None and content_hash_of(b.content) == content_hash_of(
-            uploaded.content
+        if (
+            b.content is not None
+            and content_hash_of(b.content) == content_hash_of(uploaded.content)
+            and after.executable == b.executable
         ):
             self.store.put_file(  # touched, not changed
                 dataclasses.replace(
@@ -297,7 +302,9 @@ class Publisher(SyncParts):
                 )
             )
             return
-        content = FileContent(uploaded.content, uploaded.size, after.mtime_ns // 1_000_000)
+        content = FileContent(
+            uploaded.content, uploaded.size, after.mtime_ns // 1_000_000, after.executable
+        )
         try:
             entry = self.tree.lookup(b.path)
             if entry is None or entry.id != b.entry:

@@ -100,6 +100,7 @@ async def download_file(
     crypto: ShareCrypto,
     executor: Executor,
     expect: Expectation,
+    executable: bool = False,
 ) -> FileInfo:
     first = block_of(content)
     first_data = None if first is None else await blocks.get(first)
@@ -109,7 +110,7 @@ async def download_file(
         # One chunk: open (checked against its chunk id, which is the file's content hash)
         # and write in one hop to the executor.
         return await executor.run(
-            _open_and_write, fs, path, ref, first_data, crypto, mtime_ns, expect
+            _open_and_write, fs, path, ref, first_data, crypto, mtime_ns, expect, executable
         )
     chunks = read_version(
         ref,
@@ -120,10 +121,22 @@ async def download_file(
     )
     if size <= IN_MEMORY_WRITE_BYTES or isinstance(executor, InlineExecutor):
         data = [c async for c in chunks]
-        return await executor.run(fs.write_atomic, path, data, mtime_ns=mtime_ns, expect=expect)
+        return await executor.run(
+            fs.write_atomic,
+            path,
+            data,
+            mtime_ns=mtime_ns,
+            executable=executable,
+            expect=expect,
+        )
     loop = asyncio.get_running_loop()
     return await executor.run(
-        fs.write_atomic, path, _pull(chunks, loop), mtime_ns=mtime_ns, expect=expect
+        fs.write_atomic,
+        path,
+        _pull(chunks, loop),
+        mtime_ns=mtime_ns,
+        executable=executable,
+        expect=expect,
     )
 
 
@@ -135,6 +148,7 @@ def _open_and_write(
     crypto: ShareCrypto,
     mtime_ns: int,
     expect: Expectation,
+    executable: bool,
 ) -> FileInfo:
     try:
         plain = open_chunk(
@@ -144,7 +158,7 @@ def _open_and_write(
         raise IntegrityError(f"a block does not open to the version's content: {exc}") from exc
     if len(plain) != ref.size:
         raise IntegrityError(f"a version of {ref.size} bytes came out as {len(plain)}")
-    return fs.write_atomic(path, plain, mtime_ns=mtime_ns, expect=expect)
+    return fs.write_atomic(path, plain, mtime_ns=mtime_ns, executable=executable, expect=expect)
 
 
 def _pull(chunks: AsyncIterator[bytes], loop: asyncio.AbstractEventLoop) -> Iterator[bytes]:

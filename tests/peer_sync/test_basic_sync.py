@@ -95,3 +95,28 @@ async def test_deleted_folder_restored_as_it_was(tmp_path: Path) -> None:
             assert any((a.folder / ".drift" / "trash").rglob("one.jpg"))
         finally:
             await close(a, b)
+
+
+async def test_executable_bit_and_mtime_arrive_on_the_other_device(tmp_path: Path) -> None:
+    async with running_relay(tmp_path / "relay") as url:
+        a, b = make_device(tmp_path, "a", url), make_device(tmp_path, "b", url)
+        try:
+            await share_between(a, b)
+            script = a.folder / "run.sh"
+            script.write_bytes(b"#!/bin/sh\necho hi\n")
+            os.utime(script, ns=(1_600_000_000_000_000_000, 1_600_000_000_123_000_000))
+            await settle([a, b])
+            theirs = b.folder / "run.sh"
+            assert not os.access(theirs, os.X_OK)
+            assert theirs.stat().st_mtime_ns == 1_600_000_000_123_000_000
+
+            script.chmod(0o755)  # only the mode changes: same bytes, same mtime
+            await settle([a, b])
+            assert os.access(theirs, os.X_OK)
+            assert theirs.read_bytes() == b"#!/bin/sh\necho hi\n"
+
+            theirs.chmod(0o644)  # and back, from the other side
+            await settle([b, a])
+            assert not os.access(script, os.X_OK)
+        finally:
+            await close(a, b)
