@@ -24,9 +24,9 @@ from peer.engine.replica import ShareReplica
 from peer.engine.shares import state_path
 from peer.engine.state import ShareState, ShareStatus
 from peer.engine.sync import PassReport, ShareSync, SyncOptions
-from peer.engine.watch import FolderWatch
 from peer.errors import ConfigError, DriftError, NotFound, RelayUnreachable
 from peer.fs import FileSystem, FsError, OsFileSystem
+from peer.local.watch import Watcher, WatchState, WatchStatus
 from peer.remote.backoff import Backoff
 from peer.remote.http import HttpRelayLink
 from peer.remote.link import RelayLink
@@ -175,8 +175,7 @@ class DeviceNode:
         """Sync every share until ``stop`` is set."""
         self.syncs_running = True
         tasks = []
-        watches: list[FolderWatch] = []
-        loop = asyncio.get_running_loop()
+        watchers: list[Watcher] = []
         try:
             for sid in self.config.shares:
                 trigger = asyncio.Event()
@@ -184,11 +183,10 @@ class DeviceNode:
                 self.triggers[sid] = trigger
                 sync = self.share(sid)
                 if self.watch:
-                    watch = FolderWatch(Path(self.config.shares[sid].path), trigger, loop)
-                    if watch.start():
-                        watches.append(watch)
-                    else:
-                        sync.notice = watch.problem
+                    watcher = self._watcher(sid, sync)
+                    watchers.append(watcher)
+                    await watcher.start()
+                    tasks.append(asyncio.create_task(self._watch_loop(watcher, sync, trigger)))
                 tasks.append(asyncio.create_task(self._share_loop(sid, trigger, stop)))
             tasks.append(asyncio.create_task(self._notifications(stop)))
             await stop.wait()
@@ -198,9 +196,30 @@ class DeviceNode:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            for watch in watches:
-                watch.stop()
+            for watcher in watchers:
+                await watcher.stop()
             self.syncs_running = False
+
+    def _watcher(self, sid: str, sync: ShareSync) -> Watcher:
+        def on_status(status: WatchStatus) -> None:
+            # Out of watches (or the watcher died): say so in `drift status`; sync goes on.
+            sync.notice = status.message if status.state is WatchState.POLLING else ""
+
+        return Watcher(
+            Path(self.config.shares[sid].path),
+            clock=self.seams.clock,
+            executor=self.seams.executor,
+            ignore_rules=lambda: sync.ignore,
+            debounce_ms=self.config.watch_delay_ms,
+            rescan_interval_s=self.config.rescan_interval_s,
+            fallback_rescan_interval_s=min(60.0, self.config.rescan_interval_s),
+            on_status=on_status,
+        )
+
+    async def _watch_loop(self, watcher: Watcher, sync: ShareSync, trigger: asyncio.Event) -> None:
+        async for batch in watcher:
+            sync.note_changed(batch.paths, full=batch.full_rescan)
+            trigger.set()
 
     async def _share_loop(self, sid: str, trigger: asyncio.Event, stop: asyncio.Event) -> None:
         sync = self.share(sid)

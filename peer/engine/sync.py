@@ -76,6 +76,8 @@ class ShareSync(Publisher, Applier):
         self.override_guard = False
         self.notice = ""  # a lasting condition that does not stop syncing (no file watches)
         self.apply_pending = True  # the first pass after a start compares everything
+        # As of the last pass (read from the folder then); the watcher filters events with it.
+        self.ignore = IgnoreRules.parse("", case_insensitive=fs.case_insensitive)
         self._report = PassReport()
         self._recorded: set[str] = set()
         # Called with (phase, bytes done, bytes in the phase) as files finish: progress bars.
@@ -104,8 +106,12 @@ class ShareSync(Publisher, Applier):
         self.state, self.reason = ShareState.IDLE, ""  # past the guards: whatever paused is over
         return report
 
+    def note_changed(self, paths: frozenset[str], *, full: bool = False) -> None:
+        """The watcher saw these paths change (or asks for the periodic full rescan)."""
+
     def _scan(self) -> ScanResult:
-        return scan_folder(self.fs, IgnoreRules.load(self.fs))
+        self.ignore = IgnoreRules.load(self.fs)
+        return scan_folder(self.fs, self.ignore)
 
     # -- pull ------------------------------------------------------------------------------------
 
