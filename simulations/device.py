@@ -28,9 +28,10 @@ from peer.engine.shares import state_path
 from peer.engine.sync import ShareSync
 from peer.fs import FileSystem, MemFileSystem
 from peer.fs.errors import SimulatedCrash
+from peer.remote.http import HttpRelayLink
 from seams import InlineExecutor, SeededRandom
 from simulations.relayhost import RELAY_URL
-from simulations.relaylink import SimRelayLink
+from simulations.relaylink import sim_relay_link
 from simulations.runtime.clock import SimClock
 from simulations.runtime.network import SimNetwork
 from simulations.runtime.trace import Trace
@@ -56,7 +57,7 @@ class SimDevice:
     _stop: asyncio.Event | None = None
     _task: asyncio.Task[None] | None = None
     starts: int = field(default=0)
-    links: list[SimRelayLink] = field(default_factory=list)
+    links: list[HttpRelayLink] = field(default_factory=list)
 
     @staticmethod
     def write_config(home: Home, name: str) -> None:
@@ -72,7 +73,7 @@ class SimDevice:
         rng = self.rng.fork(f"boot/{self.starts}")
         self.starts += 1
         device = load_device(self.home, rng)
-        link = SimRelayLink(
+        link = sim_relay_link(
             self.net.host(self.name), RELAY_URL, device, clock=self.clock, rng=rng.fork("link")
         )
         link.register = True

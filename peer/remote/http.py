@@ -11,7 +11,7 @@ and jitter from the injected random source; after ``Backoff.attempts`` tries it 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -42,6 +42,10 @@ def normalize_url(url: str) -> str:
     return url
 
 
+def _tcp_connector() -> aiohttp.BaseConnector:
+    return aiohttp.TCPConnector(limit=16)
+
+
 class HttpRelayLink:
     """A :class:`~peer.remote.link.RelayLink` for one device at one relay URL."""
 
@@ -56,6 +60,7 @@ class HttpRelayLink:
         upload: Bandwidth | None = None,
         download: Bandwidth | None = None,
         timeout_s: float = 60.0,
+        connector_factory: Callable[[], aiohttp.BaseConnector] | None = None,
     ) -> None:
         self.base = normalize_url(url)
         self.device = device
@@ -65,6 +70,8 @@ class HttpRelayLink:
         self.upload = upload or Bandwidth(clock)
         self.download = download or Bandwidth(clock)
         self.timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=10)
+        # How connections are opened: TCP by default; a simulated network in simulations.
+        self.connector_factory = connector_factory or _tcp_connector
         self._session: aiohttp.ClientSession | None = None
         self._token: str | None = None
         self._token_expires_ms = 0
@@ -81,7 +88,7 @@ class HttpRelayLink:
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                timeout=self.timeout, connector=aiohttp.TCPConnector(limit=16)
+                timeout=self.timeout, connector=self.connector_factory()
             )
         return self._session
 

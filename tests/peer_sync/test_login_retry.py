@@ -70,3 +70,30 @@ async def test_a_lost_token_answer_is_retried_with_a_fresh_challenge(tmp_path: P
             await runner.cleanup()
     assert seen["/v1/auth/token"] == 2
     assert seen["/v1/auth/challenge"] == 2
+
+
+async def test_connections_open_through_the_given_connector_factory(tmp_path: Path) -> None:
+    """Simulations dial over a simulated network this way; here a counting TCP factory."""
+    made: list[aiohttp.BaseConnector] = []
+
+    def factory() -> aiohttp.BaseConnector:
+        made.append(aiohttp.TCPConnector(limit=2))
+        return made[-1]
+
+    async with running_relay(tmp_path / "relay") as relay_url:
+        user, identity = UserIdentity.generate(), DeviceIdentity.generate()
+        device = CertifiedDevice(
+            identity, user.certify(identity.public_key, "laptop", time.time_ns() // 10**6)
+        )
+        link = HttpRelayLink(
+            relay_url, device, clock=SystemClock(), rng=OsRandom(), connector_factory=factory
+        )
+        link.register = True
+        try:
+            await link.login()
+            assert await link.list_shares() == []
+            assert len(made) == 1
+            assert link.session.connector is made[0]
+        finally:
+            await link.close()
+    assert made[0].closed
