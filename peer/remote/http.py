@@ -109,6 +109,15 @@ class HttpRelayLink:
         assert self._token is not None
         return self._token
 
+    async def token_outliving(self, expires_ms: int) -> tuple[str, int]:
+        """A token that expires after ``expires_ms`` (logging in again unless the current one
+        does), and its expiry: what an open notification socket renews itself with."""
+        async with self._login_lock:
+            if self._token is None or self._token_expires_ms <= expires_ms:
+                await self.login()
+            assert self._token is not None
+            return self._token, self._token_expires_ms
+
     async def login(self, *, register: bool | None = None, invite: str | None = None) -> None:
         """Prove this device's key to the relay and take a fresh token.
 
@@ -372,11 +381,15 @@ class HttpRelayLink:
     async def wait_heads(self, cursors: Mapping[str, int], timeout_s: float) -> dict[str, int]:
         return await self.notifications.wait(cursors, timeout_s)
 
-    async def ws_connect(self) -> aiohttp.ClientWebSocketResponse:
-        headers = {"Authorization": f"Bearer {await self.token()}"}
-        return await self.session.ws_connect(
+    async def ws_connect(self) -> tuple[aiohttp.ClientWebSocketResponse, int]:
+        """The notification socket, and when the token it was opened with expires."""
+        token = await self.token()
+        expires_ms = self._token_expires_ms
+        headers = {"Authorization": f"Bearer {token}"}
+        sock = await self.session.ws_connect(
             self.base + "/v1/ws", headers=headers, heartbeat=30, max_msg_size=64 * 1024
         )
+        return sock, expires_ms
 
 
 def _field(answer: Any, name: str, kind: type) -> Any:

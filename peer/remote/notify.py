@@ -5,6 +5,11 @@ subscription and with each heartbeat. This keeps the latest head per share; ``wa
 soon as one is past the caller's cursor. The socket reconnects with backoff and resubscribes with
 the shares it follows; a caller never misses anything, because it catches up by cursor anyway.
 When the socket cannot be opened, ``wait`` falls back to the relay's HTTP long-poll.
+
+A socket lives no longer than the token it was opened with, unless renewed on the socket itself:
+a minute before it expires (half way, for tokens shorter than two minutes) this sends
+``{"type": "auth", "token": …}`` with a token that outlives it, and the relay answers
+``auth_ok`` with the new expiry. A socket is never dropped just because a token ran out.
 """
 
 from __future__ import annotations
@@ -26,6 +31,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("peer.remote")
 
+RENEW_MARGIN_MS = 60_000
+
+
+def renew_at_ms(opened_ms: int, expires_ms: int) -> int:
+    """When to renew a socket's token: a minute before it expires, or half way for short ones."""
+    return expires_ms - min(RENEW_MARGIN_MS, max(0, expires_ms - opened_ms) // 2)
+
 
 class Notifications:
     def __init__(self, link: HttpRelayLink) -> None:
@@ -34,6 +46,7 @@ class Notifications:
         self.shares: set[str] = set()
         self.changed = asyncio.Event()
         self.connected = False
+        self.connections = 0  # sockets opened so far: one while renewals keep working
         self.ws_failures = 0
         self._task: asyncio.Task[None] | None = None
         self._resubscribe = asyncio.Event()
@@ -74,7 +87,7 @@ class Notifications:
         attempt = 0
         while True:
             try:
-                sock = await self.link.ws_connect()
+                sock, expires_ms = await self.link.ws_connect()
             except (aiohttp.ClientError, TimeoutError, OSError, RelayError) as exc:
                 self.ws_failures += 1
                 attempt += 1
@@ -83,34 +96,46 @@ class Notifications:
                 continue
             attempt = 0
             self.ws_failures = 0
+            self.connections += 1
             self.connected = True
             try:
-                await self._follow(sock)
-            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                await self._follow(sock, expires_ms)
+            except (aiohttp.ClientError, TimeoutError, OSError, RelayError) as exc:
                 logger.info("notification socket lost: %s", exc)
             finally:
                 self.connected = False
                 await sock.close()
             await self.link.clock.sleep(self.link.backoff.delay(1, self.link.rng))
 
-    async def _follow(self, sock: aiohttp.ClientWebSocketResponse) -> None:
+    async def _follow(self, sock: aiohttp.ClientWebSocketResponse, expires_ms: int) -> None:
+        """Read notifications until the socket ends; ``expires_ms``: its token's expiry."""
         self._resubscribe.clear()
         subscribed = set(self.shares)
         cursors = {s: self.heads.get(s, 0) for s in subscribed}
         await sock.send_bytes(pack({"type": "subscribe", "cursors": cursors}))
+        clock = self.link.clock
+        renew_ms = renew_at_ms(clock.now_ms(), expires_ms)
         while True:
             if self._resubscribe.is_set():
                 return  # reconnect with the larger set of shares
+            if clock.now_ms() >= renew_ms:
+                renew_ms = await self._renew(sock, expires_ms)
             receive = asyncio.ensure_future(sock.receive())
             resub = asyncio.ensure_future(self._resubscribe.wait())
             try:
-                done, _ = await asyncio.wait({receive, resub}, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    {receive, resub},
+                    timeout=max(0.0, (renew_ms - clock.now_ms()) / 1000),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
             finally:
                 for task in (resub, receive):
                     if not task.done():
                         task.cancel()
                         with contextlib.suppress(asyncio.CancelledError, Exception):
                             await task
+            if not done:
+                continue  # time to renew the token
             if receive not in done:
                 return
             msg = receive.result()
@@ -128,9 +153,20 @@ class Notifications:
                     self._note(str(share), int(seq))
             elif kind == "append":
                 self._note(str(body.get("share")), int(body.get("seq", 0)))
+            elif kind == "auth_ok" and isinstance(body.get("expires_ms"), int):
+                expires_ms = body["expires_ms"]
+                renew_ms = renew_at_ms(clock.now_ms(), expires_ms)
             elif kind == "error":
                 logger.warning("relay notification error: %s", body.get("message"))
                 return
+
+    async def _renew(self, sock: aiohttp.ClientWebSocketResponse, expires_ms: int) -> int:
+        """Send a token outliving the socket's; when to try again should no ``auth_ok`` come."""
+        token, new_expires_ms = await self.link.token_outliving(expires_ms)
+        await sock.send_bytes(pack({"type": "auth", "token": token}))
+        # Until the relay confirms, retry half way to the old expiry (never in a tight loop).
+        now_ms = self.link.clock.now_ms()
+        return max(now_ms + 1_000, renew_at_ms(now_ms, min(expires_ms, new_expires_ms)))
 
     def _note(self, share: str, seq: int) -> None:
         if seq > self.heads.get(share, 0):

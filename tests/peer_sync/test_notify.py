@@ -16,7 +16,7 @@ from tests.peer_sync.harness import make_device, running_relay, share_between
 class NoWebSocket(HttpRelayLink):
     """A link behind a proxy that refuses WebSocket upgrades."""
 
-    async def ws_connect(self) -> aiohttp.ClientWebSocketResponse:
+    async def ws_connect(self) -> tuple[aiohttp.ClientWebSocketResponse, int]:
         raise aiohttp.ClientConnectionError("upgrade refused by a proxy")
 
 
@@ -48,6 +48,30 @@ async def test_websocket_and_long_poll_both_wake_a_device(tmp_path: Path) -> Non
                 assert not fallback.notifications.connected
             finally:
                 await fallback.close()
+        finally:
+            await a.node.close()
+            await b.node.close()
+
+
+async def test_the_socket_renews_its_token_in_band_and_stays_open(tmp_path: Path) -> None:
+    """Tokens of three seconds: the relay closes a socket whose token runs out, so one socket
+    still open after two token lifetimes, still notifying, was renewed on the socket itself."""
+    async with running_relay(tmp_path / "relay", token_ttl_s=3) as url:
+        a, b = make_device(tmp_path, "a", url), make_device(tmp_path, "b", url)
+        try:
+            share = await share_between(a, b)
+            link = b.node.link
+            assert isinstance(link, HttpRelayLink)
+            cursor = (await link.read_log(share, 0)).last_seq
+            assert await link.wait_heads({share: cursor}, 0.5) == {}
+            assert link.notifications.connected
+            await asyncio.sleep(6.5)
+            assert link.notifications.connected
+            assert link.notifications.connections == 1
+            (a.folder / "late.txt").write_bytes(b"after two lifetimes")
+            heads = await _wakes(link, share, a.sync)
+            assert heads[share] > cursor
+            assert link.notifications.connections == 1
         finally:
             await a.node.close()
             await b.node.close()

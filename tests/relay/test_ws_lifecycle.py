@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from protocol.chain import Role
 from protocol.codec import pack, unpack
@@ -100,3 +102,29 @@ async def test_idle_socket_without_subscription_closes_at_expiry(tmp_path: Path)
         await asyncio.wait_for(_collect(ws, got), 10)
         assert got[-1]["error"] == "unauthenticated"
         assert ws.close_code == 4401
+
+
+async def test_revoked_device_is_disconnected(tmp_path: Path) -> None:
+    async with running_relay(_settings(tmp_path, ttl_s=600)) as relay:
+        laptop = new_device()
+        phone = new_device(laptop.user, name="phone")
+        for device in (laptop, phone):
+            await login(relay.api, device)
+        share = await create_share(relay.api, laptop)
+        ws = await _subscribe(relay, phone.token, share.hex)
+        got: list[dict[str, Any]] = []
+        reader = asyncio.create_task(_collect(ws, got))
+        revocation = laptop.user.revoke(phone.device_id, int(time.time() * 1000))
+        answer = await relay.api.call(
+            "POST", "/v1/devices/revoke", {"revocation": revocation.encode()}, token=laptop.token
+        )
+        assert answer.status == 200, answer.body
+        await asyncio.wait_for(reader, 15)
+        assert got[-1]["error"] == "device_revoked"
+        assert ws.close_code == 4403
+        # Its token, still unexpired, opens no new socket either.
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await relay.api.session.ws_connect(
+                relay.api.base + "/v1/ws", headers={"Authorization": f"Bearer {phone.token}"}
+            )
+        assert refused.value.status == 403
