@@ -12,6 +12,9 @@ Figures (names as in targets.toml ``[sync.*]``):
 - ``insert_1b_256mib_uploaded_blocks``: blocks uploaded after inserting 1 byte into 256 MiB;
 - ``peak_rss_5gib_mb``: the larger peak RSS of the uploading and the downloading process, 5 GiB;
 - ``rescan_unchanged_100k_s``: a pass over an unchanged 100,000-file folder.
+- ``restart_100k_warm_s`` / ``restart_100k_replay_s``: opening a share whose tree holds 100,000
+  files (recorded 200 to an update, as a first scan does) after a clean shutdown, from the saved
+  tree (warm start), and by replaying every stored update (no saved tree).
 """
 
 from __future__ import annotations
@@ -32,11 +35,15 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from benchmarks.harness import Bench, peak_rss_of, python_cmd
+from crdt.results import FileContent
 from peer.device.config import DeviceConfig
 from peer.device.home import Home
 from peer.device.identity import init_identity
+from peer.device.store import ShareStore
 from peer.engine.node import DeviceNode
+from peer.engine.replica import ShareReplica
 from peer.engine.shares import InviteCode, create_share, invite_member, join_share
+from peer.engine.warm import snapshot_path
 from protocol.chain import Role
 from seams import SystemClock
 from seams.random import OsRandom
@@ -285,6 +292,39 @@ async def rescan(bench: Bench, root: Path, url: str) -> None:
     bench.figure("rescan_unchanged_100k_s", seconds, "s", f"{count} files, a whole pass")
 
 
+async def restart(bench: Bench, root: Path, url: str) -> None:
+    count = bench.pick(smoke=2000, full=100_000)
+    pair = Pair(root, url, "restart")
+    await pair.setup()
+    node = pair.nodes[0]
+    replica = node.share(pair.share).replica
+    clock = SystemClock()
+    batch = 200
+    with replica.store.batch():
+        for start in range(0, count, batch):
+            items = [
+                (f"d{i // 1000}/f{i}", FileContent(bytes(64), i, clock.now_ms()))
+                for i in range(start, min(start + batch, count))
+            ]
+            update = replica.tree.import_tree(items, now_ms=clock.now_ms())
+            replica.seal(update, (), clock.now_ms())
+    device, state = node.device, replica.store.path
+    await pair.close()  # a clean shutdown saves the tree
+    figures = {}
+    for how in ("warm", "replay"):
+        if how == "replay":
+            snapshot_path(state).unlink()
+        store = ShareStore(state)
+        start = time.perf_counter()
+        opened = ShareReplica.open(store, device, OsRandom())
+        figures[how] = time.perf_counter() - start
+        assert opened.warm == (how == "warm")
+        assert len(opened.tree.index.versions) == count
+        store.close()
+    bench.figure("restart_100k_warm_s", figures["warm"], "s", f"{count} files, saved tree")
+    bench.figure("restart_100k_replay_s", figures["replay"], "s", f"{count} files, every update")
+
+
 async def run_all(bench: Bench, only: set[str]) -> None:
     rng = random.Random(7)
     with tempfile.TemporaryDirectory(prefix="drift-bench-sync-") as tmp:
@@ -297,6 +337,7 @@ async def run_all(bench: Bench, only: set[str]) -> None:
                 "insert": insert_one_byte(bench, root, url, rng),
                 "rss": peak_rss(bench, root, url, rng),
                 "rescan": rescan(bench, root, url),
+                "restart": restart(bench, root, url),
             }
             for name, step in steps.items():
                 if only and name not in only:
@@ -314,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--only",
         action="append",
         default=[],
-        help="small, big, latency, insert, rss, rescan (repeatable)",
+        help="small, big, latency, insert, rss, rescan, restart (repeatable)",
     )
     bench, args = Bench.from_argv("sync", argv, parser)
     os.environ.setdefault("PYTHONHASHSEED", "0")

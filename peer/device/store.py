@@ -7,7 +7,8 @@ What it keeps, and why it must survive a restart:
 - ``chain`` and ``epoch_keys``: the membership chain and the key ring (checked against the chain);
 - ``updates``: every CRDT update applied, with who wrote it, the relay's sequence and append time
   (``relay_ms``; this device's receipt time ``time_ms`` for updates no relay has ordered yet), so
-  the folder tree is rebuilt on start and history can be listed and restored "as of" a time;
+  the folder tree is rebuilt on start (on top of the saved tree, ``peer.engine.warm``) and history
+  can be listed and restored "as of" a time;
 - ``tips`` and ``certs``: each device's last accepted envelope and its certificate;
 - ``outbox``: envelopes sealed but not yet acknowledged by the relay (resent after a crash);
 - ``files``: what was last synced at each path (the base a local change is compared with);
@@ -200,6 +201,25 @@ class ShareStore:
         rows = self.db.execute(
             "SELECT device, install, seq, seen, body, relay_seq, time_ms, relay_ms FROM updates "
             "ORDER BY ord"
+        )
+        return [StoredUpdate(r[0], r[1], r[2], unpack(r[3]), r[4], r[5], r[6], r[7]) for r in rows]
+
+    def update_keys(self) -> list[tuple[int, bytes, bytes, int]]:
+        """(ord, device, install, seq) of every stored update, in the order they were stored:
+        what a saved folder tree is checked against without reading a single update body."""
+        rows = self.db.execute("SELECT ord, device, install, seq FROM updates ORDER BY ord")
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    def last_update_ord(self) -> int:
+        row = self.db.execute("SELECT COALESCE(MAX(ord), 0) FROM updates").fetchone()
+        return int(row[0])
+
+    def updates_after(self, ord_: int) -> list[StoredUpdate]:
+        """The updates stored after position ``ord_`` (see :meth:`update_keys`), in order."""
+        rows = self.db.execute(
+            "SELECT device, install, seq, seen, body, relay_seq, time_ms, relay_ms FROM updates "
+            "WHERE ord > ? ORDER BY ord",
+            (ord_,),
         )
         return [StoredUpdate(r[0], r[1], r[2], unpack(r[3]), r[4], r[5], r[6], r[7]) for r in rows]
 

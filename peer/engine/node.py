@@ -119,6 +119,7 @@ class DeviceNode:
 
     async def close(self) -> None:
         for sync in self.syncs.values():
+            sync.replica.checkpoint(every=1)  # the next start loads the tree instead of replaying
             sync.store.close()
         self.syncs.clear()
         if self._link is not None:

@@ -24,6 +24,13 @@ from crdt.tree import FolderTree, LocalUpdate, ReceiveStatus
 from peer.device.store import ShareStore, StoredUpdate
 from peer.engine.keys import ShareCrypto
 from peer.engine.payload import UpdatePayload
+from peer.engine.warm import (
+    SAVE_EVERY_UPDATES,
+    read_snapshot,
+    snapshot_path,
+    stale_reason,
+    write_snapshot,
+)
 from peer.errors import IntegrityError, ShareError
 from protocol.chain import ZERO_HASH, ChainEntry, MembershipChain, Role, verify_chain
 from protocol.envelope import (
@@ -75,6 +82,9 @@ class ShareReplica:
         self.identity = ReplicaIdentity(device.device_id, device.identity.install_id)
         self.tree = FolderTree(self.identity)
         self.installs: dict[bytes, bytes] = {}  # device → install of its last envelope
+        self.snapshot = snapshot_path(store.path)
+        self.saved_at = 0  # the store position (updates.ord) the saved tree covers
+        self.warm = False  # whether open() started from the saved tree
 
     # -- opening ---------------------------------------------------------------------------------
 
@@ -90,11 +100,38 @@ class ShareReplica:
                 hint="remove that share directory and join the share again",
             ) from exc
         replica = cls(store, device, chain, ShareCrypto(ring), rng)
-        replica._replay()
+        if not replica._warm_start():
+            replica._replay()
+        replica._note_install()
         return replica
 
     def _replay(self) -> None:
-        for u in self.store.updates():
+        self.tree = FolderTree(self.identity)
+        self.installs.clear()
+        self._apply_stored(self.store.updates())
+        self.saved_at = 0  # nothing saved matches: the next checkpoint saves
+
+    def _warm_start(self) -> bool:
+        """Load the saved tree and apply what was stored since; False if it cannot be used."""
+        loaded = read_snapshot(self.snapshot, self.identity)
+        if loaded is None:
+            return False
+        tree, covered = loaded
+        keys = self.store.update_keys()
+        stale = stale_reason(tree, keys, covered)
+        if stale is not None:
+            logger.info("saved folder tree of share %s not used: %s", self.share_id.hex(), stale)
+            return False
+        self.tree = tree
+        for _, device, install, _ in keys:
+            self.installs[device] = install
+        self._apply_stored(self.store.updates_after(covered))
+        self.saved_at = covered
+        self.warm = True
+        return True
+
+    def _apply_stored(self, updates: Iterable[StoredUpdate]) -> None:
+        for u in updates:
             identity = ReplicaIdentity(u.device, u.install)
             try:
                 self.tree.receive(identity, u.seq, u.seen, u.body)
@@ -103,6 +140,24 @@ class ShareReplica:
                     "stored update %s#%d refused on replay: %s", u.device.hex(), u.seq, exc
                 )
             self.installs[u.device] = u.install
+
+    def checkpoint(self, *, every: int = SAVE_EVERY_UPDATES) -> bool:
+        """Save the tree for the next start when ``every`` updates were stored since the last
+        save (``every=1``: whenever anything changed, as on shutdown). Call it where no update
+        is half-recorded: after a pass, on close. Whether it saved."""
+        last = self.store.last_update_ord()
+        if last - self.saved_at < every:
+            return False
+        try:
+            write_snapshot(self.snapshot, self.tree, last)
+        except OSError as exc:
+            # Only the next start is slower for it: it replays instead.
+            logger.warning("cannot save the folder tree of share %s: %s", self.share_id.hex(), exc)
+            return False
+        self.saved_at = last
+        return True
+
+    def _note_install(self) -> None:
         stored_install = self.store.get("install")
         if stored_install is not None and stored_install != self.identity.install_id:
             # Restored from a backup or copied: we write as a new replica from now on, and our

@@ -104,6 +104,7 @@ class ShareSync(Publisher, Applier):
         await self.send_outbox()
         self.store.set("last_sync_ms", self.clock.now_ms())
         self.state, self.reason = ShareState.IDLE, ""  # past the guards: whatever paused is over
+        self.replica.checkpoint()  # a safe point: every update of the pass is recorded
         return report
 
     def note_changed(self, paths: frozenset[str], *, full: bool = False) -> None:
