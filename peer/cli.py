@@ -32,6 +32,7 @@ from peer.device.identity import (
     load_user,
     new_device_key,
     parse_user_code,
+    recover_identity,
     user_code,
 )
 from peer.device.toml import write_atomic
@@ -47,10 +48,12 @@ from peer.engine.shares import (
 )
 from peer.errors import DriftError, ExitCode, NotFound, UsageError
 from peer.remote.http import normalize_url
+from peer.remote.recovery import claim_recovery_blob
 from protocol import ids
 from protocol.chain import Role
 from protocol.errors import ProtocolError
 from protocol.keys import DeviceCertificate
+from protocol.recovery import parse_recovery_code, recovery_verify_key, unwrap_user_key
 from seams import SystemClock
 from seams.random import OsRandom
 from storage.memory import tune_allocator
@@ -72,6 +75,7 @@ EXAMPLES = """\
 examples:
   drift init --name laptop                 # your user and this device; shows a recovery code
   drift relay login https://relay.example  # sign this device in to a relay
+  drift recover https://relay.example      # every device lost: your recovery code, a new device
   drift share create ~/Photos              # share a folder
   drift share invite Photos USER-CODE --role editor   # prints an invite code for them
   drift share join 'drift-invite:…' ~/Photos          # on their device
@@ -92,8 +96,16 @@ class Env:
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
 
+    inp: TextIO = field(default_factory=lambda: sys.stdin)
+
     def print(self, text: str = "") -> None:
         print(text, file=self.out)
+
+    def read_line(self, prompt: str) -> str:
+        """One line typed by the user (the prompt goes to stderr, so --json output stays clean)."""
+        if self.inp.isatty():
+            print(prompt, end="", file=self.err, flush=True)
+        return self.inp.readline().strip()
 
     def json(self, value: Any) -> None:
         print(json.dumps(value, indent=2, sort_keys=True, default=str), file=self.out)
@@ -143,6 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
         "create your user and this device's identity",
         "example: drift init --name laptop\nThe recovery code is shown once: write it down.",
     )
+    p.add_argument("--name", default=os.uname().nodename[:64], help="this device's name")
+
+    p = add(
+        "recover",
+        "lost every device? make this one a device of your user again, with your recovery code",
+        "example: drift recover https://relay.example --name new-laptop\n"
+        "The code is read from standard input (or DRIFT_RECOVERY_CODE); it never leaves this "
+        "device.\nAfterwards revoke the lost devices: drift device revoke DEVICE-ID",
+    )
+    p.add_argument("url", help="the relay your account is on")
     p.add_argument("--name", default=os.uname().nodename[:64], help="this device's name")
 
     relay = add("relay", "sign this device in to a relay")
@@ -274,6 +296,8 @@ async def cmd_init(args: argparse.Namespace, env: Env) -> int:
     home = _home(args, env)
     made = init_identity(home, args.name, SystemClock(), OsRandom())
     write_atomic(home.root / "recovery.blob", made.recovery_blob.encode())
+    # The code is never stored; the key it derives lets the relay check a claim made with it.
+    write_atomic(home.root / "recovery.key", recovery_verify_key(made.recovery_code))
     DeviceConfig(device_name=args.name).save(home.config)
     result = {
         "home": str(home.root),
@@ -294,6 +318,46 @@ async def cmd_init(args: argparse.Namespace, env: Env) -> int:
     return ExitCode.OK
 
 
+async def cmd_recover(args: argparse.Namespace, env: Env) -> int:
+    home = _home(args, env)
+    url = normalize_url(args.url)
+    code = env.vars.get("DRIFT_RECOVERY_CODE") or env.read_line("recovery code: ")
+    try:
+        parse_recovery_code(code)
+    except ProtocolError as exc:
+        raise UsageError(
+            f"that is not a recovery code: {exc}",
+            hint="type the 36 characters `drift init` showed, like ABCDEF-GHIJKL-…",
+        ) from exc
+    clock, rng = SystemClock(), OsRandom()
+    blob = await claim_recovery_blob(url, code, clock)
+    try:
+        user = unwrap_user_key(blob, code)
+    except ProtocolError as exc:
+        raise DriftError(f"the relay's recovery blob does not open with this code: {exc}") from exc
+    device = recover_identity(home, user, args.name, clock, rng)
+    config = DeviceConfig(device_name=args.name, relay_url=url)
+    config.save(home.config)
+    node = DeviceNode(home, watch=False)
+    try:
+        await node.link.login(register=False)  # type: ignore[attr-defined]
+    finally:
+        await node.close()
+    result = {
+        "home": str(home.root),
+        "device_id": ids.format_id(device.device_id),
+        "user_code": user_code(user.public_key),
+        "relay_url": url,
+    }
+    if args.json:
+        env.json(result)
+    else:
+        env.print(f"your user is back on this device: {result['device_id']} ({args.name})")
+        env.print(f"user code: {result['user_code']}")
+        env.print("next: revoke the lost devices (drift device revoke DEVICE-ID)")
+    return ExitCode.OK
+
+
 async def cmd_relay_login(args: argparse.Namespace, env: Env) -> int:
     home = _home(args, env)
     config = DeviceConfig.load(home.config)
@@ -303,10 +367,11 @@ async def cmd_relay_login(args: argparse.Namespace, env: Env) -> int:
     try:
         link = node.link
         await link.login(register=True, invite=args.invite)  # type: ignore[attr-defined]
-        blob = home.root / "recovery.blob"
+        blob, key = home.root / "recovery.blob", home.root / "recovery.key"
         if blob.exists():
-            await link.put_recovery(blob.read_bytes())
+            await link.put_recovery(blob.read_bytes(), key.read_bytes() if key.exists() else None)
             blob.unlink()  # the relay keeps it now (sealed: useless without the code)
+            key.unlink(missing_ok=True)
     finally:
         await node.close()
     config.save(home.config)
@@ -679,6 +744,7 @@ async def cmd_trash(args: argparse.Namespace, env: Env) -> int:
 
 COMMANDS = {
     "init": cmd_init,
+    "recover": cmd_recover,
     "device": cmd_device,
     "share": cmd_share,
     "run": cmd_run,

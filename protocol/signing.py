@@ -39,6 +39,7 @@ class Purpose(StrEnum):
     DEVICE_CERTIFICATE = "device-certificate"
     DEVICE_REVOCATION = "device-revocation"
     CHAIN_ENTRY = "chain-entry"
+    RECOVERY_PROOF = "recovery-proof"
     # Hash-only purposes.
     ENVELOPE_HASH = "envelope-hash"
     CHAIN_ENTRY_HASH = "chain-entry-hash"

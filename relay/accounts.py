@@ -129,6 +129,29 @@ async def set_recovery(tx: Tx, user_id: str, blob: bytes) -> None:
     await tx.execute("UPDATE users SET recovery_blob = ? WHERE user_id = ?", blob, user_id)
 
 
+async def set_recovery_key(tx: Tx, user_id: str, verify_key: bytes) -> bool:
+    """Register the key that proves the user's recovery code (one per user; a new code replaces
+    the old); False if another account registered the same key."""
+    row = await tx.fetchone("SELECT user_id FROM recovery_keys WHERE verify_key = ?", verify_key)
+    if row is not None:
+        return str(row[0]) == user_id
+    await tx.execute("DELETE FROM recovery_keys WHERE user_id = ?", user_id)
+    await tx.execute(
+        "INSERT INTO recovery_keys (verify_key, user_id) VALUES (?, ?)", verify_key, user_id
+    )
+    return True
+
+
+async def recovery_by_key(tx: Tx, verify_key: bytes) -> bytes | None:
+    """The recovery blob of the account whose recovery code ``verify_key`` proves."""
+    row = await tx.fetchone(
+        "SELECT u.recovery_blob FROM recovery_keys k JOIN users u ON u.user_id = k.user_id "
+        "WHERE k.verify_key = ?",
+        verify_key,
+    )
+    return bytes(row[0]) if row and row[0] is not None else None  # type: ignore[arg-type]
+
+
 async def get_recovery(tx: Tx, user_id: str) -> bytes | None:
     row = await tx.fetchone("SELECT recovery_blob FROM users WHERE user_id = ?", user_id)
     return bytes(row[0]) if row and row[0] is not None else None  # type: ignore[arg-type]

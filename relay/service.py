@@ -24,6 +24,8 @@ from protocol.envelope import Envelope
 from protocol.errors import ProtocolError
 from protocol.keys import DeviceCertificate, DeviceRevocation
 from protocol.keyschedule import EpochKeyWrap
+from protocol.recovery import RecoveryProof, verify_recovery_proof
+from protocol.signing import PUBLIC_KEY_BYTES as RECOVERY_KEY_BYTES
 from relay import accounts, envelopes, keywraps, log, membership
 from relay.blocks import BlockAccess
 from relay.db import Database, Tx
@@ -31,6 +33,7 @@ from relay.envelopes import ForwardedEnvelope
 from relay.errors import (
     AlreadyExists,
     BadRequest,
+    Conflict,
     DeviceRevoked,
     Forbidden,
     NotFound,
@@ -174,11 +177,50 @@ class RelayService:
                 tx, revocation.device_id.hex(), principal.user_id, statement, self.clock.now_ms()
             )
 
-    async def put_recovery(self, principal: Principal, blob: bytes) -> None:
+    async def put_recovery(
+        self, principal: Principal, blob: bytes, verify_key: bytes | None = None
+    ) -> None:
+        """Keep the user's sealed recovery blob, and the key that proves its code if given (so
+        the blob can be claimed with the code alone, see :meth:`claim_recovery`)."""
         if len(blob) > 64 * 1024:
             raise PayloadTooLarge("a recovery blob is at most 64 KiB")
+        if verify_key is not None and len(verify_key) != RECOVERY_KEY_BYTES:
+            raise BadRequest("verify_key is the 32-byte public recovery key")
         async with self.db.write() as tx:
             await accounts.set_recovery(tx, principal.user_id, blob)
+            if verify_key is not None and not await accounts.set_recovery_key(
+                tx, principal.user_id, verify_key
+            ):
+                raise Conflict("another account registered this recovery key; make a new code")
+
+    async def claim_recovery(self, proof_bytes: bytes) -> bytes:
+        """The recovery blob for whoever proves the recovery code, device or not.
+
+        The proof answers one of this relay's login challenges (single use, like a login) with
+        a signature by the key the code derives; a wrong code proves a key no account has.
+        """
+        proof = envelopes.decode(RecoveryProof, proof_bytes)
+        now = self.clock.now_ms()
+        try:
+            verify_key = await self.executor.run(
+                verify_recovery_proof,
+                proof,
+                origin=self.origin,
+                now_ms=now,
+                window_ms=self.settings.auth_clock_skew_s * 1000,
+            )
+        except ProtocolError as exc:
+            raise from_protocol(exc) from exc
+        async with self.db.write() as tx:
+            if not await accounts.consume_nonce(tx, proof.server_nonce, now):
+                raise Unauthenticated("recovery answers an unknown, expired or used challenge")
+            blob = await accounts.recovery_by_key(tx, verify_key)
+        if blob is None:
+            raise NotFound(
+                "no account registered this recovery code; check it, or it was replaced by a "
+                "newer one"
+            )
+        return blob
 
     async def get_recovery(self, principal: Principal) -> bytes:
         async with self.db.read() as tx:

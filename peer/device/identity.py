@@ -55,6 +55,24 @@ def init_identity(home: Home, name: str, clock: Clock, rng: RandomSource) -> New
     )
 
 
+def recover_identity(
+    home: Home, user: UserIdentity, name: str, clock: Clock, rng: RandomSource
+) -> CertifiedDevice:
+    """This device as a new one of ``user``, whose key came back from its recovery code."""
+    if home.device_key.exists():
+        raise ConfigError(
+            f"{home.root} already holds a device identity",
+            hint="recover into a new --home; this one belongs to a device you still have",
+        )
+    home.ensure()
+    device = DeviceIdentity.generate(rng.bytes)
+    certificate = user.certify(device.public_key, name, clock.now_ms())
+    save_user_identity(home.user_key, user)
+    save_device_identity(home.device_key, device)
+    write_atomic(home.device_cert, certificate.encode())
+    return CertifiedDevice(device, certificate)
+
+
 def new_device_key(home: Home, rng: RandomSource) -> DeviceIdentity:
     """A device key for a device that will be certified by another one (device linking)."""
     if home.device_key.exists():

@@ -364,8 +364,11 @@ class HttpRelayLink:
         answer = await self._send("POST", "/v1/devices/revoke", {"revocation": statement})
         return _field(answer, "new", bool)
 
-    async def put_recovery(self, blob: bytes) -> None:
-        await self._send("PUT", "/v1/recovery", {"blob": blob})
+    async def put_recovery(self, blob: bytes, verify_key: bytes | None = None) -> None:
+        body: dict[str, Any] = {"blob": blob}
+        if verify_key is not None:
+            body["verify_key"] = verify_key  # lets the code alone claim the blob back
+        await self._send("PUT", "/v1/recovery", body)
 
     async def get_recovery(self) -> bytes:
         return _field(await self._send("GET", "/v1/recovery", None), "blob", bytes)

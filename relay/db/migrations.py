@@ -132,6 +132,15 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        3,
+        """
+        CREATE TABLE recovery_keys (
+            verify_key {blob} PRIMARY KEY,
+            user_id TEXT NOT NULL UNIQUE REFERENCES users(user_id)
+        );
+        """,
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

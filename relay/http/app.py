@@ -37,8 +37,15 @@ from seams import Clock
 
 logger = logging.getLogger("relay.http")
 
-# Paths that take no token: health, metrics, and the login exchange itself.
-PUBLIC = {"/healthz", "/livez", "/metrics", "/v1/auth/challenge", "/v1/auth/token"}
+# Paths that take no token: health, metrics, the login exchange itself, and recovery by code.
+PUBLIC = {
+    "/healthz",
+    "/livez",
+    "/metrics",
+    "/v1/auth/challenge",
+    "/v1/auth/token",
+    "/v1/auth/recover",
+}
 # Token-like query parameters: refused outright so a token never ends up in a URL or a log.
 TOKEN_PARAMS = {"token", "access_token", "jwt", "auth", "authorization"}
 

@@ -12,7 +12,8 @@ refused. Ids in paths are lower-case hex (share 16 bytes, block 32 bytes).
 ``POST /v1/auth/token``                     ``{response: AuthResponse, register?, invite?}``
                                             → ``{token, expires_ms}``
 ``POST /v1/devices/revoke``                 ``{revocation: DeviceRevocation}`` → ``{new}``
-``PUT|GET /v1/recovery``                    ``{blob}``: the user's wrapped recovery blob
+``PUT|GET /v1/recovery``                    ``{blob, verify_key?}``: the wrapped recovery blob
+``POST /v1/auth/recover``                   ``{proof: RecoveryProof}`` → ``{blob}`` (no token)
 ``POST|GET /v1/shares``                     ``{genesis: ChainEntry}`` → ``{share}`` (201);
                                             list → ``{shares: [{share, role, last_seq}]}``
 ``GET /v1/shares/{s}/chain?from=h``         → ``{entries: [ChainEntry bytes]}``
@@ -124,8 +125,18 @@ async def revoke(request: web.Request) -> web.Response:
 
 async def put_recovery(request: web.Request) -> web.Response:
     body = await _body(request)
-    await request.app[SERVICE].put_recovery(principal_of(request), field_bytes(body, "blob") or b"")
+    await request.app[SERVICE].put_recovery(
+        principal_of(request),
+        field_bytes(body, "blob") or b"",
+        field_bytes(body, "verify_key", optional=True),
+    )
     return respond({})
+
+
+async def claim_recovery(request: web.Request) -> web.Response:
+    body = await _body(request)
+    blob = await request.app[SERVICE].claim_recovery(field_bytes(body, "proof") or b"")
+    return respond({"blob": blob})
 
 
 async def get_recovery(request: web.Request) -> web.Response:
@@ -326,6 +337,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/devices/revoke", revoke)
     app.router.add_put("/v1/recovery", put_recovery)
     app.router.add_get("/v1/recovery", get_recovery)
+    app.router.add_post("/v1/auth/recover", claim_recovery)
     app.router.add_post("/v1/shares", create_share)
     app.router.add_get("/v1/shares", list_shares)
     app.router.add_get(f"{share}/chain", get_chain)

@@ -25,6 +25,7 @@ RECORDS: list[type[Record]] = [
     linking.LinkRequest,
     linking.LinkGrant,
     recovery.RecoveryBlob,
+    recovery.RecoveryProof,
     invite.Invite,
     SequencedEnvelope,
 ]
