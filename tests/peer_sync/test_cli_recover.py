@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from peer.cli import Env, main
+from peer.device.home import Home
 from peer.errors import ExitCode
 from protocol.recovery import new_recovery_code
 from tests.peer_sync.test_cli import drift, relay_url  # noqa: F401  (the fixture)
@@ -36,7 +37,8 @@ def test_recover_with_the_code_alone(tmp_path: Path, relay_url: str) -> None:  #
     status, _, err = recover(fresh, relay_url, new_recovery_code())
     assert status == ExitCode.RELAY, err
     assert "no account registered this recovery code" in err
-    assert not (fresh / "device.key").exists() and not any(fresh.glob("*.key"))
+    assert not Home(fresh).device_key.exists()
+    assert not Home(fresh).user_key.exists()
 
     status, out, err = recover(fresh, relay_url, made["recovery_code"], "--json")
     assert status == ExitCode.OK, err
