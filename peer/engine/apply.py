@@ -269,6 +269,8 @@ class Applier(SyncParts):
                 self.executor,
                 expect,  # type: ignore[arg-type]
                 entry.version.executable,
+                lan=self.lan,
+                relay_away=self.relay_down is not None,
             )
         except FsError as exc:
             # Most often: a local file appeared or changed at this path meanwhile. It is never

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
-from peer.errors import IntegrityError
+from peer.errors import IntegrityError, RelayUnreachable
 from peer.remote.link import RelayLink
 from seams import Executor, InlineExecutor
 from storage.errors import StorageError
@@ -77,6 +77,13 @@ class RelayBlocks:
         self.verified: set[bytes] = set()  # prefetched blocks put back after verification
         self.uploaded_blocks = 0
         self.uploaded_bytes = 0
+        # With LAN peers the relay may be away: blocks wait (``deferred``) and are rebuilt from
+        # the files when it is back (``peer.engine.lanpass``); ``offline`` skips trying.
+        self.defer_when_unreachable = False
+        self.offline = False
+        self.deferred: set[bytes] = set()
+        # Sealed manifests seen going up or coming down, so LAN peers can be served them.
+        self.manifests: dict[bytes, bytes] = {}
 
     async def has(self, block_id: bytes) -> bool:
         return block_id in self.known or block_id in self.pending
@@ -114,7 +121,18 @@ class RelayBlocks:
 
     async def _send(self, pending: dict[bytes, bytes]) -> None:
         """Ask once which of a batch the relay has, upload only the others."""
-        have = await self.link.have_blocks(self.share, list(pending))
+        self._keep_manifests(pending.items())
+        if self.offline and self.defer_when_unreachable:
+            self.deferred.update(pending)
+            return
+        try:
+            have = await self.link.have_blocks(self.share, list(pending))
+        except RelayUnreachable:
+            if not self.defer_when_unreachable:
+                raise
+            self.offline = True
+            self.deferred.update(pending)
+            return
         missing = [(b, d) for b, d in pending.items() if b not in have]
         if missing:
             await self.link.put_blocks(self.share, missing)
@@ -142,7 +160,18 @@ class RelayBlocks:
             except StorageError as exc:
                 raise IntegrityError(f"the relay sent wrong bytes for a block: {exc}") from exc
         self.known.add(block_id)
+        self._keep_manifests([(block_id, data)])
         return data
+
+    def _keep_manifests(self, blocks: Iterable[tuple[bytes, bytes]]) -> None:
+        if len(self.manifests) > MAX_PREFETCHED:
+            self.manifests.clear()  # nobody took them: an index step that never ran
+        for block_id, data in blocks:
+            try:
+                if parse_header(data).block_type is BlockType.MANIFEST:
+                    self.manifests[block_id] = data
+            except StorageError:  # not a block: the upload or the check says so
+                continue
 
     async def get_many(self, block_ids: Iterable[bytes]) -> dict[bytes, bytes]:
         return {b: await self.get(b) for b in block_ids}

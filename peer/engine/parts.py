@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from crdt.tree import FolderTree
 from peer.device.store import FileError, ShareStore, SyncedFile
 from peer.engine.content import RelayBlocks
+from peer.engine.lanshare import ShareLan
 from peer.engine.replica import ShareReplica
 from peer.engine.state import ShareState
+from peer.errors import RelayUnreachable
 from peer.fs import (
     AlreadyExistsError,
     FileInfo,
@@ -84,6 +86,8 @@ class SyncParts:
     rules: NameRules
     share: str
     blocks: RelayBlocks
+    lan: ShareLan
+    relay_down: RelayUnreachable | None  # known unreachable (passes go on with LAN peers)
     state: ShareState
     reason: str
     apply_pending: bool  # the disk may not match the tree: the next pass applies it

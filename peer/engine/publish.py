@@ -233,6 +233,7 @@ class Publisher(SyncParts):
                 self.replica.chain.current_epoch,
                 self.executor,
                 size_hint=info.size,
+                lan=self.lan,
             )
             after = await self.executor.run(self.fs.lstat, d)
         except (FsError, StorageError) as exc:

@@ -23,6 +23,7 @@ from crdt.identity import ReplicaIdentity, replica_for
 from crdt.tree import FolderTree, LocalUpdate, ReceiveStatus
 from peer.device.store import ShareStore, StoredUpdate
 from peer.engine.keys import ShareCrypto
+from peer.engine.lanstore import LanStore
 from peer.engine.payload import UpdatePayload
 from peer.engine.warm import (
     SAVE_EVERY_UPDATES,
@@ -85,6 +86,7 @@ class ShareReplica:
         self.snapshot = snapshot_path(store.path)
         self.saved_at = 0  # the store position (updates.ord) the saved tree covers
         self.warm = False  # whether open() started from the saved tree
+        self.envelopes = LanStore(store.db)  # what LAN peers are served, and the relay caught up
 
     # -- opening ---------------------------------------------------------------------------------
 
@@ -243,9 +245,37 @@ class ShareReplica:
                 self.store.set("cursor", seq)
         return report
 
+    def apply_lan(
+        self, envelopes: Iterable[Envelope], now_ms: int
+    ) -> tuple[ApplyReport, list[Envelope]]:
+        """Apply envelopes a LAN peer sent, with every check a relay envelope gets; the relay
+        cursor stays. Returns the report and the envelopes to try again later (their chain
+        height, or an earlier envelope of their device, is not here yet)."""
+        report = ApplyReport()
+        later: list[Envelope] = []
+        ordered = sorted(envelopes, key=lambda e: (e.header.device, e.header.counter))
+        with self.store.transaction():
+            for envelope in ordered:
+                header = envelope.header
+                if header.height > self.chain.height:
+                    report.needs_chain = True
+                    later.append(envelope)
+                    continue
+                last = self.store.tips().get(header.device)
+                if header.counter > (last[0] if last is not None else 0) + 1:
+                    later.append(envelope)  # causal order: its predecessor is still on the way
+                    continue
+                outcome = self._apply_one(None, envelope, now_ms, None)
+                if outcome == "applied":
+                    report.applied += 1
+                elif outcome not in (None, "own"):
+                    report.rejected.append(Rejected(0, header.device, header.counter, outcome))
+        return report, later
+
     def _apply_one(
-        self, seq: int, envelope: Envelope, now_ms: int, appended_ms: int | None
+        self, seq: int | None, envelope: Envelope, now_ms: int, appended_ms: int | None
     ) -> str | None:
+        """``seq`` is the relay's sequence, None for an envelope a LAN peer sent."""
         header = envelope.header
         tips = self.store.tips()
         last = tips.get(header.device)
@@ -256,6 +286,8 @@ class ShareReplica:
             return "own"
         if last is not None and header.counter <= last[0]:
             # Seen before (a resend, delivered twice, or first over the LAN).
+            if seq is not None:  # the relay holds it: nobody needs to forward it any more
+                self.envelopes.mark_relayed([(header.device, header.counter)])
             self._note_relay_place(envelope, seq, appended_ms)
             return None
         try:
@@ -273,6 +305,9 @@ class ShareReplica:
             return f"envelope refused: {exc}"
         self.store.set_tip(header.device, header.counter, envelope.envelope_hash)
         self.store.add_certificate(header.device, payload.certificate)
+        self.envelopes.add_envelope(
+            header.device, header.counter, envelope.encode(), relayed=seq is not None
+        )
         if header.device == self.device.device_id:
             # Ours, written before a restore from backup (or before our state was lost): apply it
             # like any other, and continue our counter after it.
@@ -298,12 +333,16 @@ class ShareReplica:
             )
         return "applied"
 
-    def _note_relay_place(self, envelope: Envelope, seq: int, appended_ms: int | None) -> None:
+    def _note_relay_place(
+        self, envelope: Envelope, seq: int | None, appended_ms: int | None
+    ) -> None:
         """Record where and when the relay put an update this device already held.
 
         Only a payload that opens under the share's key counts (the relay cannot make one), so
         a relay can misstate times, as it could anyway, but not attach them to another update.
         """
+        if seq is None:
+            return  # from a LAN peer: the relay has not placed it (yet)
         try:
             payload = UpdatePayload.decode(
                 open_envelope(envelope, self.crypto.metadata_key(envelope.header.epoch))
@@ -382,6 +421,9 @@ class ShareReplica:
         )
         with self.store.transaction():
             self.store.queue_envelope(counter, envelope.encode())
+            self.envelopes.add_envelope(
+                self.device.device_id, counter, envelope.encode(), relayed=False
+            )
             self.store.set("counter", counter)
             self.store.set("prev", envelope.envelope_hash)
             self.store.set_tip(self.device.device_id, counter, envelope.envelope_hash)

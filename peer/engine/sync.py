@@ -24,6 +24,9 @@ from crdt.view import EntryKind
 from peer.device.store import ShareStore, SyncedFile
 from peer.engine.apply import Applier
 from peer.engine.content import RelayBlocks
+from peer.engine.lanpass import LanPass
+from peer.engine.lanshare import ShareLan
+from peer.engine.lanstore import LanStore
 from peer.engine.parts import (
     APPEND_BATCH,
     CONFLICT_MARK,
@@ -36,7 +39,7 @@ from peer.engine.publish import Publisher
 from peer.engine.replica import ShareReplica
 from peer.engine.scan import ScanResult, scan_folder
 from peer.engine.state import ShareState, ShareStatus
-from peer.errors import RelayRefused, ShareError
+from peer.errors import RelayRefused, RelayUnreachable, ShareError
 from peer.fs import (
     FileSystem,
     FsError,
@@ -49,7 +52,7 @@ from protocol.keys import DeviceCertificate
 from seams import Clock, Executor
 
 
-class ShareSync(Publisher, Applier):
+class ShareSync(LanPass, Publisher, Applier):
     def __init__(
         self,
         replica: ShareReplica,
@@ -71,6 +74,8 @@ class ShareSync(Publisher, Applier):
         self.rules = name_rules or NameRules.for_platform()
         self.share = replica.share_id.hex()
         self.blocks = RelayBlocks(link, self.share, executor)
+        self.lan = ShareLan(lambda: self.replica, LanStore(self.store.db), fs)
+        self.relay_down = None
         self.state = ShareState.IDLE
         self.reason = ""
         self.override_guard = False
@@ -87,21 +92,22 @@ class ShareSync(Publisher, Applier):
 
     async def run_pass(self) -> PassReport:
         report = PassReport()
-        await self.pull()
+        await self.pull_everything()
         scan = await self.executor.run(self._scan)
         base = self.store.files()
         if not await self._guard(scan, base):
             self.apply_pending = True
-            await self.send_outbox()
+            await self._send_to_relay()
             return report
         with self.store.batch():
             await self.publish_local(scan, report, base)
+        await self.push_outbox_to_lan()
         if report.published or self.apply_pending:
             # Otherwise the tree and the disk are as the last pass left them: nothing to do.
             with self.store.batch():
                 await self.apply_remote(report)
             self.apply_pending = report.errors > 0
-        await self.send_outbox()
+        await self._send_to_relay()
         self.store.set("last_sync_ms", self.clock.now_ms())
         self.state, self.reason = ShareState.IDLE, ""  # past the guards: whatever paused is over
         self.replica.checkpoint()  # a safe point: every update of the pass is recorded
@@ -190,6 +196,14 @@ class ShareSync(Publisher, Applier):
         self.state, self.reason = ShareState.PAUSED, reason
 
     # -- outbox ----------------------------------------------------------------------------------
+
+    async def _send_to_relay(self) -> None:
+        """The outbox (and, with LAN peers, what the relay missed); raises while it is away."""
+        if self.relay_down is not None:
+            # The LAN part of the pass is done; the daemon retries the relay on its timer.
+            raise RelayUnreachable(self.relay_down.message, hint=self.relay_down.hint)
+        await self.catch_relay_up()
+        await self.send_outbox()
 
     async def send_outbox(self) -> int:
         """Send sealed envelopes in order; how many the relay acknowledged."""

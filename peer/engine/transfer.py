@@ -15,7 +15,9 @@ from dataclasses import dataclass
 
 from peer.engine.content import RelayBlocks, block_of, decode_content, encode_content
 from peer.engine.keys import ShareCrypto
-from peer.errors import IntegrityError
+from peer.engine.lanfetch import index_version, plan_from_lan, read_planned
+from peer.engine.lanshare import ShareLan
+from peer.errors import IntegrityError, RelayUnreachable
 from peer.fs import FileInfo, FileSystem
 from peer.fs.base import Expectation
 from seams import Executor, InlineExecutor
@@ -56,6 +58,22 @@ async def upload_file(
     epoch: int,
     executor: Executor,
     size_hint: int | None = None,
+    lan: ShareLan | None = None,
+) -> Uploaded:
+    uploaded = await _upload(fs, path, blocks, crypto, epoch, executor, size_hint)
+    if lan is not None:  # so LAN peers can be served it, and owed blocks rebuilt from it
+        index_version(lan, path, uploaded.content, uploaded.size, blocks, crypto, epoch=epoch)
+    return uploaded
+
+
+async def _upload(
+    fs: FileSystem,
+    path: str,
+    blocks: RelayBlocks,
+    crypto: ShareCrypto,
+    epoch: int,
+    executor: Executor,
+    size_hint: int | None,
 ) -> Uploaded:
     if size_hint is not None and size_hint <= DEFAULT_CHUNKING.min_size:
         # Most files are small: one chunk, so one hop instead of the streaming pipeline (the
@@ -101,24 +119,41 @@ async def download_file(
     executor: Executor,
     expect: Expectation,
     executable: bool = False,
+    lan: ShareLan | None = None,
+    relay_away: bool = False,
 ) -> FileInfo:
-    first = block_of(content)
-    first_data = None if first is None else await blocks.get(first)
-    ref = decode_content(content, size, first_data)
-    mtime_ns = mtime_ms * 1_000_000
-    if ref.kind is RefKind.CHUNK and first_data is not None:
-        # One chunk: open (checked against its chunk id, which is the file's content hash)
-        # and write in one hop to the executor.
-        return await executor.run(
-            _open_and_write, fs, path, ref, first_data, crypto, mtime_ns, expect, executable
+    """Write the version at ``path``: from LAN peers first (``lan``), the relay for the rest
+    (``relay_away``: it is known to be unreachable, so fail at once instead)."""
+    if lan is None:
+        return await _from_relay(
+            fs, path, content, size, mtime_ms, blocks, crypto, executor, expect, executable
         )
-    chunks = read_version(
-        ref,
-        blocks,
-        crypto.share_keys,
-        crypto.keyring,
-        executor=executor.as_pool(),  # type: ignore[arg-type]
-    )
+    plan = await plan_from_lan(lan, content, size, blocks, crypto)
+    if plan is None:
+        if relay_away:
+            raise RelayUnreachable("no LAN peer has this file and the relay is unreachable")
+        info = await _from_relay(
+            fs, path, content, size, mtime_ms, blocks, crypto, executor, expect, executable
+        )
+        index_version(lan, path, content, size, blocks, crypto)
+        return info
+    chunks = read_planned(plan, lan, blocks, crypto, executor, content, size, relay_away)
+    mtime_ns = mtime_ms * 1_000_000
+    info = await _write(fs, path, chunks, size, mtime_ns, executor, expect, executable)
+    index_version(lan, path, content, size, blocks, crypto, plan=plan)
+    return info
+
+
+async def _write(
+    fs: FileSystem,
+    path: str,
+    chunks: AsyncIterator[bytes],
+    size: int,
+    mtime_ns: int,
+    executor: Executor,
+    expect: Expectation,
+    executable: bool,
+) -> FileInfo:
     if size <= IN_MEMORY_WRITE_BYTES or isinstance(executor, InlineExecutor):
         data = [c async for c in chunks]
         return await executor.run(
@@ -138,6 +173,38 @@ async def download_file(
         executable=executable,
         expect=expect,
     )
+
+
+async def _from_relay(
+    fs: FileSystem,
+    path: str,
+    content: bytes,
+    size: int,
+    mtime_ms: int,
+    blocks: RelayBlocks,
+    crypto: ShareCrypto,
+    executor: Executor,
+    expect: Expectation,
+    executable: bool,
+) -> FileInfo:
+    first = block_of(content)
+    first_data = None if first is None else await blocks.get(first)
+    ref = decode_content(content, size, first_data)
+    mtime_ns = mtime_ms * 1_000_000
+    if ref.kind is RefKind.CHUNK and first_data is not None:
+        # One chunk: open (checked against its chunk id, which is the file's content hash)
+        # and write in one hop to the executor.
+        return await executor.run(
+            _open_and_write, fs, path, ref, first_data, crypto, mtime_ns, expect, executable
+        )
+    chunks = read_version(
+        ref,
+        blocks,
+        crypto.share_keys,
+        crypto.keyring,
+        executor=executor.as_pool(),  # type: ignore[arg-type]
+    )
+    return await _write(fs, path, chunks, size, mtime_ns, executor, expect, executable)
 
 
 def _open_and_write(

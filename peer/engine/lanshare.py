@@ -1,0 +1,158 @@
+"""One share as its LAN peers see it: envelopes and chunks served, envelopes and chunks received.
+
+``ShareLan`` is what the LAN session asks about a share (``EnvelopeSource``, ``ChunkSource`` and
+chunk verification) and what the share's sync pass uses: the envelopes LAN peers sent (applied by
+the pass, through the same replica checks as the relay's), ``push`` of new local envelopes,
+``fetch`` of chunks from every peer at once, and ``regenerate`` of a block the relay owes from
+the file that holds its chunk. ``peers`` is ``None`` until the daemon starts the LAN, so a
+one-shot ``drift sync`` behaves exactly as before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from peer.engine.lanstore import UNKNOWN_EPOCH, LanStore
+from peer.fs import FileSystem, FsError
+from protocol.envelope import Envelope
+from protocol.errors import ProtocolError
+from protocol.vv import VersionVector
+from storage.errors import StorageError
+from storage.hashing import chunk_id_of
+from storage.sealing import seal_chunk
+
+if TYPE_CHECKING:
+    from peer.engine.replica import ShareReplica
+    from peer.lan.peers import LanPeers
+
+logger = logging.getLogger("peer.engine")
+
+MAX_INBOX = 100_000
+"""Envelopes from LAN peers waiting for the next pass; past this, the relay brings the rest."""
+
+
+class ShareLan:
+    """The LAN side of one share: served from ``store`` and the folder ``fs``."""
+
+    def __init__(
+        self,
+        replica: Callable[[], ShareReplica],
+        store: LanStore,
+        fs: FileSystem,
+    ) -> None:
+        self._replica = replica
+        self.store = store
+        self.fs = fs
+        self.share_id = replica().share_id
+        self.peers: LanPeers | None = None
+        self.wake: Callable[[], None] = lambda: None
+        self._inbox: list[Envelope] = []
+        self.bytes_from_peers = 0
+        self.chunks_served = 0
+
+    @property
+    def active(self) -> bool:
+        return self.peers is not None
+
+    # -- what the session asks -------------------------------------------------------------------
+
+    def vector(self, share: bytes) -> VersionVector:
+        return VersionVector(self._replica().tips_vector())
+
+    def envelopes_after(self, share: bytes, vector: VersionVector) -> Iterable[Envelope]:
+        for body in self.store.envelopes_after(dict(vector)):
+            try:
+                yield Envelope.decode(body)
+            except ProtocolError:  # pragma: no cover - only verified envelopes are stored
+                continue
+
+    def chunk(self, share: bytes, chunk_id: bytes) -> bytes | None:
+        """A chunk from the file that holds it (checked first), or a sealed manifest by id."""
+        place = self.store.chunk_place(chunk_id)
+        if place is not None:
+            try:
+                data = self.fs.read_range(place.path, place.offset, place.size)
+            except FsError:
+                data = b""
+            if len(data) == place.size and self._chunk_id(data) == chunk_id:
+                self.chunks_served += 1
+                return data
+            # The file moved or changed since: not ours to serve any more.
+        return self.store.manifest(chunk_id)
+
+    def verify(self, share: bytes, chunk_id: bytes, data: bytes) -> bool:
+        """A chunk names its plaintext (keyed BLAKE3); a manifest block its sealed bytes."""
+        return self._chunk_id(data) == chunk_id or hashlib.sha256(data).digest() == chunk_id
+
+    def _chunk_id(self, data: bytes) -> bytes:
+        return bytes(chunk_id_of(self._replica().crypto.share_keys.chunk_id_key, data))
+
+    # -- envelopes in and out --------------------------------------------------------------------
+
+    def received(self, envelopes: Sequence[Envelope]) -> None:
+        """Envelopes a peer sent; the next pass validates and applies them."""
+        if len(self._inbox) + len(envelopes) > MAX_INBOX:
+            logger.warning("share %s: too many LAN envelopes waiting; dropped", self.share_id.hex())
+            return
+        self._inbox.extend(envelopes)
+        self.wake()
+
+    def requeue(self, envelopes: Sequence[Envelope]) -> None:
+        """Envelopes that must wait (for their chain or a predecessor): tried again next pass."""
+        self._inbox[:0] = envelopes[: MAX_INBOX - len(self._inbox)]
+
+    def take_inbox(self) -> list[Envelope]:
+        out, self._inbox = self._inbox, []
+        return out
+
+    async def push(self, envelopes: Sequence[Envelope]) -> int:
+        if self.peers is None or not envelopes:
+            return 0
+        return await self.peers.push(self.share_id, envelopes)
+
+    # -- chunks ----------------------------------------------------------------------------------
+
+    def has_peers(self) -> bool:
+        return self.peers is not None and bool(self.peers.links(self.share_id))
+
+    async def fetch(self, ids: Sequence[bytes]) -> dict[bytes, bytes]:
+        """Chunks (or manifests) by id from every peer with the share, in parallel."""
+        if not ids or not self.has_peers():
+            return {}
+        assert self.peers is not None
+        result = await self.peers.fetch(self.share_id, ids)
+        self.bytes_from_peers += sum(result.bytes_from.values())
+        return result.chunks
+
+    def regenerate(self, block_id: bytes) -> bytes | None:
+        """The sealed bytes of ``block_id``, rebuilt from a local file (blocks seal
+        deterministically), or a stored manifest; None if this device cannot."""
+        manifest = self.store.manifest(block_id)
+        if manifest is not None:
+            return manifest
+        place = self.store.block_place(block_id)
+        if place is None:
+            return None
+        try:
+            data = self.fs.read_range(place.path, place.offset, place.size)
+        except FsError:
+            return None
+        if len(data) != place.size or self._chunk_id(data) != place.chunk_id:
+            return None
+        crypto = self._replica().crypto
+        epochs = (
+            [place.epoch]
+            if place.epoch != UNKNOWN_EPOCH
+            else list(range(crypto.ring.latest_epoch, -1, -1))
+        )
+        for epoch in epochs:
+            try:
+                sealed = seal_chunk(crypto.share_keys, crypto.sealing_key(epoch), data)
+            except (StorageError, ProtocolError, KeyError):
+                continue
+            if bytes(sealed.block.block_id) == block_id:
+                return bytes(sealed.block.data)
+        return None

@@ -1,0 +1,127 @@
+"""What a device keeps so LAN peers can be served, and the relay caught up after an outage.
+
+Three tables beside the share's own (``peer.device.store``), in the same SQLite database:
+
+- ``lan_envelopes``: every envelope this replica accepted or sealed, by (device, counter), and
+  whether the relay is known to hold it. A LAN peer asks for what its version vector lacks; when
+  the relay is back, the envelopes it does not hold are forwarded (it answers an identical resend
+  with its original sequence, so two devices forwarding the same envelope append it once).
+- ``lan_chunks``: where the plaintext of a chunk lies in a synced file (path, offset, size), with
+  the block it was sealed into. Served to LAN peers by chunk id (checked against the id before it
+  leaves, so a file edited since is never served as the old chunk), and re-sealed into the block
+  when the relay owes it.
+- ``lan_manifests``: sealed manifest blocks of the versions this device wrote or downloaded, served
+  to LAN peers by block id (a LAN-only download needs the manifest to know the chunks).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS lan_envelopes (
+    device BLOB NOT NULL, counter INTEGER NOT NULL, body BLOB NOT NULL,
+    relayed INTEGER NOT NULL, PRIMARY KEY (device, counter)
+);
+CREATE TABLE IF NOT EXISTS lan_chunks (
+    chunk_id BLOB PRIMARY KEY, block_id BLOB NOT NULL, epoch INTEGER NOT NULL,
+    path TEXT NOT NULL, offset INTEGER NOT NULL, size INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS lan_chunks_by_block ON lan_chunks (block_id);
+CREATE TABLE IF NOT EXISTS lan_manifests (block_id BLOB PRIMARY KEY, sealed BLOB NOT NULL);
+"""
+
+UNKNOWN_EPOCH = -1
+"""A chunk downloaded over the LAN alone: which epoch sealed its block is found by trying."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkPlace:
+    """Where a chunk's plaintext lies on disk, and the block it was sealed into."""
+
+    chunk_id: bytes
+    block_id: bytes
+    epoch: int
+    path: str
+    offset: int
+    size: int
+
+
+class LanStore:
+    """The LAN tables of one share's database (``db`` is the share store's connection)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.db.executescript(SCHEMA)
+
+    # -- envelopes -------------------------------------------------------------------------------
+
+    def add_envelope(self, device: bytes, counter: int, body: bytes, *, relayed: bool) -> None:
+        self.db.execute(
+            "INSERT INTO lan_envelopes (device, counter, body, relayed) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (device, counter) DO UPDATE SET relayed = MAX(relayed, excluded.relayed)",
+            (device, counter, body, int(relayed)),
+        )
+
+    def mark_relayed(self, keys: Iterable[tuple[bytes, int]]) -> None:
+        self.db.executemany(
+            "UPDATE lan_envelopes SET relayed = 1 WHERE device = ? AND counter = ?", list(keys)
+        )
+
+    def envelopes_after(self, vector: dict[bytes, int]) -> Iterator[bytes]:
+        """Stored envelopes past ``vector``, each device's in counter order."""
+        rows = self.db.execute(
+            "SELECT device, counter, body FROM lan_envelopes ORDER BY device, counter"
+        ).fetchall()
+        for device, counter, body in rows:
+            if counter > vector.get(device, 0):
+                yield body
+
+    def unrelayed(self, exclude_device: bytes, limit: int = 500) -> list[tuple[bytes, int, bytes]]:
+        """Others' envelopes the relay is not known to hold, each device's in counter order."""
+        return self.db.execute(
+            "SELECT device, counter, body FROM lan_envelopes WHERE relayed = 0 AND device != ? "
+            "ORDER BY device, counter LIMIT ?",
+            (exclude_device, limit),
+        ).fetchall()
+
+    # -- chunks and manifests --------------------------------------------------------------------
+
+    def add_chunks(self, places: Iterable[ChunkPlace]) -> None:
+        self.db.executemany(
+            "INSERT INTO lan_chunks (chunk_id, block_id, epoch, path, offset, size) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (chunk_id) DO UPDATE SET "
+            "block_id = excluded.block_id, epoch = MAX(epoch, excluded.epoch), "
+            "path = excluded.path, offset = excluded.offset, size = excluded.size",
+            [(p.chunk_id, p.block_id, p.epoch, p.path, p.offset, p.size) for p in places],
+        )
+
+    def chunk_place(self, chunk_id: bytes) -> ChunkPlace | None:
+        row = self.db.execute(
+            "SELECT chunk_id, block_id, epoch, path, offset, size FROM lan_chunks "
+            "WHERE chunk_id = ?",
+            (chunk_id,),
+        ).fetchone()
+        return None if row is None else ChunkPlace(*row)
+
+    def block_place(self, block_id: bytes) -> ChunkPlace | None:
+        row = self.db.execute(
+            "SELECT chunk_id, block_id, epoch, path, offset, size FROM lan_chunks "
+            "WHERE block_id = ? LIMIT 1",
+            (block_id,),
+        ).fetchone()
+        return None if row is None else ChunkPlace(*row)
+
+    def add_manifest(self, block_id: bytes, sealed: bytes) -> None:
+        self.db.execute(
+            "INSERT OR IGNORE INTO lan_manifests (block_id, sealed) VALUES (?, ?)",
+            (block_id, sealed),
+        )
+
+    def manifest(self, block_id: bytes) -> bytes | None:
+        row = self.db.execute(
+            "SELECT sealed FROM lan_manifests WHERE block_id = ?", (block_id,)
+        ).fetchone()
+        return None if row is None else bytes(row[0])
