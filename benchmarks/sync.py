@@ -107,9 +107,9 @@ class Pair:
         clock, rng = SystemClock(), OsRandom()
         for i, home in enumerate(self.homes):
             init_identity(home, f"dev{i}", clock, rng)
-            DeviceConfig(device_name=f"dev{i}", relay_url=self.url, watch_delay_ms=10).save(
-                home.config
-            )
+            config = DeviceConfig(device_name=f"dev{i}", relay_url=self.url, watch_delay_ms=10)
+            config.lan_enabled = False  # the relay path is what this measures
+            config.save(home.config)
             self.nodes.append(DeviceNode(home, watch=watch))
         a, b = self.nodes
         self.share = await create_share(

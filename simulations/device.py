@@ -66,6 +66,7 @@ class SimDevice:
             relay_url=RELAY_URL,
             rescan_interval_s=RESCAN_INTERVAL_S,
             watch_delay_ms=50,
+            lan_enabled=False,  # real sockets and mDNS have no place on the simulated network
         ).save(home.config)
 
     def new_node(self) -> DeviceNode:

@@ -28,6 +28,10 @@ class DeviceConfig:
     rescan_interval_s: int = 60
     watch_delay_ms: int = 50
     mass_delete_fraction: float = 0.5  # deleting more than this share of files pauses the share
+    lan_enabled: bool = True  # sync directly with devices on the same network
+    lan_port: int = 22070  # TCP port for LAN peers (another is picked if it is taken)
+    lan_addresses: list[str] = field(default_factory=list)  # empty: every non-loopback address
+    lan_peers: list[str] = field(default_factory=list)  # "host:port" where multicast does not pass
     shares: dict[str, ShareConfig] = field(default_factory=dict)
 
     @classmethod
@@ -49,6 +53,8 @@ class DeviceConfig:
             "rescan_interval_s",
             "watch_delay_ms",
             "mass_delete_fraction",
+            "lan_enabled",
+            "lan_port",
         ):
             if key in raw:
                 expected = type(getattr(config, key))
@@ -58,6 +64,20 @@ class DeviceConfig:
                 if not isinstance(value, expected):
                     raise ConfigError(f"{path}: {key} must be a {expected.__name__}")
                 setattr(config, key, value)
+        for key in ("lan_addresses", "lan_peers"):
+            value = raw.get(key, [])
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{path}: {key} must be a list of strings")
+            setattr(config, key, list(value))
+        if not 0 <= config.lan_port <= 65535:
+            raise ConfigError(f"{path}: lan_port must be a TCP port (0-65535)")
+        for peer in config.lan_peers:
+            host, _, port = peer.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) <= 65535:
+                raise ConfigError(
+                    f"{path}: lan_peers entry {peer!r} is not host:port",
+                    hint='write it like "192.168.1.20:22070"',
+                )
         for share_id, table in raw.get("shares", {}).items():
             if not isinstance(table, dict) or not isinstance(table.get("path"), str):
                 raise ConfigError(f"{path}: [shares.{share_id}] needs a path")
@@ -75,6 +95,10 @@ class DeviceConfig:
             "rescan_interval_s": self.rescan_interval_s,
             "watch_delay_ms": self.watch_delay_ms,
             "mass_delete_fraction": self.mass_delete_fraction,
+            "lan_enabled": self.lan_enabled,
+            "lan_port": self.lan_port,
+            "lan_addresses": self.lan_addresses,
+            "lan_peers": self.lan_peers,
             "shares": {
                 s.share_id: {"path": s.path, "name": s.name, "paused": s.paused}
                 for s in self.shares.values()

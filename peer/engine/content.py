@@ -94,6 +94,7 @@ class RelayBlocks:
     async def put(self, block_id: bytes, data: bytes | bytearray, *, verify: bool = True) -> bool:
         if block_id in self.known or block_id in self.pending:
             return False
+        self._keep_manifests([(block_id, bytes(data))])
         self.pending[block_id] = bytes(data)
         self.pending_bytes += len(data)
         if self.pending_bytes >= FLUSH_BYTES:
@@ -121,7 +122,6 @@ class RelayBlocks:
 
     async def _send(self, pending: dict[bytes, bytes]) -> None:
         """Ask once which of a batch the relay has, upload only the others."""
-        self._keep_manifests(pending.items())
         if self.offline and self.defer_when_unreachable:
             self.deferred.update(pending)
             return

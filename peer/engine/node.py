@@ -20,12 +20,14 @@ from peer.device.config import DeviceConfig
 from peer.device.home import Home
 from peer.device.identity import load_device
 from peer.device.store import ShareStore
+from peer.engine.lannode import DeviceLan
 from peer.engine.replica import ShareReplica
 from peer.engine.shares import state_path
 from peer.engine.state import ShareState, ShareStatus
 from peer.engine.sync import PassReport, ShareSync, SyncOptions
 from peer.errors import ConfigError, DriftError, NotFound, RelayUnreachable
 from peer.fs import FileSystem, FsError, OsFileSystem
+from peer.lan.errors import LanError
 from peer.local.watch import Watcher, WatchState, WatchStatus
 from peer.remote.backoff import Backoff
 from peer.remote.http import HttpRelayLink
@@ -38,6 +40,7 @@ from seams.random import OsRandom
 logger = logging.getLogger("peer.engine")
 
 NOTIFY_WAIT_S = 25.0
+LAN_RELAY_RETRY_S = 5.0
 
 
 @dataclass
@@ -66,6 +69,7 @@ class DeviceNode:
         self.syncs: dict[str, ShareSync] = {}
         self.triggers: dict[str, asyncio.Event] = {}
         self.backoff = Backoff(base_s=0.5, cap_s=60.0)
+        self.lan: DeviceLan | None = None
 
     # -- parts -----------------------------------------------------------------------------------
 
@@ -189,9 +193,13 @@ class DeviceNode:
                     await watcher.start()
                     tasks.append(asyncio.create_task(self._watch_loop(watcher, sync, trigger)))
                 tasks.append(asyncio.create_task(self._share_loop(sid, trigger, stop)))
+            await self._start_lan()
             tasks.append(asyncio.create_task(self._notifications(stop)))
             await stop.wait()
         finally:
+            if self.lan is not None:
+                await self.lan.close()
+                self.lan = None
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -222,6 +230,23 @@ class DeviceNode:
             sync.note_changed(batch.paths, full=batch.full_rescan)
             trigger.set()
 
+    async def _start_lan(self) -> None:
+        """LAN peers for every share (unless the config turns them off); never fatal."""
+        if not self.config.lan_enabled or not self.syncs:
+            return
+        lan = DeviceLan(
+            self.device, self.config, self.syncs, clock=self.seams.clock, rng=self.seams.rng
+        )
+        for sid, sync in self.syncs.items():
+            sync.lan.wake = self.triggers[sid].set
+        try:
+            await lan.start()
+        except (OSError, LanError) as exc:
+            logger.warning("LAN sync is off: %s", exc)
+            await lan.close()
+            return
+        self.lan = lan
+
     async def _share_loop(self, sid: str, trigger: asyncio.Event, stop: asyncio.Event) -> None:
         sync = self.share(sid)
         failures = 0
@@ -242,6 +267,8 @@ class DeviceNode:
                 )
                 report = await sync.run_pass()
                 failures = 0
+                if self.lan is not None:
+                    await self.lan.chains_may_have_changed()
                 if report.published or report.downloaded or report.moved or report.trashed:
                     logger.info(
                         "%s: %d change(s) published, %d file(s) downloaded, %d moved, "
@@ -258,7 +285,12 @@ class DeviceNode:
             except RelayUnreachable as exc:
                 failures += 1
                 sync.state, sync.reason = ShareState.OFFLINE, str(exc)
-                self._retry_soon(trigger, self.backoff.delay(failures, self.seams.rng))
+                retry_s = self.backoff.delay(failures, self.seams.rng)
+                if self.lan is not None:
+                    await self.lan.chains_may_have_changed()
+                    # Syncing goes on with LAN peers; the relay is worth trying again soon.
+                    retry_s = min(retry_s, LAN_RELAY_RETRY_S)
+                self._retry_soon(trigger, retry_s)
             except DriftError as exc:
                 failures += 1
                 if sync.state is not ShareState.ERROR:

@@ -28,7 +28,7 @@ import functools
 import inspect
 import logging
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Self
 
@@ -320,8 +320,9 @@ class LanServer:
             raise LanError("server is not started")
         return int(self._server.sockets[0].getsockname()[1])
 
-    async def start(self, host: str, port: int = 0) -> None:
-        """Listen on ``host:port`` (port 0 picks a free one; see ``port``)."""
+    async def start(self, host: str | Sequence[str], port: int = 0) -> None:
+        """Listen on ``host:port`` (several hosts: one port on each; port 0 picks a free one,
+        see ``port``)."""
         self._server = await asyncio.start_server(
             self._accept,
             host,

@@ -83,7 +83,8 @@ class Dev:
 def make_device(tmp: Path, name: str, relay_url: str) -> Dev:
     home = Home(tmp / f"home-{name}")
     init_identity(home, name, SystemClock(), OsRandom())
-    config = DeviceConfig(device_name=name, relay_url=relay_url)
+    # Relay-only: the LAN tests (tests/lan) turn LAN peers on where they want them.
+    config = DeviceConfig(device_name=name, relay_url=relay_url, lan_enabled=False)
     config.save(home.config)
     return Dev(name, home, tmp / f"folder-{name}", DeviceNode(home, watch=False))
 
@@ -132,7 +133,7 @@ def second_device(tmp: Path, first: Dev, name: str, relay_url: str) -> Dev:
     assert user is not None
     device = new_device_key(home, OsRandom())
     install_certificate(home, user.certify(device.public_key, name, SystemClock().now_ms()))
-    DeviceConfig(device_name=name, relay_url=relay_url).save(home.config)
+    DeviceConfig(device_name=name, relay_url=relay_url, lan_enabled=False).save(home.config)
     return Dev(name, home, tmp / f"folder-{name}", DeviceNode(home, watch=False))
 
 

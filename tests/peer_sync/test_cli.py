@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from peer.cli import Env, main
+from peer.device.config import DeviceConfig
+from peer.device.home import Home
 from peer.errors import ExitCode
 from tests.peer_sync.harness import running_relay
 
@@ -143,6 +145,9 @@ def test_cli_daemon_stops_cleanly_on_sigint(tmp_path: Path, relay_url: str) -> N
     assert drift(home, "init", "--name", "box")[0] == ExitCode.OK
     assert drift(home, "relay", "login", relay_url)[0] == ExitCode.OK
     assert drift(home, "share", "create", str(tmp_path / "F"))[0] == ExitCode.OK
+    config = DeviceConfig.load(Home(home).config)
+    config.lan_addresses = ["127.0.0.1"]  # LAN peers on (the default), on loopback only
+    config.save(Home(home).config)
     proc = subprocess.Popen(
         [sys.executable, "-m", "peer.cli", "--home", str(home), "run"],
         stdout=subprocess.PIPE,

@@ -1,0 +1,104 @@
+"""Two real daemons (``DeviceNode.run``) with LAN peers on loopback and a real relay.
+
+The relay goes away: the devices find each other by mDNS on loopback and sync over the LAN alone.
+The relay comes back on the same data: every envelope reaches it once, with its blocks, and its
+version vector is the union of the devices'. With both paths up, a file's content comes over the
+LAN (bytes counted per path).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from peer.device.config import DeviceConfig
+from peer.engine.node import DeviceNode
+from peer.remote.backoff import Backoff
+from protocol.envelope import Envelope
+from tests.conftest import free_port
+from tests.peer_sync.harness import Dev, make_device, running_relay, share_between, wait_for
+
+
+def lan_on(dev: Dev) -> None:
+    """LAN peers on, on loopback only, and a relay client that gives up fast."""
+    config = DeviceConfig.load(dev.home.config)
+    config.lan_enabled = True
+    config.lan_addresses = ["127.0.0.1"]
+    config.lan_port = 0
+    config.watch_delay_ms = 20
+    config.save(dev.home.config)
+    dev.node = DeviceNode(dev.home, watch=True)
+    dev.node.link.backoff = Backoff(base_s=0.05, cap_s=0.2, attempts=2)  # type: ignore[attr-defined]
+
+
+async def start(devs: list[Dev]) -> tuple[asyncio.Event, list[asyncio.Task[None]]]:
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(d.node.run(stop)) for d in devs]
+    await wait_for(lambda: all(d.node.lan is not None for d in devs), 10)
+    return stop, tasks
+
+
+async def stop_all(devs: list[Dev], stop: asyncio.Event, tasks: list[asyncio.Task[None]]) -> None:
+    stop.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), 20)
+    for d in devs:
+        await d.node.close()
+
+
+def lan_received(dev: Dev) -> int:
+    assert dev.node.lan is not None
+    return sum(p.received_bytes for p in dev.node.lan.peers.status())
+
+
+def referenced_blocks(dev: Dev, share: str) -> list[bytes]:
+    store = dev.node.share(share).replica.envelopes
+    bodies = store.envelopes_after({})
+    return sorted({b for body in bodies for b in Envelope.decode(body).header.blocks})
+
+
+async def relay_vector(dev: Dev, share: str) -> dict[str, int]:
+    return await dev.node.link.server_vector(share)
+
+
+def device_vector(dev: Dev, share: str) -> dict[str, int]:
+    return {d.hex(): c for d, c in dev.node.share(share).replica.tips_vector().items()}
+
+
+async def test_two_daemons_sync_over_lan_while_the_relay_is_away(tmp_path: Path) -> None:
+    port = free_port()
+    async with running_relay(tmp_path / "relay", port) as url:
+        a, b = make_device(tmp_path, "a", url), make_device(tmp_path, "b", url)
+        share = await share_between(a, b)
+        await a.sync()
+        await b.sync()
+        for dev in (a, b):
+            await dev.node.close()
+            lan_on(dev)
+    # The relay is gone; both daemons start with only each other.
+    stop, tasks = await start([a, b])
+    try:
+        big = os.urandom(3 << 20)
+        (a.folder / "offline.bin").write_bytes(big)
+        (b.folder / "from-b.txt").write_bytes(b"b wrote this offline")
+        await wait_for(lambda: b.files().get("offline.bin") == big, 30)
+        await wait_for(lambda: a.files().get("from-b.txt") == b"b wrote this offline", 30)
+        assert lan_received(b) >= len(big)
+        # The relay returns on the same data: it receives everything, once, with the blocks.
+        async with running_relay(tmp_path / "relay", port):
+            union = device_vector(a, share) | device_vector(b, share)
+
+            async def relay_has_all() -> bool:
+                return await relay_vector(a, share) == union
+
+            deadline = asyncio.get_running_loop().time() + 30
+            while not await relay_has_all():
+                assert asyncio.get_running_loop().time() < deadline, "the relay never caught up"
+                await asyncio.sleep(0.2)
+            assert device_vector(a, share) == device_vector(b, share) == union
+            # Every block an envelope references arrived too.
+            referenced = referenced_blocks(a, share)
+            assert referenced
+            assert await a.node.link.have_blocks(share, referenced) == set(referenced)
+    finally:
+        await stop_all([a, b], stop, tasks)
