@@ -40,10 +40,12 @@ from peer.engine.node import DeviceNode
 from peer.engine.restore import restore, select
 from peer.engine.shares import (
     InviteCode,
+    RemovalDone,
     create_share,
     invite_member,
     join_share,
     remove_member,
+    revoke_in_shares,
     state_path,
 )
 from peer.errors import DriftError, ExitCode, NotFound, UsageError
@@ -430,14 +432,36 @@ async def cmd_device(args: argparse.Namespace, env: Env) -> int:
         return ExitCode.OK
     node = _node(args, env)
     try:
-        statement = user.revoke(ids.parse_id(args.device_id), clock.now_ms())
+        try:
+            statement = user.revoke(ids.parse_id(args.device_id), clock.now_ms())
+        except ProtocolError as exc:
+            raise UsageError(f"not a device id: {exc}") from exc
+        if statement.device_id == node.device.device_id:
+            raise UsageError(
+                "this is the device you are using", hint="revoke it from another of your devices"
+            )
+        # The shares first: once the relay refuses the device, its cutoffs are what it holds.
+        done = await revoke_in_shares(
+            node.home, node.config, node.device, node.link, statement, clock=clock, rng=rng
+        )
         new = await node.link.revoke_device(statement.encode())
-    except ProtocolError as exc:
-        raise UsageError(f"not a device id: {exc}") from exc
     finally:
         await node.close()
     env.print("revoked" if new else "that device was already revoked")
+    _print_rotations(env, done)
     return ExitCode.OK
+
+
+def _print_rotations(env: Env, done: list[RemovalDone]) -> None:
+    for item in done:
+        if item.rotation is not None:
+            env.print(
+                f"share {item.share}: keys rotated to epoch {item.rotation.epoch} "
+                f"({item.rotation.wrapped} device(s) given the new key); what is written from "
+                "now on does not open for them"
+            )
+        else:
+            env.print(f"share {item.share}: {item.reason}")
 
 
 def _b32(text: str, prefix: str) -> bytes:
@@ -517,10 +541,17 @@ async def cmd_share(args: argparse.Namespace, env: Env) -> int:
             )
             return ExitCode.OK
         share = _share_id(node.config, args.share)
-        await remove_member(
-            node.home, node.device, node.link, share, parse_user_code(args.user), clock=clock
+        done = await remove_member(
+            node.home,
+            node.device,
+            node.link,
+            share,
+            parse_user_code(args.user),
+            clock=clock,
+            rng=rng,
         )
-        env.print("removed; they get nothing new from now on")
+        env.print("removed; the relay gives them nothing new from now on")
+        _print_rotations(env, [done])
         return ExitCode.OK
     finally:
         await node.close()

@@ -332,15 +332,15 @@ class RelayService:
         if len(raw_wraps) > MAX_WRAPS_PER_REQUEST:
             raise PayloadTooLarge(f"at most {MAX_WRAPS_PER_REQUEST} key wraps per request")
         wraps = [envelopes.decode(EpochKeyWrap, raw) for raw in raw_wraps]
-        for wrap in wraps:
-            if wrap.share.hex() != share_id:
-                raise BadRequest("a key wrap names another share")
-            if wrap.sender.hex() != principal.device_id:
-                raise Forbidden("a key wrap must be made by the calling device")
-        if not wraps:
-            return 0
         async with self.db.write(group=share_id) as tx:
             await self._require(tx, share_id, principal, OWNERS)
+            for wrap in wraps:
+                if wrap.share.hex() != share_id:
+                    raise BadRequest("a key wrap names another share")
+                if wrap.sender.hex() != principal.device_id:
+                    raise Forbidden("a key wrap must be made by the calling device")
+            if not wraps:
+                return 0
             _, height, _ = await membership.share_row(tx, share_id)
             chain = await self.chains.at_height(tx, share_id, height)
             recipients = sorted({w.recipient.hex() for w in wraps})

@@ -201,6 +201,7 @@ class World:
                 self.share,
                 _user_key(self.devices[self.users[user]]),
                 clock=self.clock,
+                rng=owner.rng.fork(f"remove/{user}"),
             )
         finally:
             await node.close()

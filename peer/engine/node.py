@@ -280,7 +280,7 @@ class DeviceNode:
                         report.trashed,
                         report.conflicts,
                     )
-                if report.changing or report.errors:
+                if report.changing or report.errors or report.waiting:
                     self._retry_soon(trigger, 0.5 if report.changing else 5.0)
             except RelayUnreachable as exc:
                 failures += 1

@@ -55,6 +55,7 @@ class PassReport:
     conflicts: int = 0
     errors: int = 0
     changing: list[str] = field(default_factory=list)  # files still being written: retry soon
+    waiting: str = ""  # why the pass stopped early and should be retried soon (a missing key)
 
 
 def parent_of(path: str) -> str:

@@ -63,6 +63,7 @@ class ApplyReport:
     own: int = 0
     rejected: list[Rejected] = field(default_factory=list)
     needs_chain: bool = False
+    needs_keys: bool = False  # stopped before an envelope of an epoch this device has no key for
 
 
 class ShareReplica:
@@ -233,6 +234,9 @@ class ShareReplica:
                 if envelope.header.height > self.chain.height:
                     report.needs_chain = True
                     return report
+                if self._lacks_key(envelope):
+                    report.needs_keys = True
+                    return report
                 outcome = self._apply_one(seq, envelope, now_ms, appended_ms)
                 if outcome == "own":
                     report.own += 1
@@ -265,12 +269,23 @@ class ShareReplica:
                 if header.counter > (last[0] if last is not None else 0) + 1:
                     later.append(envelope)  # causal order: its predecessor is still on the way
                     continue
+                if self._lacks_key(envelope):
+                    later.append(envelope)  # its epoch's key comes from the relay's mailbox
+                    continue
                 outcome = self._apply_one(None, envelope, now_ms, None)
                 if outcome == "applied":
                     report.applied += 1
                 elif outcome not in (None, "own"):
                     report.rejected.append(Rejected(0, header.device, header.counter, outcome))
         return report, later
+
+    def _lacks_key(self, envelope: Envelope) -> bool:
+        """Written under an epoch the chain has and this device has no key for yet: wait for the
+        key (refusing it would skip it for good). A wrong epoch is refused as usual."""
+        epoch = envelope.header.epoch
+        return epoch > self.crypto.ring.latest_epoch and epoch == self.chain.epoch_at(
+            envelope.header.height
+        )
 
     def _apply_one(
         self, seq: int | None, envelope: Envelope, now_ms: int, appended_ms: int | None

@@ -23,7 +23,22 @@ from nacl.secret import SecretBox
 from peer.device.config import DeviceConfig, ShareConfig
 from peer.device.home import Home
 from peer.device.store import ShareStore
-from peer.errors import ConfigError, IntegrityError, NotFound, ShareError, UsageError
+from peer.engine.rekey import (
+    CHAIN_RACE_CODES,
+    PENDING_KEYS,
+    Rotation,
+    fetch_ring,
+    saved_ring,
+    start_epoch,
+)
+from peer.errors import (
+    ConfigError,
+    IntegrityError,
+    NotFound,
+    RelayRefused,
+    ShareError,
+    UsageError,
+)
 from peer.remote.link import RelayLink
 from protocol.chain import (
     ChainEntry,
@@ -33,12 +48,13 @@ from protocol.chain import (
     make_change_role,
     make_genesis,
     make_remove_user,
+    make_revoke_device,
     verify_chain,
 )
 from protocol.codec import pack, unpack
 from protocol.errors import ProtocolError
 from protocol.invite import Invite, check_invite, make_invite
-from protocol.keys import CertifiedDevice, DeviceCertificate, user_id_of
+from protocol.keys import CertifiedDevice, DeviceCertificate, DeviceRevocation, user_id_of
 from protocol.keyschedule import KeyRing, new_share_id
 from seams import Clock, RandomSource
 
@@ -225,6 +241,17 @@ async def join_share(
     return share
 
 
+@dataclass(frozen=True, slots=True)
+class RemovalDone:
+    """What a removal or revocation did to one share: the chain height of its entry, and the
+    key epoch started after it (None: not rotated here; see ``reason``)."""
+
+    share: str
+    height: int
+    rotation: Rotation | None
+    reason: str = ""
+
+
 async def remove_member(
     home: Home,
     device: CertifiedDevice,
@@ -233,8 +260,13 @@ async def remove_member(
     user_key: bytes,
     *,
     clock: Clock,
-) -> None:
-    """Remove a user; their devices' envelopes stay valid up to what the relay holds now."""
+    rng: RandomSource,
+) -> RemovalDone:
+    """Remove a user and rotate the share's keys, so nothing written later opens for them.
+
+    Their devices' envelopes stay valid up to what the relay holds now (the cutoffs). Then a new
+    key epoch starts and is wrapped for every remaining member device (:mod:`peer.engine.rekey`).
+    """
     store = ShareStore(state_path(home, share))
     try:
         chain = await _fresh_chain(link, store, share)
@@ -251,9 +283,81 @@ async def remove_member(
         }
         entry = make_remove_user(chain, device, user_key, cutoffs, clock.now_ms())
         await link.extend_chain(share, entry.encode())
+        chain.append(entry)
         store.add_chain_entries(entry.height, [entry.encode()])
+        return await _rotate_after(store, chain, device, link, entry.height, clock=clock, rng=rng)
     finally:
         store.close()
+
+
+async def revoke_in_shares(
+    home: Home,
+    config: DeviceConfig,
+    device: CertifiedDevice,
+    link: RelayLink,
+    revocation: DeviceRevocation,
+    *,
+    clock: Clock,
+    rng: RandomSource,
+) -> list[RemovalDone]:
+    """Record a revoked device in the chain of every share this device syncs, and rotate keys
+    where this device's user is an owner (elsewhere an owner's device rotates on its next pass).
+
+    The device's cutoff is its last envelope the relay holds now.
+    """
+    done = []
+    target = revocation.device_id
+    for share in sorted(config.shares):
+        store = ShareStore(state_path(home, share))
+        try:
+            chain = await _fresh_chain(link, store, share)
+            if chain.is_revoked(target) or chain.role_at(revocation.user_id) is None:
+                continue
+            cutoff = (await link.server_vector(share)).get(target.hex(), 0)
+            entry = make_revoke_device(chain, device, revocation, cutoff, clock.now_ms())
+            await link.extend_chain(share, entry.encode())
+            chain.append(entry)
+            store.add_chain_entries(entry.height, [entry.encode()])
+            if chain.role_at(device.certificate.user_id) is not Role.OWNER:
+                done.append(
+                    RemovalDone(share, entry.height, None, "an owner's device rotates the keys")
+                )
+                continue
+            done.append(
+                await _rotate_after(store, chain, device, link, entry.height, clock=clock, rng=rng)
+            )
+        finally:
+            store.close()
+    return done
+
+
+async def _rotate_after(
+    store: ShareStore,
+    chain: MembershipChain,
+    device: CertifiedDevice,
+    link: RelayLink,
+    height: int,
+    *,
+    clock: Clock,
+    rng: RandomSource,
+) -> RemovalDone:
+    share = chain.share_id.hex()
+    ring = saved_ring(store, chain)
+    if ring is None or ring.latest_epoch < chain.current_epoch:
+        ring, why = await fetch_ring(link, share, device, chain)
+        if ring is None:
+            return RemovalDone(share, height, None, f"keys not rotated yet: {why}")
+        store.set_epoch_keys(ring.epoch_keys)
+    try:
+        rotation = await start_epoch(store, chain, ring, device, link, clock=clock, rng=rng)
+    except RelayRefused as exc:
+        if exc.code not in CHAIN_RACE_CODES:
+            raise
+        store.set(PENDING_KEYS, None)
+        return RemovalDone(
+            share, height, None, "another owner's device changed the chain first; it rotates"
+        )
+    return RemovalDone(share, height, rotation)
 
 
 def leave_share(home: Home, config: DeviceConfig, share: str) -> None:

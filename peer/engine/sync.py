@@ -36,6 +36,7 @@ from peer.engine.parts import (
     logger,
 )
 from peer.engine.publish import Publisher
+from peer.engine.rekey import KeyKeeper
 from peer.engine.replica import ShareReplica
 from peer.engine.scan import ScanResult, scan_folder
 from peer.engine.state import ShareState, ShareStatus
@@ -76,6 +77,7 @@ class ShareSync(LanPass, Publisher, Applier):
         self.blocks = RelayBlocks(link, self.share, executor)
         self.lan = ShareLan(lambda: self.replica, LanStore(self.store.db), fs)
         self.relay_down = None
+        self.keys = KeyKeeper(self.share, link, clock)
         self.state = ShareState.IDLE
         self.reason = ""
         self.override_guard = False
@@ -93,6 +95,13 @@ class ShareSync(LanPass, Publisher, Applier):
     async def run_pass(self) -> PassReport:
         report = PassReport()
         await self.pull_everything()
+        if not await self._keys_ready():
+            # A new key epoch began and this device has no key for it yet: it may neither
+            # publish under the old epoch nor read what is written under the new one.
+            report.waiting = self.keys.waiting
+            self.state, self.reason = ShareState.SYNCING, self.keys.waiting
+            await self._send_to_relay()
+            return report
         scan = await self.executor.run(self._scan)
         base = self.store.files()
         if not await self._guard(scan, base):
@@ -112,6 +121,18 @@ class ShareSync(LanPass, Publisher, Applier):
         self.state, self.reason = ShareState.IDLE, ""  # past the guards: whatever paused is over
         self.replica.checkpoint()  # a safe point: every update of the pass is recorded
         return report
+
+    async def _keys_ready(self) -> bool:
+        """The pass's key work with the relay (see :mod:`peer.engine.rekey`); while the relay is
+        away the chain this device has decides whether it holds the current key."""
+        if self.relay_down is None:
+            try:
+                return await self.keys.keep(self.replica, self.replica.rng)
+            except RelayUnreachable as exc:
+                if not self.lan.active:
+                    raise
+                self._relay_failed(exc)
+        return self.keys.holds_current_key(self.replica)
 
     def note_changed(self, paths: frozenset[str], *, full: bool = False) -> None:
         """The watcher saw these paths change (or asks for the periodic full rescan)."""
@@ -140,6 +161,8 @@ class ShareSync(LanPass, Publisher, Applier):
                     rejected.seq,
                     rejected.reason,
                 )
+            if report.needs_keys and not await self.keys.adopt(self.replica):
+                return applied  # the rest waits for the key of its epoch
             if report.needs_chain:
                 height = self.replica.chain.height
                 self.replica.update_chain(await self.link.chain(self.share, height + 1))
@@ -149,7 +172,7 @@ class ShareSync(LanPass, Publisher, Applier):
                         hint="try again later; if it persists, report it to the relay operator",
                     )
                 continue
-            if not page.more:
+            if not page.more and not report.needs_keys:
                 return applied
 
     async def refresh_chain(self) -> None:

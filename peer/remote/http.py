@@ -18,7 +18,7 @@ import aiohttp
 
 from peer.errors import RelayRefused, RelayUnreachable
 from peer.remote.backoff import DEFAULT_BACKOFF, Backoff
-from peer.remote.link import AppendAck, LogPage, RemoteShare
+from peer.remote.link import AddressedWrap, AppendAck, LogPage, MemberDevice, RemoteShare
 from peer.remote.notify import Notifications
 from peer.remote.ratelimit import Bandwidth
 from protocol.auth import AuthChallenge, answer_challenge
@@ -33,6 +33,7 @@ MAX_ANSWER_BYTES = 64 << 20
 SMALL_BLOCK_BYTES = 256 << 10  # blocks up to this size travel together in one request
 BATCH_BYTES = 2 << 20  # more, smaller batches: the relay stores a batch one block at a time
 PUT_IN_FLIGHT = 8
+WRAPS_PER_REQUEST = 256  # the relay's limit
 
 
 def normalize_url(url: str) -> str:
@@ -248,6 +249,35 @@ class HttpRelayLink:
     async def extend_chain(self, share: str, entry: bytes) -> int:
         answer = await self._send("POST", self._share_path(share, "chain"), {"entry": entry})
         return _field(answer, "height", int)
+
+    # -- key wraps -------------------------------------------------------------------------------
+
+    async def member_devices(self, share: str) -> list[MemberDevice]:
+        answer = await self._send("GET", self._share_path(share, "devices"), None)
+        out = []
+        for item in _field(answer, "devices", list):
+            epoch = item.get("wrapped_epoch") if isinstance(item, dict) else None
+            wrapped = epoch if isinstance(epoch, int) else None
+            out.append(MemberDevice(_field(item, "certificate", bytes), wrapped))
+        return out
+
+    async def put_key_wraps(self, share: str, wraps: Sequence[bytes]) -> int:
+        stored = 0
+        for start in range(0, len(wraps), WRAPS_PER_REQUEST):
+            answer = await self._send(
+                "POST",
+                self._share_path(share, "keys"),
+                {"wraps": list(wraps[start : start + WRAPS_PER_REQUEST])},
+            )
+            stored += _field(answer, "stored", int)
+        return stored
+
+    async def key_wraps(self, share: str) -> list[AddressedWrap]:
+        answer = await self._send("GET", self._share_path(share, "keys"), None)
+        return [
+            AddressedWrap(_field(item, "wrap", bytes), _field(item, "sender", bytes))
+            for item in _field(answer, "wraps", list)
+        ]
 
     # -- the log ---------------------------------------------------------------------------------
 

@@ -29,6 +29,23 @@ class AppendAck:
 
 
 @dataclass(frozen=True, slots=True)
+class MemberDevice:
+    """A member device as the relay lists it: its certificate (bytes, to be verified) and the
+    newest epoch a wrap in the relay's mailbox holds for it (None: none)."""
+
+    certificate: bytes
+    wrapped_epoch: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class AddressedWrap:
+    """A key wrap addressed to this device and the certificate of the device that made it."""
+
+    wrap: bytes
+    sender: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class LogPage:
     # (seq, envelope bytes, the relay's append time in ms or None from a relay too old to say),
     # ascending seq
@@ -47,6 +64,18 @@ class RelayLink(Protocol):
     async def chain(self, share: str, from_height: int = 0) -> list[bytes]: ...
 
     async def extend_chain(self, share: str, entry: bytes) -> int: ...
+
+    async def member_devices(self, share: str) -> list[MemberDevice]:
+        """The share's member devices (owners only)."""
+        ...
+
+    async def put_key_wraps(self, share: str, wraps: Sequence[bytes]) -> int:
+        """Leave wraps (EpochKeyWrap bytes) for member devices (owners only), all or nothing."""
+        ...
+
+    async def key_wraps(self, share: str) -> list[AddressedWrap]:
+        """The newest wraps addressed to this device, newest epoch first."""
+        ...
 
     async def append(
         self, share: str, envelopes: Sequence[tuple[bytes, bytes | None]]

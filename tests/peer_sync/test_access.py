@@ -10,6 +10,7 @@ from peer.engine.shares import remove_member
 from peer.errors import RelayRefused
 from protocol.chain import Role
 from seams import SystemClock
+from seams.random import OsRandom
 from tests.peer_sync.harness import make_device, running_relay, settle, share_between
 
 
@@ -46,6 +47,7 @@ async def test_removed_member_gets_nothing_new(tmp_path: Path) -> None:
                 share,
                 other.user_key,
                 clock=SystemClock(),
+                rng=OsRandom(),
             )
             (owner.folder / "after.txt").write_bytes(b"secret")
             await owner.sync()
