@@ -67,7 +67,8 @@ class Summary:
             f"(in {self.share_with('partitions'):.0%} of seeds)",
             f"crashes: {int(self.total('crashes'))} (in {self.share_with('crashes'):.0%} of seeds)",
             f"removals: {int(self.total('removals'))} "
-            f"(in {self.share_with('removals'):.0%} of seeds)",
+            f"(in {self.share_with('removals'):.0%} of seeds), "
+            f"{int(self.total('rotations'))} of them with a key rotation",
             f"conflicted copies at the end: {int(self.total('conflicts'))}",
             f"cycles attempted: {int(self.total('cycles_attempted'))}",
             f"edit-vs-delete races: {int(self.total('edit_delete_races'))}",

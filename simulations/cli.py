@@ -117,7 +117,7 @@ def print_outcome(outcome: Outcome, out: TextIO, flags: str = "") -> None:
     stats = outcome.stats
     out.write(
         f"operations={stats.operations} partitions={stats.partitions} crashes={stats.crashes} "
-        f"removals={stats.removals} conflicts={stats.conflicts} "
+        f"removals={stats.removals} rotations={stats.rotations} conflicts={stats.conflicts} "
         f"convergence_s={stats.convergence_s}\n"
     )
     for violation in outcome.violations:

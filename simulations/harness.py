@@ -38,6 +38,7 @@ class Stats:
     cycles_attempted: int = 0
     edit_delete_races: int = 0
     removals: int = 0
+    rotations: int = 0  # removals followed by a new key epoch
     restores: int = 0
     convergence_s: float | None = None
     bytes_lan: int = 0
@@ -131,6 +132,7 @@ def run_world(
             checker.ledger,
             world.written,
             {r.user: r.chain_height for r in world.removals},
+            {r.user: r.rotated_to for r in world.removals if r.rotated_to is not None},
         )
         for violation in violations:
             world.trace.record("-", "violation", what=str(violation))

@@ -13,7 +13,9 @@ After heal and quiescence:
 - ``relay_agrees``: the relay's log is contiguous per device, its vectors match the log, each
   device's own counter, and the updates every device applied;
 - ``removed_receive_nothing``: a removed member holds no envelope written at or after the chain
-  height of its removal.
+  height of its removal;
+- ``removed_hold_no_new_key``: a removed member's devices hold no key of the epoch started after
+  the removal (so nothing written under it opens for them, whatever bytes leak).
 """
 
 from __future__ import annotations
@@ -260,6 +262,19 @@ def removed_receive_nothing(
     return out
 
 
+def removed_hold_no_new_key(device: SimDevice, share: str, rotated_to: int) -> list[Violation]:
+    """A removed member's device never holds the key of the epoch started after its removal."""
+    held = device.share_sync(share).replica.crypto.ring.latest_epoch
+    if held >= rotated_to:
+        return [
+            Violation(
+                "removed_hold_no_new_key",
+                f"{device.name} holds the key of epoch {held}, started after its removal",
+            )
+        ]
+    return []
+
+
 async def check_continuous(
     devices: list[SimDevice], share: str, relay: SimRelay, ledger: Ledger, written: set[bytes]
 ) -> list[Violation]:
@@ -278,8 +293,10 @@ async def check_final(
     ledger: Ledger,
     written: set[bytes],
     removals: dict[str, int],
+    rotations: dict[str, int] | None = None,
 ) -> list[Violation]:
-    """``devices``: every device; ``removals``: removed user → chain height of the removal."""
+    """``devices``: every device; ``removals``: removed user → chain height of the removal;
+    ``rotations``: removed user → the key epoch started after the removal."""
     log = await relay.log(share)
     out = ledger.record(log)
     members = [d for d in devices if not d.removed]
@@ -294,4 +311,6 @@ async def check_final(
     for device in devices:
         if device.removed and device.user in removals:
             out += removed_receive_nothing(device, share, removals[device.user], log)
+        if device.removed and rotations and device.user in rotations:
+            out += removed_hold_no_new_key(device, share, rotations[device.user])
     return out

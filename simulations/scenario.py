@@ -120,12 +120,13 @@ class ScheduleRunner:
         if not _usable(owner) or not world.sim.net.reachable(OWNER, RELAY_HOST):
             return
         try:
-            await world.remove_user(owner, REMOVABLE_USER)
+            removal = await world.remove_user(owner, REMOVABLE_USER)
         except Exception as exc:  # the relay went away meanwhile: try again later
             world.trace.record(OWNER, "share.remove.failed", error=type(exc).__name__)
             return
         self.removal_pending = False
         stats.removals += 1
+        stats.rotations += removal.rotated_to is not None
 
     async def race(self, world: World, stats: Stats, step: Step, rng: SeededRandom) -> None:
         first, second = (world.devices[n] for n in step.devices)

@@ -46,6 +46,7 @@ class Removal:
     user: str
     chain_height: int  # the removal's height in the membership chain
     at_s: float
+    rotated_to: int | None = None  # the key epoch started after it (None: not rotated)
 
 
 class World:
@@ -194,7 +195,7 @@ class World:
         await owner.stop()
         node = owner.new_node()
         try:
-            await remove_member(
+            done = await remove_member(
                 owner.home,
                 node.device,
                 node.link,
@@ -208,12 +209,15 @@ class World:
         if was_up:
             owner.start()
         height = await self.relay.chain_height(self.share)
-        removal = Removal(user, height, self.clock.monotonic())
+        rotated_to = done.rotation.epoch if done.rotation is not None else None
+        removal = Removal(user, height, self.clock.monotonic(), rotated_to)
         self.removals.append(removal)
         for device in self.devices.values():
             if device.user == user:
                 device.removed = True
-        self.trace.record(owner.name, "share.remove", user=user, height=height)
+        self.trace.record(
+            owner.name, "share.remove", user=user, height=height, rotated_to=rotated_to
+        )
         return removal
 
     # -- convergence -----------------------------------------------------------------------------

@@ -1,11 +1,14 @@
 """Creating, inviting to, joining and leaving shares: the account-level flows around the engine.
 
-Key delivery on invite: the relay has no mailbox for key wraps, so an invite carries a one-time
-secret. The owner seals the share's key ring under a key derived from it and stores the sealed
-package as a block of the share (only members can read blocks, and the invitee is made a member
-by the chain entry written at the same time); the invite code names that block. Whoever holds
-the code, and is the invited user, can open it; the keys are then checked against the hashes in
-the membership chain, so a relay cannot substitute keys.
+Key delivery on invite: an invite carries a one-time secret. The owner seals the share's key ring
+under a key derived from it and stores the sealed package as a block of the share (only members
+can read blocks, and the invitee is made a member by the chain entry written at the same time);
+the invite code names that block. Whoever holds the code, and is the invited user, can open it;
+the keys are then checked against the hashes in the membership chain, so a relay cannot
+substitute keys. Keys of epochs started after the invite reach the new member's devices through
+the relay's key-wrap mailbox (:mod:`peer.engine.rekey`).
+
+Removing a member and revoking a device rotate the keys (see :mod:`peer.engine.rekey`).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from peer.errors import (
     IntegrityError,
     NotFound,
     RelayRefused,
+    RelayUnreachable,
     ShareError,
     UsageError,
 )
@@ -356,6 +360,12 @@ async def _rotate_after(
         store.set(PENDING_KEYS, None)
         return RemovalDone(
             share, height, None, "another owner's device changed the chain first; it rotates"
+        )
+    except RelayUnreachable as exc:
+        # The removal is written; the chain now says a rotation is due, and the next sync pass
+        # of an owner's device (this one's daemon too) finishes it.
+        return RemovalDone(
+            share, height, None, f"keys not rotated yet ({exc}); `drift run` finishes it"
         )
     return RemovalDone(share, height, rotation)
 
