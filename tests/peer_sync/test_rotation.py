@@ -46,7 +46,7 @@ def _ring(dev: Dev, share: str) -> KeyRing:
 
 async def _log_since(dev: Dev, share: str, seq: int) -> list[Envelope]:
     page = await dev.node.link.read_log(share, seq)
-    return [Envelope.decode(body) for _, body in page.entries]
+    return [Envelope.decode(entry[1]) for entry in page.entries]
 
 
 def _mailbox(relay_dir: Path) -> sqlite3.Connection:
