@@ -94,6 +94,10 @@ class Kind:
     def to_wire(self, value: Any) -> Any:
         return value
 
+    def unchecked_wire(self, value: Any) -> Any:
+        """``to_wire`` without checking records nested inside (their caller checks them)."""
+        return self.to_wire(value)
+
     def describe(self) -> str:
         return type(self).__name__.lower()
 
@@ -234,6 +238,9 @@ class Maybe(Kind):
     def to_wire(self, value: Any) -> Any:
         return None if value is None else self.inner.to_wire(value)
 
+    def unchecked_wire(self, value: Any) -> Any:
+        return None if value is None else self.inner.unchecked_wire(value)
+
     def describe(self) -> str:
         return f"nil or {self.inner.describe()}"
 
@@ -261,6 +268,9 @@ class Seq(Kind):
     def to_wire(self, value: Any) -> Any:
         return [self.item.to_wire(v) for v in value]
 
+    def unchecked_wire(self, value: Any) -> Any:
+        return [self.item.unchecked_wire(v) for v in value]
+
     def describe(self) -> str:
         order = ", sorted unique" if self.ordered else ""
         return f"array[..{self.max_items}{order}] of {self.item.describe()}"
@@ -286,6 +296,9 @@ class Pair(Kind):
     def to_wire(self, value: Any) -> Any:
         return [self.first.to_wire(value[0]), self.second.to_wire(value[1])]
 
+    def unchecked_wire(self, value: Any) -> Any:
+        return [self.first.unchecked_wire(value[0]), self.second.unchecked_wire(value[1])]
+
     def describe(self) -> str:
         return f"[{self.first.describe()}, {self.second.describe()}]"
 
@@ -305,6 +318,9 @@ class Converted(Kind):
     def to_wire(self, value: Any) -> Any:
         return self.inner.to_wire(self.dump(value))
 
+    def unchecked_wire(self, value: Any) -> Any:
+        return self.inner.unchecked_wire(self.dump(value))
+
     def describe(self) -> str:
         return self.name
 
@@ -320,6 +336,11 @@ class Nested(Kind):
 
     def to_wire(self, value: Any) -> Any:
         return value.to_wire()
+
+    def unchecked_wire(self, value: Any) -> Any:
+        if not isinstance(value, self.record):
+            raise TypeError(f"expected a {self.record.__name__}, got {type(value).__name__}")
+        return value.unchecked_wire()
 
     def describe(self) -> str:
         return self.record.__name__
@@ -342,7 +363,8 @@ class Record:
         out: dict[str, Any] = {}
         for name, kind in self.SCHEMA:
             try:
-                wire = kind.to_wire(getattr(self, name))
+                # Records nested in this field are checked once, by ``kind.check``.
+                wire = kind.unchecked_wire(getattr(self, name))
                 kind.check(wire, f"{type(self).__name__}.{name}")
             except DecodeError as exc:
                 raise EncodeError(f"cannot encode {exc.message}", reason=exc.reason) from exc
@@ -352,6 +374,10 @@ class Record:
                 ) from exc
             out[name] = wire
         return out
+
+    def unchecked_wire(self) -> dict[str, Any]:
+        """The wire form of a record known to be valid (one just decoded): no checks."""
+        return {name: kind.unchecked_wire(getattr(self, name)) for name, kind in self.SCHEMA}
 
     @classmethod
     def from_wire(cls, obj: Any, where: str | None = None) -> Self:
@@ -382,7 +408,8 @@ class Record:
     def decode(cls, data: bytes) -> Self:
         data = bytes(data)
         record = cls.from_wire(unpack(data, max_bytes=cls.MAX_BYTES))
-        if record.encode() != data:
+        # Every field passed its check just now: re-encoding needs no second round of checks.
+        if pack(record.unchecked_wire()) != data:
             raise DecodeError(
                 "not_canonical", f"{cls.__name__}: not in canonical form (field order or encoding)"
             )

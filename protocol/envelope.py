@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Iterable, Mapping
-from typing import ClassVar
+from typing import ClassVar, Self
 
 from nacl.bindings import (
     crypto_aead_xchacha20poly1305_ietf_decrypt,
@@ -112,6 +112,13 @@ class Envelope(Record):
     def envelope_hash(self) -> bytes:
         """The envelope's id: the next envelope of the device names it as ``prev``."""
         return digest(Purpose.ENVELOPE_HASH, self.encode())
+
+    @classmethod
+    def decode(cls, data: bytes) -> Self:
+        envelope = super().decode(data)
+        # ``data`` is the canonical encoding (decode checked it): hash it, not a re-encoding.
+        envelope.__dict__["envelope_hash"] = digest(Purpose.ENVELOPE_HASH, bytes(data))
+        return envelope
 
     @property
     def tip(self) -> EnvelopeTip:

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import stat
 import threading
+from collections.abc import Hashable
 from pathlib import Path
 from typing import ClassVar, Protocol, Self
 
@@ -66,7 +68,7 @@ def x25519_public_of(device_public_key: bytes) -> bytes:
         raise BadCertificate("device public key is not a valid Ed25519 point") from exc
 
 
-class _UserSigned(Protocol):
+class _UserSigned(Hashable, Protocol):
     v: int
     user_key: bytes
     sig: bytes
@@ -82,10 +84,23 @@ def _check_user_signed(
         raise BadCertificate(f"{what} version {record.v} is not supported")
     if user_key is not None and user_key != record.user_key:
         raise BadCertificate(f"{what} was signed by another user")
+    key = (purpose, record)
+    if key in _VERIFIED_STATEMENTS:
+        return
     try:
         verify(record.user_key, purpose, record.signed_bytes(), record.sig)
     except ProtocolError as exc:
         raise BadCertificate(f"{what} signature does not verify") from exc
+    if len(_VERIFIED_STATEMENTS) >= _VERIFIED_STATEMENTS_MAX:
+        _VERIFIED_STATEMENTS.clear()
+    _VERIFIED_STATEMENTS.add(key)
+
+
+# Statements whose signature verified (records compare field by field, signature included):
+# every envelope carries its device's certificate, so a replica or the relay would otherwise
+# check the same signature once per envelope. Only successes are kept.
+_VERIFIED_STATEMENTS: set[tuple[Purpose, Hashable]] = set()
+_VERIFIED_STATEMENTS_MAX = 4096
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,15 +187,17 @@ class UserIdentity:
     def generate(cls, random_bytes: RandomBytes = default_random) -> UserIdentity:
         return cls(take_random(random_bytes, SEED_BYTES))
 
-    @property
+    # Derived once per identity: deriving a key pair from its seed is a scalar multiplication,
+    # and the device's id is asked for with every envelope it seals or receives.
+    @functools.cached_property
     def signing_key(self) -> SigningKey:
         return SigningKey(self.seed)
 
-    @property
+    @functools.cached_property
     def public_key(self) -> bytes:
         return bytes(self.signing_key.verify_key)
 
-    @property
+    @functools.cached_property
     def user_id(self) -> bytes:
         return user_id_of(self.public_key)
 
@@ -232,15 +249,15 @@ class DeviceIdentity:
     def with_new_install_id(self, random_bytes: RandomBytes = default_random) -> DeviceIdentity:
         return DeviceIdentity(self.seed, take_random(random_bytes, INSTALL_ID_BYTES))
 
-    @property
+    @functools.cached_property  # derived once, as for UserIdentity
     def signing_key(self) -> SigningKey:
         return SigningKey(self.seed)
 
-    @property
+    @functools.cached_property
     def public_key(self) -> bytes:
         return bytes(self.signing_key.verify_key)
 
-    @property
+    @functools.cached_property
     def device_id(self) -> bytes:
         return device_id_of(self.public_key)
 

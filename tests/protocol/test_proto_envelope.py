@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import msgpack
 import pytest
 
 from protocol.chain import (
@@ -31,6 +32,7 @@ from protocol.errors import (
     CounterGap,
     CounterReplay,
     DecodeError,
+    EncodeError,
     Forbidden,
     Fork,
     PastCutoff,
@@ -267,3 +269,35 @@ def test_continuity_with_tip_from_storage(world) -> None:
     first = world.envelope(world.owner_laptop)
     tip = EnvelopeTip(1, first.envelope_hash)
     check_continuity(world.envelope(world.owner_laptop, 2, first), tip)
+
+
+def test_non_canonical_envelopes_are_refused_at_every_depth(world) -> None:
+    """Decoding re-encodes without a second round of checks: every difference still shows."""
+    env = world.envelope(world.owner_laptop, 2, world.envelope(world.owner_laptop, 1))
+    wire = msgpack.unpackb(env.encode(), raw=False)
+    header = wire["header"]
+    reordered = {**wire, "header": dict(reversed(list(header.items())))}
+    wide_counter = msgpack.packb(wire, use_bin_type=True).replace(
+        b"\xa7counter\x02", b"\xa7counter\xcd\x00\x02"
+    )
+    seen_unsorted = {**wire, "header": {**header, "seen": [[b"\xff" * 32, 1], [b"\x00" * 32, 1]]}}
+    for data in (
+        msgpack.packb(reordered, use_bin_type=True),
+        msgpack.packb({"sig": wire["sig"], **wire}, use_bin_type=True),
+        wide_counter,
+        msgpack.packb(seen_unsorted, use_bin_type=True),
+    ):
+        assert data != env.encode()
+        with pytest.raises(DecodeError) as info:
+            Envelope.decode(data)
+        assert info.value.reason == "not_canonical"
+    decoded = Envelope.decode(env.encode())
+    assert decoded.envelope_hash == env.envelope_hash
+    assert decoded.tip == EnvelopeTip(2, env.envelope_hash)
+
+
+def test_an_invalid_header_cannot_be_encoded(world) -> None:
+    env = world.envelope(world.owner_laptop)
+    bad = dataclasses.replace(env, header=dataclasses.replace(env.header, counter=0))
+    with pytest.raises(EncodeError, match="counter"):
+        bad.encode()
