@@ -109,6 +109,9 @@ class ShareStore:
         self._every = 500
         self._ticks = 0
         self._error_paths: set[str] | None = None  # paths with an error, once looked up
+        # The files table as last read, kept in step by put_file/forget_file: a pass asks for
+        # it several times, and only this connection writes it.
+        self._files: dict[str, SyncedFile] | None = None
 
     def close(self) -> None:
         self.db.close()
@@ -130,6 +133,7 @@ class ShareStore:
             yield self.db
         except BaseException:
             self.db.execute("ROLLBACK")
+            self._files = None
             raise
         self.db.execute("COMMIT")
 
@@ -289,6 +293,11 @@ class ShareStore:
     # -- files and their errors ------------------------------------------------------------------
 
     def files(self) -> dict[str, SyncedFile]:
+        if self._files is None:
+            self._files = self._read_files()
+        return dict(self._files)
+
+    def _read_files(self) -> dict[str, SyncedFile]:
         rows = self.db.execute(
             "SELECT path, disk_path, entry, kind, size, mtime_ns, inode, executable, content, "
             "version, synced_ns FROM files"
@@ -318,9 +327,13 @@ class ShareStore:
                 f.synced_ns,
             ),
         )
+        if self._files is not None:
+            self._files[f.path] = f
 
     def forget_file(self, path: str) -> None:
         self.db.execute("DELETE FROM files WHERE path = ?", (path,))
+        if self._files is not None:
+            self._files.pop(path, None)
 
     def file_errors(self) -> list[FileError]:
         rows = self.db.execute(

@@ -29,5 +29,6 @@ class ShareCrypto:
     def keyring(self) -> Keyring:
         return Keyring(self.sealing_key(e) for e in range(self.ring.latest_epoch + 1))
 
+    @functools.lru_cache(maxsize=64)  # noqa: B019 - as above: asked for once per envelope
     def metadata_key(self, epoch: int) -> bytes:
         return self.ring.epoch(epoch).metadata_key

@@ -70,6 +70,9 @@ class DeviceNode:
         self.triggers: dict[str, asyncio.Event] = {}
         self.backoff = Backoff(base_s=0.5, cap_s=60.0)
         self.lan: DeviceLan | None = None
+        self._config_stamp: tuple[int, int, int] | None = None  # of the file self._fresh read
+        self._fresh = self.config
+        self._saved_states: dict[str, tuple[str, str]] = {}
 
     # -- parts -----------------------------------------------------------------------------------
 
@@ -156,9 +159,21 @@ class DeviceNode:
 
     syncs_running = False
 
+    def _fresh_config(self) -> DeviceConfig:
+        """The config as last written (by `drift pause/resume`): read again when it changed."""
+        try:
+            st = self.home.config.stat()
+        except OSError:
+            return DeviceConfig.load(self.home.config)
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if stamp != self._config_stamp:
+            self._fresh = DeviceConfig.load(self.home.config)
+            self._config_stamp = stamp
+        return self._fresh
+
     def _control(self, share_id: str, sync: ShareSync) -> None:
         """Apply what `drift pause/resume` wrote to the config and the share's state."""
-        fresh = DeviceConfig.load(self.home.config)
+        fresh = self._fresh_config()
         if share_id in fresh.shares:
             self.config.shares[share_id].paused = fresh.shares[share_id].paused
         if self.config.shares[share_id].paused:
@@ -171,8 +186,12 @@ class DeviceNode:
             sync.state, sync.reason = ShareState.IDLE, ""
 
     def _save_state(self, sync: ShareSync) -> None:
-        sync.store.set("state", sync.state.value)
-        sync.store.set("reason", sync.reason)
+        state = (sync.state.value, sync.reason)
+        if self._saved_states.get(sync.share) == state:
+            return  # unchanged: no write (each is a commit, an fsync) after every pass
+        sync.store.set("state", state[0])
+        sync.store.set("reason", state[1])
+        self._saved_states[sync.share] = state
 
     # -- the daemon ------------------------------------------------------------------------------
 

@@ -203,13 +203,13 @@ class MemFileSystem:
         node = self._nodes[_ROOT_INO]
         for i, part in enumerate(parts):
             hit = node.entries.get(self._key(part))
-            sub = "/".join(parts[: i + 1])
             if hit is None:
-                raise NotFoundError(op, path, f"{sub!r} does not exist")
+                raise NotFoundError(op, path, f"{'/'.join(parts[: i + 1])!r} does not exist")
             node = self._nodes[hit[1]]
-            if node.kind is FileKind.SYMLINK:
-                raise SymlinkInPathError(op, path, f"{sub!r} is a symbolic link")
             if node.kind is not FileKind.DIR:
+                sub = "/".join(parts[: i + 1])
+                if node.kind is FileKind.SYMLINK:
+                    raise SymlinkInPathError(op, path, f"{sub!r} is a symbolic link")
                 raise NotADirError(op, path, f"{sub!r} is not a directory")
         return node
 

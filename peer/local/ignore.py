@@ -18,6 +18,7 @@ user data and are synced.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -197,9 +198,8 @@ class IgnoreRules:
     def parse(
         cls, text: str, *, case_insensitive: bool = False, defaults: bool = True
     ) -> IgnoreRules:
-        lines = [*(DEFAULT_PATTERNS if defaults else ()), *text.splitlines()]
-        rules = [r for r in (parse_rule(x, case_insensitive=case_insensitive) for x in lines) if r]
-        return cls(rules, case_insensitive=case_insensitive)
+        # Every scan loads the rules again, and they almost never change: compiled once.
+        return _parsed(text, case_insensitive, defaults)
 
     @classmethod
     def load(cls, fs: FileSystem, *, defaults: bool = True) -> IgnoreRules:
@@ -235,6 +235,13 @@ class IgnoreRules:
             if self.matches("/".join(parts[:i]), True):
                 return True
         return self.matches(path, is_dir)
+
+
+@functools.lru_cache(maxsize=32)
+def _parsed(text: str, case_insensitive: bool, defaults: bool) -> IgnoreRules:
+    lines = [*(DEFAULT_PATTERNS if defaults else ()), *text.splitlines()]
+    rules = [r for r in (parse_rule(x, case_insensitive=case_insensitive) for x in lines) if r]
+    return IgnoreRules(rules, case_insensitive=case_insensitive)
 
 
 def _combine(rules: list[Rule], flags: int) -> re.Pattern[str] | None:

@@ -51,7 +51,7 @@ DEFAULT_MAX_ITERATIONS = 20_000_000
 class _OrderedTimerHandle(events.TimerHandle):
     """A timer that sorts by (when, tie, sequence), so equal deadlines never compare as equal."""
 
-    __slots__ = ("_order",)
+    __slots__ = ("_sort",)
 
     def __init__(
         self,
@@ -63,29 +63,26 @@ class _OrderedTimerHandle(events.TimerHandle):
         context: Context | None,
     ) -> None:
         super().__init__(when, callback, args, loop, context)
-        self._order = order
-
-    def _key(self) -> tuple[float, float, int]:
-        return (self._when, *self._order)
+        self._sort = (when, *order)  # built once: the heap compares timers very often
 
     def __lt__(self, other: object) -> bool:
         if isinstance(other, _OrderedTimerHandle):
-            return self._key() < other._key()
+            return self._sort < other._sort
         return NotImplemented
 
     def __le__(self, other: object) -> bool:
         if isinstance(other, _OrderedTimerHandle):
-            return self._key() <= other._key()
+            return self._sort <= other._sort
         return NotImplemented
 
     def __gt__(self, other: object) -> bool:
         if isinstance(other, _OrderedTimerHandle):
-            return self._key() > other._key()
+            return self._sort > other._sort
         return NotImplemented
 
     def __ge__(self, other: object) -> bool:
         if isinstance(other, _OrderedTimerHandle):
-            return self._key() >= other._key()
+            return self._sort >= other._sort
         return NotImplemented
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 from collections import deque
 from collections.abc import Callable
 from typing import TextIO
@@ -23,13 +24,18 @@ def _running_loop_time() -> float | None:
         return None
 
 
+_SPACE = re.compile(r"\s")
+
+
 def _format_value(value: object) -> str:
+    if type(value) is int:
+        return str(value)
     if isinstance(value, bytes | bytearray):
         return f"{len(value)}B"
     if isinstance(value, float):
         return f"{value:.6g}"
     text = str(value)
-    return repr(text) if (not text or any(c.isspace() for c in text)) else text
+    return repr(text) if (not text or _SPACE.search(text)) else text
 
 
 class Trace:
