@@ -36,6 +36,8 @@ from peer.device.identity import (
     user_code,
 )
 from peer.device.toml import write_atomic
+from peer.engine.lanstatus import LanStatus
+from peer.engine.lanstatus import read_status as read_lan_status
 from peer.engine.node import DeviceNode
 from peer.engine.restore import restore, select
 from peer.engine.shares import (
@@ -636,21 +638,48 @@ async def cmd_status(args: argparse.Namespace, env: Env) -> int:
     try:
         statuses = [node.status(sid) for sid in node.config.shares]
         user = user_code(node.device.certificate.user_key)
+        lan = read_lan_status(node.home, SystemClock().now_ms())
         if args.json:
             env.json(
                 {
                     "user_code": user,
                     "device_id": ids.format_id(node.device.device_id),
                     "relay_url": node.config.relay_url,
+                    "lan": _lan_json(node, lan),
                     "shares": [asdict(s) for s in statuses],
                 }
             )
         else:
             _print_status(env, node, statuses, user)
+            _print_lan(env, node, lan)
         failing = any(s.file_errors for s in statuses)
         return ExitCode.FILE_ERRORS if failing else ExitCode.OK
     finally:
         await node.close()
+
+
+def _lan_json(node: DeviceNode, lan: LanStatus | None) -> dict[str, object]:
+    """``enabled`` from the config; ``running`` and the peers from the daemon, if it runs."""
+    out: dict[str, object] = {"enabled": node.config.lan_enabled, "running": lan is not None}
+    if lan is not None:
+        out.update(port=lan.port, addresses=lan.addresses, peers=[asdict(p) for p in lan.peers])
+    return out
+
+
+def _print_lan(env: Env, node: DeviceNode, lan: LanStatus | None) -> None:
+    if not node.config.lan_enabled:
+        env.out.write("LAN peers: off (lan_enabled = false in the config)\n")
+        return
+    if lan is None:
+        env.out.write("LAN peers: not running (start the daemon: drift run)\n")
+        return
+    where = ", ".join(lan.addresses) or "127.0.0.1"
+    env.out.write(f"LAN: listening on {where} port {lan.port}; {len(lan.peers)} peer(s)\n")
+    for p in lan.peers:
+        env.out.write(
+            f"  {p.name} ({p.device_id[:14]}…) at {p.address}: {p.state}, "
+            f"sent {p.sent_bytes:,} bytes, received {p.received_bytes:,} bytes\n"
+        )
 
 
 def _print_status(env: Env, node: DeviceNode, statuses: list[Any], user: str) -> None:

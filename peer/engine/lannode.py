@@ -23,6 +23,14 @@ from collections.abc import Iterable, Mapping
 import ifaddr
 
 from peer.device.config import DeviceConfig
+from peer.device.home import Home
+from peer.engine.lanstatus import (
+    WRITE_EVERY_S,
+    LanStatus,
+    peer_row,
+    remove_status,
+    write_status,
+)
 from peer.engine.sync import ShareSync
 from peer.lan import events as ev
 from peer.lan.authorizer import LanAuthorizer
@@ -36,7 +44,7 @@ from peer.lan.tls import TlsIdentity
 from peer.lan.transport import LanConnection, LanServer, LocalDevice, connect
 from protocol.chain import MembershipChain, verify_chain
 from protocol.envelope import Envelope
-from protocol.keys import CertifiedDevice
+from protocol.keys import CertifiedDevice, DeviceCertificate
 from protocol.vv import VersionVector
 from seams import Clock, RandomSource
 
@@ -44,6 +52,8 @@ logger = logging.getLogger("peer.lan")
 
 REDIAL_FIRST_S = 0.5
 REDIAL_MAX_S = 10.0
+BAN_S = 60.0
+"""A peer that broke the protocol (a corrupt chunk, say) is refused this long."""
 
 
 def local_addresses() -> list[str]:
@@ -75,8 +85,10 @@ class DeviceLan:
         *,
         clock: Clock,
         rng: RandomSource,
+        home: Home | None = None,
     ) -> None:
         self.device = device
+        self.home = home
         self.config = config
         self.clock = clock
         self.rng = rng
@@ -101,6 +113,7 @@ class DeviceLan:
         self._tasks: set[asyncio.Task[None]] = set()
         self._dialers: dict[str, asyncio.Task[None]] = {}
         self._seen: dict[str, PeerSeen[bytes]] = {}
+        self.banned: dict[bytes, float] = {}  # device id → until (monotonic)
 
     @property
     def port(self) -> int:
@@ -112,9 +125,7 @@ class DeviceLan:
         for sync in self._syncs.values():
             sync.lan.peers = self.peers
             sync.blocks.defer_when_unreachable = True
-        self.server = LanServer(
-            device=self.local, authorize=self.authorizer.admits_any, handler=self._accepted
-        )
+        self.server = LanServer(device=self.local, authorize=self.authorize, handler=self._accepted)
         hosts = self.addresses or ["127.0.0.1"]
         try:
             await self.server.start(hosts, self.config.lan_port)
@@ -146,6 +157,8 @@ class DeviceLan:
             for static in statics:
                 self._found(_static_seen(static, keys))
         logger.info("LAN: listening on %s port %d", ", ".join(hosts), self.port)
+        if self.home is not None:
+            self._spawn(self._report(self.home))
 
     async def close(self) -> None:
         for sync in self._syncs.values():
@@ -161,6 +174,8 @@ class DeviceLan:
                 await link.close()
         if self.server is not None:
             await self.server.close()
+        if self.home is not None:
+            remove_status(self.home)
 
     def _spawn(self, coro: object) -> None:
         task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
@@ -210,8 +225,7 @@ class DeviceLan:
                     address,
                     seen.port,
                     device=self.local,
-                    authorize=self.authorizer.admits_any,
-                    local_address=None,
+                    authorize=self.authorize,
                 )
             except LinkError as exc:
                 logger.debug("LAN: cannot reach %s:%d: %s", address, seen.port, exc)
@@ -223,6 +237,13 @@ class DeviceLan:
             self._spawn(link.run())
             return link
         return None
+
+    def authorize(self, certificate: DeviceCertificate) -> bool:
+        """A member's device the chains admit, unless it misbehaved lately."""
+        until = self.banned.get(certificate.device_id)
+        if until is not None and self.clock.monotonic() < until:
+            return False
+        return self.authorizer.admits_any(certificate)
 
     async def _accepted(self, connection: LanConnection) -> None:
         await self._link(connection).run()
@@ -240,7 +261,7 @@ class DeviceLan:
             session,
             clock=self.clock,
             bandwidth=self.bandwidth,
-            on_event=self._on_event,
+            on_event=lambda event: self._on_event(event, connection.peer.device_id),
         )
         self.peers.add(link)
         logger.info(
@@ -268,7 +289,7 @@ class DeviceLan:
 
     # -- what sessions report --------------------------------------------------------------------
 
-    async def _on_event(self, event: ev.Event) -> None:
+    async def _on_event(self, event: ev.Event, peer: bytes) -> None:
         if isinstance(event, ev.EnvelopesReceived):
             sync = self._syncs.get(event.share)
             if sync is not None:
@@ -287,7 +308,11 @@ class DeviceLan:
                 event.height,
             )
         elif isinstance(event, ev.PeerMisbehaved):
-            logger.warning("LAN: a peer was dropped: %s", event.reason)
+            # Its chunks come from elsewhere (the fetch asks the next peer, then the relay).
+            logger.warning(
+                "LAN: peer %s dropped for %.0f s: %s", peer.hex()[:16], BAN_S, event.reason
+            )
+            self.banned[peer] = self.clock.monotonic() + BAN_S
         elif isinstance(event, ev.AdmissionEnded):
             logger.info(
                 "LAN: a peer may no longer sync share %s (%s)", event.share.hex(), event.reason
@@ -305,6 +330,28 @@ class DeviceLan:
             await self.peers.chains_changed()
 
     # -- status ----------------------------------------------------------------------------------
+
+    async def _report(self, home: Home) -> None:
+        """Keep ``drift status`` (another process) told of the peers and their bytes."""
+        while True:
+            rows = [
+                peer_row(
+                    p.device_id,
+                    p.device_name,
+                    p.address,
+                    p.state,
+                    p.shares,
+                    p.sent_bytes,
+                    p.received_bytes,
+                )
+                for p in self.status()
+            ]
+            status = LanStatus(self.port, self.addresses, self.clock.now_ms(), rows)
+            try:
+                await asyncio.to_thread(write_status, home, status)
+            except OSError as exc:
+                logger.warning("LAN: cannot write the status file: %s", exc)
+            await self.clock.sleep(WRITE_EVERY_S)
 
     def status(self) -> list[PeerStatus]:
         """One row per peer device (its links' bytes added up)."""

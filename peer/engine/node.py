@@ -254,7 +254,12 @@ class DeviceNode:
         if not self.config.lan_enabled or not self.syncs:
             return
         lan = DeviceLan(
-            self.device, self.config, self.syncs, clock=self.seams.clock, rng=self.seams.rng
+            self.device,
+            self.config,
+            self.syncs,
+            clock=self.seams.clock,
+            rng=self.seams.rng,
+            home=self.home,
         )
         for sid, sync in self.syncs.items():
             sync.lan.wake = self.triggers[sid].set

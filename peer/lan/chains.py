@@ -7,6 +7,7 @@ Verification runs on a fresh chain, so a bad entry halfway leaves our chain unto
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 from protocol.chain import ChainEntry, MembershipChain, verify_chain
@@ -20,13 +21,19 @@ def check_head(chain: MembershipChain, height: int, head_hash: bytes) -> None:
 
 
 def extend(chain: MembershipChain, entries: Sequence[ChainEntry]) -> MembershipChain:
-    """``chain`` followed by ``entries`` (which start at its head), verified as a whole.
+    """``chain`` followed by ``entries`` (which start at or below its head), verified as a whole.
 
-    Raises ``Fork`` when an entry differs from ours at a height we hold, ``InvalidChain`` when the
-    entries do not start at our head, and whatever ``verify_chain`` raises for a bad entry.
+    Entries may start below our head: asked when that was our head, they can arrive after
+    another peer brought the same entries. Raises ``Fork`` when an entry differs from ours at a
+    height we hold, ``InvalidChain`` when the entries leave a gap after our head, and whatever
+    ``verify_chain`` raises for a bad entry.
     """
-    if not entries or entries[0].height != chain.height:
-        raise InvalidChain(f"chain entries must start at our head (height {chain.height})")
+    if not entries or entries[0].height > chain.height:
+        raise InvalidChain(
+            f"chain entries must start at or below our head (height {chain.height})"
+        )
+    if any(b.height != a.height + 1 for a, b in itertools.pairwise(entries)):
+        raise InvalidChain("chain entries must be consecutive")
     for entry in entries:
         if entry.height <= chain.height and entry.encode() != chain.entries[entry.height].encode():
             raise Fork(f"another entry holds chain height {entry.height}", height=entry.height)

@@ -357,6 +357,10 @@ class LanSession:
         assert sh.peer_head is not None  # we only ask after a head
         peer_height, peer_hash = sh.peer_head
         if longer.height == chain.height:
+            if peer_height <= chain.height:
+                # Another session adopted these entries meanwhile: nothing new, nothing wrong.
+                self._maybe_agree(message.share, sh)
+                return
             raise SessionViolation(
                 f"peer announced chain height {peer_height} but sent nothing past ours"
             )

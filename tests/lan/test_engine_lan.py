@@ -9,11 +9,16 @@ LAN (bytes counted per path).
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import os
 from pathlib import Path
+from typing import Any
 
+from peer.cli import Env, main
 from peer.device.config import DeviceConfig
 from peer.engine.node import DeviceNode
+from peer.errors import ExitCode
 from peer.remote.backoff import Backoff
 from protocol.envelope import Envelope
 from tests.conftest import free_port
@@ -44,6 +49,20 @@ async def stop_all(devs: list[Dev], stop: asyncio.Event, tasks: list[asyncio.Tas
     await asyncio.wait_for(asyncio.gather(*tasks), 20)
     for d in devs:
         await d.node.close()
+
+
+async def cli_status(dev: Dev) -> dict[str, Any]:
+    out, err = io.StringIO(), io.StringIO()
+    argv = ["--home", str(dev.home.root), "--json", "status"]
+    await wait_for(lambda: lan_status_file(dev).exists(), 5)
+    await asyncio.sleep(1.2)  # the daemon rewrites it every second
+    code = await asyncio.to_thread(main, argv, Env(vars={}, out=out, err=err))
+    assert code == ExitCode.OK, err.getvalue()
+    return json.loads(out.getvalue())  # type: ignore[no-any-return]
+
+
+def lan_status_file(dev: Dev) -> Path:
+    return dev.home.root / "lan-status.json"
 
 
 def lan_received(dev: Dev) -> int:
@@ -84,6 +103,12 @@ async def test_two_daemons_sync_over_lan_while_the_relay_is_away(tmp_path: Path)
         await wait_for(lambda: b.files().get("offline.bin") == big, 30)
         await wait_for(lambda: a.files().get("from-b.txt") == b"b wrote this offline", 30)
         assert lan_received(b) >= len(big)
+        # `drift status --json` (another process, as a user runs it) shows the peer and bytes.
+        status = await cli_status(b)
+        assert status["lan"]["running"] is True
+        (peer,) = status["lan"]["peers"]
+        assert peer["name"] == "a"
+        assert peer["received_bytes"] >= len(big)
         # The relay returns on the same data: it receives everything, once, with the blocks.
         async with running_relay(tmp_path / "relay", port):
             union = device_vector(a, share) | device_vector(b, share)
@@ -102,3 +127,79 @@ async def test_two_daemons_sync_over_lan_while_the_relay_is_away(tmp_path: Path)
             assert await a.node.link.have_blocks(share, referenced) == set(referenced)
     finally:
         await stop_all([a, b], stop, tasks)
+
+
+async def test_with_relay_and_lan_up_content_comes_over_the_lan(tmp_path: Path) -> None:
+    async with running_relay(tmp_path / "relay") as url:
+        a, b = make_device(tmp_path, "a", url), make_device(tmp_path, "b", url)
+        await share_between(a, b)
+        await a.sync()
+        await b.sync()
+        for dev in (a, b):
+            await dev.node.close()
+            lan_on(dev)
+        stop, tasks = await start([a, b])
+        try:
+            await wait_for(lambda: all(d.node.lan and d.node.lan.peers.links() for d in (a, b)))
+            big = os.urandom(6 << 20)
+            down_before = relay_bytes_down(b)
+            (a.folder / "big.bin").write_bytes(big)
+            await wait_for(lambda: b.files().get("big.bin") == big, 30)
+            from_relay = relay_bytes_down(b) - down_before
+            from_lan = lan_received(b)
+            assert from_lan >= len(big), (from_lan, from_relay)
+            assert from_relay < len(big) // 4, (from_lan, from_relay)
+        finally:
+            await stop_all([a, b], stop, tasks)
+
+
+async def test_a_peer_serving_corrupt_chunks_is_dropped_and_the_data_comes_from_elsewhere(
+    tmp_path: Path,
+) -> None:
+    async with running_relay(tmp_path / "relay") as url:
+        a, b, c = (make_device(tmp_path, n, url) for n in ("a", "b", "c"))
+        share = await share_between(a, b, c)
+        big = os.urandom(5 << 20)
+        (a.folder / "big.bin").write_bytes(big)
+        await a.sync()
+        await c.sync()
+        assert c.files()["big.bin"] == big
+        for dev in (a, b, c):
+            await dev.node.share(share).refresh_chain()  # everyone admits everyone from the start
+        await b.node.share(share).pull()  # b knows of the file but has none of its bytes
+        assert "big.bin" not in b.files()
+        for dev in (a, b, c):
+            await dev.node.close()
+            lan_on(dev)
+    # The relay is gone: b can get the file only from a (honest) and c (corrupt).
+    lan_c = c.node.share(share).lan
+    honest = lan_c.chunk
+
+    served: list[bytes] = []
+
+    def corrupt(share_id: bytes, chunk_id: bytes) -> bytes | None:
+        data = honest(share_id, chunk_id)
+        served.append(chunk_id)
+        return None if data is None else bytes(x ^ 0x5A for x in data)
+
+    lan_c.chunk = corrupt  # type: ignore[method-assign]
+    stop, tasks = await start([a, b, c])
+    try:
+        await wait_for(lambda: b.files().get("big.bin") == big, 40)
+        assert b.node.lan is not None
+        assert lan_received(b) >= len(big)
+        # b's first try found no peer; by its retry both were linked, and the first fetch (the
+        # file and its manifest) is dealt out between them: c was asked, dropped and refused.
+        assert served
+        assert cid(c) in b.node.lan.banned
+        assert cid(c) not in {link.peer_device_id for link in b.node.lan.peers.links()}
+    finally:
+        await stop_all([a, b, c], stop, tasks)
+
+
+def cid(dev: Dev) -> bytes:
+    return dev.node.device.device_id
+
+
+def relay_bytes_down(dev: Dev) -> int:
+    return int(dev.node.link.bytes_down)  # type: ignore[attr-defined]
