@@ -303,3 +303,57 @@ async def _join(dev: Dev, code: str) -> None:
         InviteCode.from_text(code),
         dev.folder,
     )
+
+
+class _Crash(Exception):
+    """The device dies here."""
+
+
+class _DiesAfterKeyEpoch:
+    """The owner's relay link, on a device that dies right after the relay took its key_epoch
+    entry: before it saved the new key as current or wrapped it for anyone."""
+
+    def __init__(self, link: object) -> None:
+        self.link = link
+        self.entries = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.link, name)
+
+    async def extend_chain(self, share: str, entry: bytes) -> int:
+        height = await self.link.extend_chain(share, entry)  # type: ignore[attr-defined]
+        self.entries += 1
+        if self.entries == 2:  # the removal, then the key epoch
+            raise _Crash
+        return height
+
+
+async def test_a_crash_right_after_the_key_epoch_entry_loses_no_key(tmp_path: Path) -> None:
+    async with running_relay(tmp_path / "relay") as url:
+        owner = make_device(tmp_path, "owner", url)
+        editor = make_device(tmp_path, "editor", url)
+        gone = make_device(tmp_path, "gone", url)
+        devices = [owner, editor, gone]
+        try:
+            share = await share_between(owner, editor, gone)
+            await settle(devices)
+            with pytest.raises(_Crash):
+                await remove_member(
+                    owner.home,
+                    owner.node.device,
+                    _DiesAfterKeyEpoch(owner.node.link),  # type: ignore[arg-type]
+                    share,
+                    gone.user_key,
+                    clock=SystemClock(),
+                    rng=OsRandom(),
+                )
+            assert _ring(owner, share).latest_epoch == 0  # only the pending copy has epoch 1
+            (owner.folder / "after.txt").write_bytes(b"written after the crash")
+            await owner.sync()  # adopts the pending key, then wraps it for the editor
+            assert _ring(owner, share).latest_epoch == 1
+            await editor.sync()
+            assert editor.files()["after.txt"] == b"written after the crash"
+            assert _ring(editor, share).latest_epoch == 1
+        finally:
+            for dev in devices:
+                await dev.node.close()
