@@ -357,3 +357,40 @@ async def test_a_crash_right_after_the_key_epoch_entry_loses_no_key(tmp_path: Pa
         finally:
             for dev in devices:
                 await dev.node.close()
+
+
+async def test_a_member_revoking_their_device_has_an_owner_rotate(tmp_path: Path) -> None:
+    async with running_relay(tmp_path / "relay") as url:
+        owner = make_device(tmp_path, "owner", url)
+        editor = make_device(tmp_path, "editor", url)
+        devices = [owner, editor]
+        try:
+            share = await share_between(owner, editor)
+            tablet = second_device(tmp_path, editor, "tablet", url)
+            devices.append(tablet)
+            await _join(tablet, await _invite_code(owner, editor, share))
+            await settle(devices)
+            holder = load_user(editor.home)
+            assert holder is not None
+            revocation = holder.revoke(tablet.node.device.device_id, SystemClock().now_ms())
+            done = await revoke_in_shares(
+                editor.home,
+                editor.node.config,
+                editor.node.device,
+                editor.node.link,
+                revocation,
+                clock=SystemClock(),
+                rng=OsRandom(),
+            )
+            assert [(d.share, d.rotation) for d in done] == [(share, None)]
+            assert "owner" in done[0].reason
+            await owner.sync()  # the chain says a rotation is due: the owner's pass does it
+            assert _ring(owner, share).latest_epoch == 1
+            (editor.folder / "after.txt").write_bytes(b"not for the tablet")
+            await settle([editor, owner])
+            assert owner.files()["after.txt"] == b"not for the tablet"
+            assert _ring(editor, share).latest_epoch == 1
+            assert _ring(tablet, share).latest_epoch == 0
+        finally:
+            for dev in devices:
+                await dev.node.close()
