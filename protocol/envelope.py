@@ -105,20 +105,27 @@ class Envelope(Record):
     )
     MAX_BYTES: ClassVar[int] = MAX_UPDATE_BYTES + 1024 * 1024
 
+    @classmethod
+    def decode(cls, data: bytes) -> Self:
+        envelope = super().decode(data)
+        # Decoding proved ``data`` is the canonical encoding; the hash and the signature check
+        # need exactly these bytes, and encoding them again costs more than the check itself.
+        envelope.__dict__["_canonical"] = bytes(data)
+        return envelope
+
+    def encode(self) -> bytes:
+        canonical: bytes | None = self.__dict__.get("_canonical")
+        return canonical if canonical is not None else super().encode()
+
     def signed_bytes(self) -> bytes:
-        return dataclasses.replace(self, sig=bytes(SIGNATURE_BYTES)).encode()
+        # ``sig`` is the last field and a fixed-size bin, so the encoding with a zero signature
+        # is the encoding with its last bytes zeroed.
+        return self.encode()[:-SIGNATURE_BYTES] + bytes(SIGNATURE_BYTES)
 
     @functools.cached_property
     def envelope_hash(self) -> bytes:
         """The envelope's id: the next envelope of the device names it as ``prev``."""
         return digest(Purpose.ENVELOPE_HASH, self.encode())
-
-    @classmethod
-    def decode(cls, data: bytes) -> Self:
-        envelope = super().decode(data)
-        # ``data`` is the canonical encoding (decode checked it): hash it, not a re-encoding.
-        envelope.__dict__["envelope_hash"] = digest(Purpose.ENVELOPE_HASH, bytes(data))
-        return envelope
 
     @property
     def tip(self) -> EnvelopeTip:

@@ -42,6 +42,40 @@ class LogEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class Head:
+    """A share's row, locked for an append, with the caller's role and the last entry's stamp."""
+
+    owner_user_id: str
+    chain_height: int
+    last_seq: int
+    last_ms: int
+    role: str | None  # the caller's, None for a non-member
+
+
+async def locked_head(tx: Tx, share_id: str, user_id: str) -> Head:
+    """Lock the share's row and read what an append needs of it in one statement (the round
+    trips, not the rows, are what an append pays for)."""
+    row = await tx.select_for_update(
+        "SELECT s.owner_user_id, s.chain_height, s.last_seq, "
+        "(SELECT e.received_ms FROM envelopes e WHERE e.share_id = s.share_id "
+        "AND e.seq = s.last_seq), "
+        "(SELECT m.role FROM members m WHERE m.share_id = s.share_id AND m.user_id = ?) "
+        "FROM shares s WHERE s.share_id = ?",
+        user_id,
+        share_id,
+    )
+    if row is None:
+        raise NotFound(f"share {share_id} does not exist")
+    return Head(
+        str(row[0]),
+        int(row[1]),  # type: ignore[call-overload]
+        int(row[2]),  # type: ignore[call-overload]
+        int(row[3] or 0),  # type: ignore[call-overload]
+        None if row[4] is None else str(row[4]),
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class AppendResult:
     """Sequence number per submitted envelope (original ones for resends) and the new head."""
 
@@ -59,6 +93,7 @@ async def append(
     *,
     tips: dict[str, tuple[int, bytes]] | None = None,
     locked_last_seq: int | None = None,
+    locked_last_ms: int | None = None,
 ) -> AppendResult:
     """Append envelopes of one share, in order, all or nothing.
 
@@ -68,7 +103,8 @@ async def append(
     last envelope raises :class:`BrokenHashChain`. Errors carry ``index``, the failing item.
 
     A caller that already locked the share row in this transaction passes ``locked_last_seq``
-    (and may pass ``tips`` from :func:`tips`), saving the round trips on PostgreSQL.
+    and ``locked_last_ms`` (from :func:`locked_head`; and may pass ``tips`` from :func:`tips`),
+    saving the round trips.
 
     Each new entry is stamped ``now_ms``, raised to the share's last stamp if that is later
     (relays' clocks differ a little, and ``now_ms`` may be read before the lock): "as of" a
@@ -89,13 +125,20 @@ async def append(
     appended = owed_added = 0
     stamp: int | None = None
     for index, item in enumerate(items):
-        stored = await tx.fetchone(
-            "SELECT seq, envelope_hash, body FROM envelopes "
-            "WHERE share_id = ? AND device_id = ? AND counter = ?",
-            share_id,
-            item.device_id,
-            item.counter,
-        )
+        known = vectors.get(item.device_id)
+        if known is None and have_all_tips:
+            known = (0, None)
+        stored = None
+        # A device's counters are stored contiguously (the vector is its highest), so only a
+        # counter at or below the known one can be a resend or a fork.
+        if known is None or item.counter <= known[0]:
+            stored = await tx.fetchone(
+                "SELECT seq, envelope_hash, body FROM envelopes "
+                "WHERE share_id = ? AND device_id = ? AND counter = ?",
+                share_id,
+                item.device_id,
+                item.counter,
+            )
         if stored is not None:
             if bytes(stored[1]) == item.envelope_hash:  # type: ignore[arg-type]
                 seqs.append(int(stored[0]))  # type: ignore[call-overload]
@@ -130,7 +173,9 @@ async def append(
                 index=index,
             )
         if stamp is None:
-            stamp = max(now_ms, await _last_stamp(tx, share_id, last_seq))
+            if locked_last_ms is None:
+                locked_last_ms = await _last_stamp(tx, share_id, last_seq)
+            stamp = max(now_ms, locked_last_ms)
         last_seq += 1
         await tx.execute(
             "INSERT INTO envelopes (share_id, seq, device_id, counter, envelope_hash, body, "

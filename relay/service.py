@@ -60,6 +60,14 @@ MAX_WRAPS_PER_REQUEST = 256  # the protocol's limit of key wraps per message
 OWNERS = frozenset({Role.OWNER})
 
 
+def block_writes(blocks: Sequence[tuple[bytes, bytes]], unit_bytes: int) -> int:
+    """What a block upload counts against the write rate limit: one per request, and one more
+    per ``unit_bytes`` (the largest block) beyond the first, so a batch of a thousand small
+    blocks costs what one large block does, not a thousand writes."""
+    total = sum(len(data) for _, data in blocks)
+    return max(1, -(-total // unit_bytes))
+
+
 @dataclass(frozen=True, slots=True)
 class LogPage:
     entries: list[log.LogEntry]
@@ -392,9 +400,10 @@ class RelayService:
         now = self.clock.now_ms()
         total_bytes = sum(len(i.envelope) for i in items)
         async with self.db.write(group=share_id) as tx:
-            await self._require(tx, share_id, principal)
-            owner, height, last_seq = await membership.share_row(tx, share_id, lock=True)
-            chain = await self.chains.at_height(tx, share_id, height)
+            head = await log.locked_head(tx, share_id, principal.user_id)
+            if head.role is None:
+                raise NotMember(f"you are not a member of share {share_id}")
+            chain = await self.chains.at_height(tx, share_id, head.chain_height)
             await accounts.charge_writes(
                 tx, principal.user_id, len(items), self.settings.writes_per_minute_per_user, now
             )
@@ -403,9 +412,17 @@ class RelayService:
                 tx, list({env.header.device.hex() for env in decoded})
             )
             batch = envelopes.admit(items, decoded, certificates, chain, tips, revoked)
-            result = await log.append(tx, share_id, batch, now, tips=tips, locked_last_seq=last_seq)
+            result = await log.append(
+                tx,
+                share_id,
+                batch,
+                now,
+                tips=tips,
+                locked_last_seq=head.last_seq,
+                locked_last_ms=head.last_ms,
+            )
             if result.appended:
-                await self._charge_bytes(tx, owner, total_bytes)
+                await self._charge_bytes(tx, head.owner_user_id, total_bytes)
         if result.appended:
             self.metrics.appends.inc(result.appended)
             self.metrics.envelope_bytes.inc(total_bytes)
@@ -517,7 +534,11 @@ class RelayService:
             await self._require(tx, share_id, principal, WRITERS)
             owner, _, _ = await membership.share_row(tx, share_id, lock=True)
             await accounts.charge_writes(
-                tx, principal.user_id, len(blocks), self.settings.writes_per_minute_per_user, now
+                tx,
+                principal.user_id,
+                block_writes(blocks, self.settings.max_block_bytes),
+                self.settings.writes_per_minute_per_user,
+                now,
             )
             added, added_bytes = await self.blocks.record(tx, share_id, blocks)
             if added_bytes:
