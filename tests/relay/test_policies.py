@@ -139,3 +139,21 @@ async def test_login_requests_are_throttled_per_client(tmp_path: Path) -> None:
         assert limited.code == "rate_limited"
         assert int(limited.headers["Retry-After"]) >= 1
         assert (await relay.api.call("GET", "/healthz")).status == 200
+
+
+async def test_a_batched_block_upload_counts_once_against_the_rate_limit(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, writes_per_minute_per_user=3)
+    async with running_relay(settings) as relay:
+        api = relay.api
+        owner = new_device()
+        await login(api, owner)
+        share = await create_share(api, owner)
+        statuses = []
+        for batch in range(4):
+            blocks = [list(block(f"small block {batch}/{i}".encode())) for i in range(50)]
+            answer = await api.call(
+                "POST", f"{share.path}/blocks/put", {"blocks": blocks}, token=owner.token
+            )
+            statuses.append(answer.status)
+        # Fifty blocks a request, three requests allowed a minute: the fourth is refused.
+        assert statuses == [200, 200, 200, 429]
