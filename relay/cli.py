@@ -2,13 +2,14 @@
 
 Settings come from a TOML file (``--config``), then ``DRIFT_RELAY_<FIELD>`` environment variables
 (how a container receives its database URL), then the flags. Exit codes: 0 ok, 1 fatal (the
-message says why), 2 usage or configuration error, 130 interrupted.
+message says why), 2 usage or configuration error, 3 the audit found problems, 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import ssl
@@ -29,6 +30,7 @@ examples:
   drift relay serve --host 0.0.0.0 --port 443 --tls-cert c.pem --tls-key k.pem --data-dir /srv/d
   drift relay serve --config /etc/driftsync/relay.toml       # PostgreSQL + S3 + Redis
   drift relay invite --data-dir ./relay-data CODE            # allow one invite-only registration
+  drift relay audit --config /etc/driftsync/relay.toml --json # blocks vs database; reports only
 """
 
 
@@ -36,6 +38,7 @@ class ExitCode(IntEnum):
     OK = 0
     FATAL = 1
     USAGE = 2
+    PROBLEMS = 3
     INTERRUPTED = 130
 
 
@@ -52,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
         ("serve", "run the relay"),
         ("invite", "register an invite code (registration = invite)"),
         ("check", "validate the configuration and open the backends, then exit"),
+        ("audit", "check every stored block against its id and the database; never deletes"),
     ):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--config", type=Path, help="TOML file with the settings")
@@ -70,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--log-level", default=None)
         if name == "invite":
             p.add_argument("code", help="the invite code to accept once")
+        if name == "audit":
+            p.add_argument("--json", action="store_true", help="the report as JSON on stdout")
     return parser
 
 
@@ -151,6 +157,49 @@ async def _check(settings: Settings) -> None:
     await close_service(service)
 
 
+async def _audit(settings: Settings, as_json: bool) -> int:
+    from relay.audit import audit
+    from relay.db import open_database
+    from relay.runtime import open_block_store
+    from seams import ThreadExecutor
+
+    executor = ThreadExecutor(8, "audit")
+    db = await open_database(
+        settings.effective_database_url, sqlite_synchronous=settings.sqlite_synchronous
+    )
+    try:
+        store, _ = open_block_store(settings, executor)
+        try:
+            report = await audit(
+                db, store, None if as_json else lambda step: print(step, file=sys.stderr)
+            )
+        finally:
+            await store.close()
+    finally:
+        await db.close()
+        executor.shutdown()
+    if as_json:
+        print(json.dumps(report.to_json(), indent=2, sort_keys=True))
+    else:
+        print(
+            f"{report.blocks_checked} blocks ({report.bytes_checked} bytes) intact; "
+            f"{report.share_blocks_checked} recorded blocks, {report.envelopes_checked} "
+            f"envelopes ({report.references_checked} block references, {report.owed} owed)"
+        )
+        for name, finding, meaning in (
+            ("corrupt", report.corrupt, "stored bytes do not hash to their block id"),
+            ("missing", report.missing, "recorded as a share's block but not in the store"),
+            ("unaccounted", report.unaccounted, "referenced by an envelope, neither held nor owed"),
+            ("damaged_envelopes", report.damaged_envelopes, "stored envelopes that do not decode"),
+        ):
+            if finding.count:
+                print(f"{name}: {finding.count} ({meaning})")
+                for item in finding.listed[:20]:
+                    print("  " + " ".join(f"{k}={v}" for k, v in item.items()))
+        print("clean" if report.clean else "problems found; nothing was changed")
+    return ExitCode.OK if report.clean else ExitCode.PROBLEMS
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
@@ -161,6 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return serve(settings)
+        if args.command == "audit":
+            return asyncio.run(_audit(settings, args.json))
         if args.command == "invite":
             asyncio.run(_invite(settings, args.code))
             print("invite code registered; it admits one registration")
