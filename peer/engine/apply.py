@@ -89,12 +89,16 @@ class Applier(SyncParts):
         async def fetch(path: str) -> None:
             await self._remote_file(path, listing[path], base.get(path), report)
 
-        await self._bounded(
-            wanted,
-            fetch,
-            lambda p: listing[p].version.size,  # type: ignore[union-attr]
-            "download",
-        )
+        self._dirs_ready = set()
+        try:
+            await self._bounded(
+                wanted,
+                fetch,
+                lambda p: listing[p].version.size,  # type: ignore[union-attr]
+                "download",
+            )
+        finally:
+            self._dirs_ready = None
 
     async def _settle_moves(
         self, listing: dict[str, Entry], by_id: dict[str, str], report: PassReport

@@ -7,15 +7,16 @@ alone. Which of the two block kinds it is, the block's own header says.
 :class:`RelayBlocks` gives ``storage.ingest``/``storage.restore`` the block store they expect,
 backed by the relay: uploads are held back and sent in batches (one "which do you have?" for the
 lot, then only the missing ones, several requests in flight), so an interrupted upload resumes by
-sending only what the relay lacks; downloads take prefetched blocks first.
+sending only what the relay lacks; downloads take prefetched blocks first, as they arrive.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable
 
-from peer.errors import IntegrityError, RelayUnreachable
+from peer.errors import DriftError, IntegrityError, RelayUnreachable
 from peer.remote.link import RelayLink
 from seams import Executor, InlineExecutor
 from storage.errors import StorageError
@@ -27,6 +28,10 @@ ID_BYTES = 32
 FLUSH_BYTES = 8 << 20
 FLUSHES_IN_FLIGHT = 2
 MAX_PREFETCHED = 4096
+PREFETCH_BATCH = 64  # blocks asked for in one request
+PREFETCHES_IN_FLIGHT = 4
+
+logger = logging.getLogger("peer.engine")
 
 
 def encode_content(ref: FileRef) -> bytes:
@@ -70,10 +75,14 @@ class RelayBlocks:
         self.share = share
         self.executor = executor or InlineExecutor()
         self.known: set[bytes] = set()  # at the relay for sure
-        self.pending: dict[bytes, bytes] = {}
+        # Sealed blocks are fresh bytearrays nobody changes: held and sent as they are (a copy
+        # of every uploaded byte cost more than the AES that made it).
+        self.pending: dict[bytes, bytes | bytearray] = {}
         self.pending_bytes = 0
         self.flushing: list[asyncio.Future[None]] = []
         self.prefetched: dict[bytes, bytes] = {}
+        self.incoming: dict[bytes, asyncio.Future[None]] = {}  # block → its prefetch in flight
+        self._prefetching: set[asyncio.Future[None]] = set()
         self.verified: set[bytes] = set()  # prefetched blocks put back after verification
         self.uploaded_blocks = 0
         self.uploaded_bytes = 0
@@ -94,8 +103,8 @@ class RelayBlocks:
     async def put(self, block_id: bytes, data: bytes | bytearray, *, verify: bool = True) -> bool:
         if block_id in self.known or block_id in self.pending:
             return False
-        self._keep_manifests([(block_id, bytes(data))])
-        self.pending[block_id] = bytes(data)
+        self._keep_manifests([(block_id, data)])
+        self.pending[block_id] = data
         self.pending_bytes += len(data)
         if self.pending_bytes >= FLUSH_BYTES:
             # Upload in the background while sealing goes on; at most FLUSHES_IN_FLIGHT
@@ -120,7 +129,7 @@ class RelayBlocks:
             batch, self.pending, self.pending_bytes = self.pending, {}, 0
             await self._send(batch)
 
-    async def _send(self, pending: dict[bytes, bytes]) -> None:
+    async def _send(self, pending: dict[bytes, bytes | bytearray]) -> None:
         """Ask once which of a batch the relay has, upload only the others."""
         if self.offline and self.defer_when_unreachable:
             self.deferred.update(pending)
@@ -141,35 +150,86 @@ class RelayBlocks:
         self.known.update(pending)
 
     async def prefetch(self, block_ids: Iterable[bytes]) -> None:
+        """Start fetching blocks wanted soon (small files' blocks, many to a request, several
+        requests in flight) and return: ``get`` takes each as it arrives, so fetching overlaps
+        opening and writing. A failed prefetch costs only time: ``get`` then asks for the block
+        alone."""
         wanted = [b for b in dict.fromkeys(block_ids) if b not in self.prefetched]
+        wanted = [b for b in wanted if b not in self.incoming]
         if not wanted:
             return
-        if len(self.prefetched) + len(wanted) > MAX_PREFETCHED:
+        if len(self.prefetched) + len(self.incoming) + len(wanted) > MAX_PREFETCHED:
             self.prefetched.clear()
-        self.prefetched.update(await self.link.get_blocks(self.share, wanted))
+        loop = asyncio.get_running_loop()
+        groups = [wanted[i : i + PREFETCH_BATCH] for i in range(0, len(wanted), PREFETCH_BATCH)]
+        arrivals: list[asyncio.Future[None]] = [loop.create_future() for _ in groups]
+        for group, arrival in zip(groups, arrivals, strict=True):
+            for block_id in group:
+                self.incoming[block_id] = arrival
+        task = asyncio.ensure_future(self._prefetch_all(groups, arrivals))
+        self._prefetching.add(task)  # held until done: the loop keeps only weak references
+        task.add_done_callback(self._prefetching.discard)
 
-    async def get(self, block_id: bytes) -> bytes:
+    async def _prefetch_all(
+        self, groups: list[list[bytes]], arrivals: list[asyncio.Future[None]]
+    ) -> None:
+        gate = asyncio.Semaphore(PREFETCHES_IN_FLIGHT)
+
+        async def one(group: list[bytes], arrival: asyncio.Future[None]) -> None:
+            try:
+                async with gate:
+                    found = await self.link.get_blocks(self.share, group)
+                self.prefetched.update(
+                    (b, d) for b, d in found.items() if self.incoming.get(b) is arrival
+                )
+            except DriftError as exc:
+                logger.debug(
+                    "share %s: prefetching %d blocks failed: %s", self.share, len(group), exc
+                )
+            finally:
+                for block_id in group:
+                    if self.incoming.get(block_id) is arrival:
+                        del self.incoming[block_id]
+                if not arrival.done():
+                    arrival.set_result(None)
+
+        await asyncio.gather(*(one(g, a) for g, a in zip(groups, arrivals, strict=True)))
+
+    def keep(self, block_id: bytes, data: bytes) -> None:
+        """Hold a block already verified for the next ``get`` (a manifest read twice)."""
+        self.prefetched[block_id] = data
+        self.verified.add(block_id)
+        self._keep_manifests([(block_id, data)])
+
+    async def get(self, block_id: bytes, *, verify: bool = True) -> bytes:
+        """A block's bytes; ``verify=False`` leaves checking them against ``block_id`` to the
+        caller (one that opens the block in the same executor hop, see ``storage.sealing``)."""
+        arriving = self.incoming.get(block_id)
+        if arriving is not None:
+            # Shielded: this caller giving up must not cancel the fetch for the others.
+            await asyncio.shield(arriving)
         data = self.prefetched.pop(block_id, None)
         if data is None:
             self.verified.discard(block_id)
         if data is None:
             data = await self.link.get_block(self.share, block_id)
-        if block_id not in self.verified:
+        if verify and block_id not in self.verified:
             try:
                 await self.executor.run(verify_block_id, BlockId(block_id), data)
             except StorageError as exc:
                 raise IntegrityError(f"the relay sent wrong bytes for a block: {exc}") from exc
         self.known.add(block_id)
-        self._keep_manifests([(block_id, data)])
+        if verify:
+            self._keep_manifests([(block_id, data)])
         return data
 
-    def _keep_manifests(self, blocks: Iterable[tuple[bytes, bytes]]) -> None:
+    def _keep_manifests(self, blocks: Iterable[tuple[bytes, bytes | bytearray]]) -> None:
         if len(self.manifests) > MAX_PREFETCHED:
             self.manifests.clear()  # nobody took them: an index step that never ran
         for block_id, data in blocks:
             try:
                 if parse_header(data).block_type is BlockType.MANIFEST:
-                    self.manifests[block_id] = data
+                    self.manifests[block_id] = bytes(data)
             except StorageError:  # not a block: the upload or the check says so
                 continue
 

@@ -47,7 +47,8 @@ LAN_RELAY_RETRY_S = 5.0
 class Seams:
     clock: Clock = field(default_factory=SystemClock)
     rng: RandomSource = field(default_factory=OsRandom)
-    executor: Executor = field(default_factory=lambda: ThreadExecutor(8, "drift"))
+    # Mostly I/O waits (fsyncs, reads) and GIL-free hashing: more threads than cores pay.
+    executor: Executor = field(default_factory=lambda: ThreadExecutor(16, "drift"))
     folder: Callable[[str], FileSystem] = OsFileSystem
 
 

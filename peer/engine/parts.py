@@ -35,7 +35,7 @@ MARKER = ".drift/share"
 CONFLICT_MARK = " (conflicted copy "  # in names made by crdt.names.conflicted_copy_name
 APPEND_BATCH = 100
 SMALL_FILE_BYTES = 1 << 20
-FILES_IN_FLIGHT = 8
+FILES_IN_FLIGHT = 16  # small files: their fsyncs wait on the disk, not on a core
 IMPORT_BATCH = 200
 
 
@@ -132,9 +132,13 @@ class SyncParts:
             FileError(path, op, reason, now, now + self.options.retry_after_ms)
         )
 
+    # Folders known to exist during a download phase (which moves and removes nothing): each
+    # is checked once, not once per file written into it. None outside such a phase.
+    _dirs_ready: set[str] | None = None
+
     async def _ensure_dir(self, disk: str) -> None:
         """The folder exists afterwards (an existing folder is fine, a file there is not)."""
-        if not disk:
+        if not disk or (self._dirs_ready is not None and disk in self._dirs_ready):
             return
         try:
             await self.executor.run(self.fs.mkdir, disk, parents=True)
@@ -142,6 +146,8 @@ class SyncParts:
             info = await self.executor.run(self.fs.lstat, disk)
             if info.kind is not FileKind.DIR:
                 raise
+        if self._dirs_ready is not None:
+            self._dirs_ready.add(disk)
 
     async def _bounded(
         self,

@@ -23,7 +23,7 @@ from peer.fs.base import Expectation
 from seams import Executor, InlineExecutor
 from storage.chunking import DEFAULT_CHUNKING
 from storage.errors import StorageError
-from storage.hashing import ChunkId, ContentHasher
+from storage.hashing import BlockId, ChunkId, ContentHasher, verify_block_id
 from storage.ingest import ingest_stream
 from storage.manifest import FileRef, RefKind
 from storage.restore import read_version
@@ -188,15 +188,19 @@ async def _from_relay(
     executable: bool,
 ) -> FileInfo:
     first = block_of(content)
-    first_data = None if first is None else await blocks.get(first)
+    # Not verified yet: a one-chunk file's block is checked against its id where it is opened.
+    first_data = None if first is None else await blocks.get(first, verify=False)
     ref = decode_content(content, size, first_data)
     mtime_ns = mtime_ms * 1_000_000
     if ref.kind is RefKind.CHUNK and first_data is not None:
-        # One chunk: open (checked against its chunk id, which is the file's content hash)
-        # and write in one hop to the executor.
+        # One chunk: verify (block id), open (checked against its chunk id, which is the file's
+        # content hash) and write in one hop to the executor.
         return await executor.run(
             _open_and_write, fs, path, ref, first_data, crypto, mtime_ns, expect, executable
         )
+    if first is not None and first_data is not None:
+        await _verify(first, first_data, executor)
+        blocks.keep(first, first_data)  # the manifest, read again by read_version below
     chunks = read_version(
         ref,
         blocks,
@@ -219,13 +223,24 @@ def _open_and_write(
 ) -> FileInfo:
     try:
         plain = open_chunk(
-            crypto.share_keys, crypto.keyring, sealed, chunk_id=ChunkId(ref.content_hash)
+            crypto.share_keys,
+            crypto.keyring,
+            sealed,
+            chunk_id=ChunkId(ref.content_hash),
+            block_id=ref.block_id,
         )
     except StorageError as exc:
         raise IntegrityError(f"a block does not open to the version's content: {exc}") from exc
     if len(plain) != ref.size:
         raise IntegrityError(f"a version of {ref.size} bytes came out as {len(plain)}")
     return fs.write_atomic(path, plain, mtime_ns=mtime_ns, executable=executable, expect=expect)
+
+
+async def _verify(block_id: bytes, data: bytes, executor: Executor) -> None:
+    try:
+        await executor.run(verify_block_id, BlockId(block_id), data)
+    except StorageError as exc:
+        raise IntegrityError(f"the relay sent wrong bytes for a block: {exc}") from exc
 
 
 def _pull(chunks: AsyncIterator[bytes], loop: asyncio.AbstractEventLoop) -> Iterator[bytes]:
