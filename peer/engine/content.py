@@ -16,7 +16,7 @@ import asyncio
 import logging
 from collections.abc import Iterable
 
-from peer.errors import DriftError, IntegrityError, RelayUnreachable
+from peer.errors import IntegrityError, RelayUnreachable
 from peer.remote.link import RelayLink
 from seams import Executor, InlineExecutor
 from storage.errors import StorageError
@@ -182,7 +182,9 @@ class RelayBlocks:
                 self.prefetched.update(
                     (b, d) for b, d in found.items() if self.incoming.get(b) is arrival
                 )
-            except DriftError as exc:
+            except Exception as exc:
+                # Whatever went wrong (offline, a refusal), get() asks for each block alone and
+                # reports it there; nobody awaits this task, so nothing may escape it.
                 logger.debug(
                     "share %s: prefetching %d blocks failed: %s", self.share, len(group), exc
                 )
