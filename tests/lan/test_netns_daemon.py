@@ -1,0 +1,156 @@
+"""The LAN acceptance tests: real daemons (``DeviceNode.run``), one per namespace, real mDNS and
+TLS, and the real relay in a namespace of its own whose cable the test pulls and plugs back.
+
+Devices discover each other with no configuration and sync a folder while the relay is
+unreachable; when it is back it receives every envelope once, with its blocks, and its version
+vector is the union of the devices'.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.netns import Device, NsProcess, TestBed
+
+pytestmark = pytest.mark.netns
+
+AGENT = "tests.lan.agent_daemon"
+RELAY_PORT = 8700
+
+
+def folder_digest(folder: Path) -> dict[str, str]:
+    out = {}
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder).as_posix()
+        if rel.startswith(".drift") or not path.is_file() or ".drift-tmp" in rel:
+            continue
+        out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return out
+
+
+def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout_s} s: {what}")
+        time.sleep(0.1)
+
+
+class Lan:
+    """A relay in namespace 0 and ``names`` set up as members of one share."""
+
+    def __init__(self, bed: TestBed, root: Path, names: list[str], removed: str = "") -> None:
+        self.bed = bed
+        self.root = root
+        self.names = names
+        self.relay_ns, *device_ns = bed.devices
+        self.ns: dict[str, Device] = dict(zip(names, device_ns, strict=True))
+        self.url = f"http://{self.relay_ns.address}:{RELAY_PORT}"
+        self.relay = self._start_relay()
+        setup = bed.spawn(
+            device_ns[0],
+            AGENT,
+            "setup",
+            "--relay",
+            self.url,
+            "--root",
+            str(root),
+            "--devices",
+            ",".join(names),
+            *(["--removed", removed] if removed else []),
+        )
+        self.share = str(setup.expect(lambda m: m["event"] == "ready", 60, "setup")["share"])
+        self.daemons: dict[str, NsProcess] = {}
+
+    def _start_relay(self) -> NsProcess:
+        relay = self.bed.spawn(
+            self.relay_ns,
+            AGENT,
+            "relay",
+            "--listen",
+            self.relay_ns.address,
+            "--port",
+            str(RELAY_PORT),
+            "--data",
+            str(self.root / "relay"),
+        )
+        relay.expect(lambda m: m["event"] == "listening", 20, "the relay")
+        return relay
+
+    def folder(self, name: str) -> Path:
+        return self.root / f"folder-{name}"
+
+    def home(self, name: str) -> Path:
+        return self.root / f"home-{name}"
+
+    def start(self, *names: str) -> None:
+        for name in names:
+            daemon = self.bed.spawn(
+                self.ns[name],
+                AGENT,
+                "daemon",
+                "--home",
+                str(self.home(name)),
+                "--address",
+                self.ns[name].address,
+            )
+            daemon.expect(lambda m: m["event"] == "running", 20, f"{name}'s daemon")
+            self.daemons[name] = daemon
+
+    def relay_view(self, name: str) -> dict[str, Any]:
+        check = self.bed.spawn(
+            self.ns[name], AGENT, "check", "--home", str(self.home(name)), "--share", self.share
+        )
+        return check.expect(lambda m: m["event"] == "relay", 30, "the relay's view")
+
+    def lan_peers(self, name: str) -> list[dict[str, Any]]:
+        import json
+
+        path = self.home(name) / "lan-status.json"
+        try:
+            return list(json.loads(path.read_text())["peers"])
+        except (OSError, ValueError, KeyError):
+            return []
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_devices_sync_over_the_lan_while_the_relay_is_unreachable_then_it_gets_everything_once(
+    netns_bed: Callable[[int], TestBed], tmp_path: Path, count: int
+) -> None:
+    names = ["a", "b", "c"][:count]
+    lan = Lan(netns_bed(count + 1), tmp_path, names)
+    lan.bed.link_down(lan.relay_ns)  # the relay is unreachable from every device
+    lan.start(*names)
+    written: dict[str, bytes] = {}
+    for i, name in enumerate(names):
+        data = (f"{name} wrote this with the relay away\n".encode()) * (1 + 40_000 * i)
+        (lan.folder(name) / f"from-{name}.txt").write_bytes(data)
+        written[f"from-{name}.txt"] = data
+    expected = {p: hashlib.sha256(d).hexdigest()[:16] for p, d in written.items()}
+    for name in names:
+        wait_until(lambda n=name: folder_digest(lan.folder(n)) == expected, 40, f"{name} synced")
+    for name in names:  # found by mDNS alone: no address was configured
+        peers = {p["name"] for p in lan.lan_peers(name)}
+        assert peers == set(names) - {name}, (name, peers)
+
+    lan.bed.link_up(lan.relay_ns)
+
+    def relay_caught_up() -> bool:
+        view = lan.relay_view(names[0])
+        union: dict[str, int] = {}
+        for name in names:
+            for device, counter in lan.relay_view(name)["device_vector"].items():
+                union[device] = max(union.get(device, 0), counter)
+        return view["vector"] == union and view["blocks_at_relay"] == view["referenced_blocks"]
+
+    wait_until(relay_caught_up, 60, "the relay has every envelope and block")
+    view = lan.relay_view(names[0])
+    assert view["log_entries"] == sum(view["vector"].values())  # each envelope appended once
+    for name in names:
+        assert lan.relay_view(name)["device_vector"] == view["vector"]
