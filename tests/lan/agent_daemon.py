@@ -3,7 +3,7 @@
     python -m tests.lan.agent_daemon relay --listen 10.77.0.1 --port 8700 --data DIR
     python -m tests.lan.agent_daemon setup --relay URL --root DIR --devices a,b,c [--removed c]
     python -m tests.lan.agent_daemon daemon --home DIR --address 10.77.0.2
-    python -m tests.lan.agent_daemon check --home DIR --share ID
+    python -m tests.lan.agent_daemon check --home DIR [--home DIR…] --share ID
 
 ``setup`` makes a home and a folder per device under ``--root`` (one user each; the first owns
 the share, the others join as editors; ``--removed`` is then removed by the owner). ``daemon`` runs
@@ -166,10 +166,10 @@ async def daemon(args: argparse.Namespace) -> None:
 
 
 async def check(args: argparse.Namespace) -> None:
-    node = DeviceNode(Home(Path(args.home)), watch=False)
+    """The relay as the first home's device sees it, and each home's own vector."""
+    nodes = [DeviceNode(Home(Path(h)), watch=False) for h in args.home]
     try:
-        sync = node.share(args.share)
-        link = node.link
+        link = nodes[0].link
         vector = await link.server_vector(args.share)
         entries = 0
         since = 0
@@ -179,19 +179,25 @@ async def check(args: argparse.Namespace) -> None:
             if not page.more or not page.entries:
                 break
             since = page.entries[-1][0]
-        bodies = sync.replica.envelopes.envelopes_after({})
-        referenced = sorted({b for body in bodies for b in Envelope.decode(body).header.blocks})
-        have = await link.have_blocks(args.share, referenced) if referenced else set()
+        referenced: set[bytes] = set()
+        for node in nodes:
+            for body in node.share(args.share).replica.envelopes.envelopes_after({}):
+                referenced.update(Envelope.decode(body).header.blocks)
+        have = await link.have_blocks(args.share, sorted(referenced)) if referenced else set()
         say(
             event="relay",
             vector=vector,
             log_entries=entries,
             referenced_blocks=len(referenced),
             blocks_at_relay=len(have),
-            device_vector={d.hex(): c for d, c in sync.replica.tips_vector().items()},
+            device_vectors=[
+                {d.hex(): c for d, c in n.share(args.share).replica.tips_vector().items()}
+                for n in nodes
+            ],
         )
     finally:
-        await node.close()
+        for node in nodes:
+            await node.close()
 
 
 def main(argv: list[str]) -> None:
@@ -212,7 +218,7 @@ def main(argv: list[str]) -> None:
     p.add_argument("--up-kib-s", type=int, default=0)
     p.add_argument("--down-kib-s", type=int, default=0)
     p = sub.add_parser("check")
-    p.add_argument("--home", required=True)
+    p.add_argument("--home", action="append", required=True)
     p.add_argument("--share", required=True)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
