@@ -11,6 +11,7 @@ was given: so a signature or a hash over a record's bytes means one thing only.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Self
@@ -67,14 +68,21 @@ def unpack(data: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Any:
 
 
 def _check_depth(obj: Any) -> None:
-    stack: list[tuple[Any, int]] = [(obj, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, list | dict):
-            if depth > MAX_DEPTH:
-                raise DecodeError("too_deep", f"nesting deeper than {MAX_DEPTH} levels")
-            children: Iterable[Any] = value.values() if isinstance(value, dict) else value
-            stack.extend((child, depth + 1) for child in children)
+    # Level by level, containers only: a long array of scalars costs one pass, no bookkeeping.
+    level = [obj] if type(obj) in _CONTAINERS else []
+    depth = 1
+    while level:
+        if depth > MAX_DEPTH:
+            raise DecodeError("too_deep", f"nesting deeper than {MAX_DEPTH} levels")
+        deeper: list[Any] = []
+        for value in level:
+            children: Iterable[Any] = value.values() if type(value) is dict else value
+            deeper += [child for child in children if type(child) in _CONTAINERS]
+        level = deeper
+        depth += 1
+
+
+_CONTAINERS = (list, dict)  # all unpack makes (use_list=True; no subclasses)
 
 
 def pack(obj: Any) -> bytes:
@@ -260,7 +268,13 @@ class Seq(Kind):
             raise DecodeError(
                 "too_large", f"{where}: {len(value)} items, at most {self.max_items} allowed"
             )
-        items = tuple(self.item.check(v, f"{where}[{i}]") for i, v in enumerate(value))
+        try:
+            items = tuple([self.item.check(v, where) for v in value])
+        except DecodeError:
+            # Spell out which item failed only now, not for every item that passes.
+            for i, v in enumerate(value):
+                self.item.check(v, f"{where}[{i}]")
+            raise
         if self.ordered and any(a >= b for a, b in itertools.pairwise(items)):
             raise DecodeError("not_canonical", f"{where}: items must be sorted and unique")
         return items
@@ -384,7 +398,7 @@ class Record:
         where = where or cls.__name__
         if not isinstance(obj, dict):
             raise _wrong_type(where, "map", obj)
-        names = [name for name, _ in cls.SCHEMA]
+        names = _field_names(cls)
         for key in obj:
             if key not in names:
                 raise DecodeError("unknown_field", f"{where}: unknown field {key!r}")
@@ -414,6 +428,11 @@ class Record:
                 "not_canonical", f"{cls.__name__}: not in canonical form (field order or encoding)"
             )
         return record
+
+
+@functools.cache
+def _field_names(record: type[Record]) -> frozenset[str]:
+    return frozenset(name for name, _ in record.SCHEMA)
 
 
 def schema_table(record: type[Record], type_name: str | None = None) -> str:

@@ -59,6 +59,8 @@ class SimRelay:
         )
         self.seams = Seams(clock, rng, InlineExecutor())
         self._runner: web.AppRunner | None = None
+        # Each check reads the whole log again: what was decoded once, by its exact bytes.
+        self._decoded: dict[tuple[int, bytes], LoggedEnvelope] = {}
         self._site: SimSite | None = None
 
     async def start(self) -> None:
@@ -87,10 +89,12 @@ class SimRelay:
             )
         out = []
         for seq, body in rows:
-            envelope = Envelope.decode(bytes(body))  # type: ignore[arg-type]
-            header = envelope.header
-            out.append(
-                LoggedEnvelope(
+            raw = bytes(body)  # type: ignore[arg-type]
+            logged = self._decoded.get((int(seq), raw))  # type: ignore[call-overload]
+            if logged is None:
+                envelope = Envelope.decode(raw)
+                header = envelope.header
+                logged = LoggedEnvelope(
                     int(seq),  # type: ignore[call-overload]
                     header.device.hex(),
                     header.counter,
@@ -98,7 +102,8 @@ class SimRelay:
                     header.epoch,
                     envelope.envelope_hash,
                 )
-            )
+                self._decoded[(logged.seq, raw)] = logged
+            out.append(logged)
         return out
 
     async def vector(self, share: str) -> dict[str, int]:

@@ -204,8 +204,9 @@ def file_op(
     world: World, device: SimDevice, rng: SeededRandom, op: str, *, move_folders: bool = True
 ) -> int:
     """One user operation at ``device``; 1 if it did something, else 0."""
-    files = _files(device)
-    folders = _folders(device)
+    tree = _walk(device)
+    files = sorted(p for p, k in tree.items() if k is FileKind.FILE)
+    folders = sorted(p for p, k in tree.items() if k is FileKind.DIR)
     if op == "move" and not move_folders:
         op = "rename"
     if op in ("edit", "append", "truncate", "rename", "delete") and not files:
@@ -278,10 +279,6 @@ def _walk(device: SimDevice) -> dict[str, FileKind]:
 
 def _files(device: SimDevice) -> list[str]:
     return sorted(p for p, k in _walk(device).items() if k is FileKind.FILE)
-
-
-def _folders(device: SimDevice) -> list[str]:
-    return sorted(p for p, k in _walk(device).items() if k is FileKind.DIR)
 
 
 def _is_dir(device: SimDevice, path: str) -> bool:
