@@ -31,6 +31,8 @@ from storage.sealing import BlockType, open_chunk, parse_header
 
 WINDOW_BYTES = 32 << 20
 WINDOW_CHUNKS = 64
+CACHE_FROM_BYTES = 16 << 20
+"""Downloads this large keep what LAN peers sent on disk until done, so they resume."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,9 +115,20 @@ async def read_planned(
         return
     windows = list(_windows(plan.wants))
     hasher = ContentHasher(crypto.share_keys.chunk_id_key)
+    cache = lan.cache if size >= CACHE_FROM_BYTES else None
 
     async def fetch(window: list[Want]) -> dict[bytes, bytes]:
-        got = await lan.fetch([w.chunk_id for w in window])
+        got: dict[bytes, bytes] = {}
+        if cache is not None:
+            for w in window:
+                data = await executor.run(cache.get, w.chunk_id, lan.chunk_id_of)
+                if data is not None:
+                    got[w.chunk_id] = data
+        fresh = await lan.fetch([w.chunk_id for w in window if w.chunk_id not in got])
+        if cache is not None:
+            for chunk_id, data in fresh.items():
+                await executor.run(cache.put, chunk_id, data)
+        got.update(fresh)
         missing = [w for w in window if w.chunk_id not in got]
         if missing and relay_away:
             raise RelayUnreachable(
@@ -152,6 +165,8 @@ async def read_planned(
             ahead.cancel()
     if hasher.size != size or hasher.digest() != content_hash_of(content):
         raise IntegrityError("the content from LAN peers does not match the version")
+    if cache is not None:
+        await executor.run(cache.drop, [w.chunk_id for w in plan.wants])
 
 
 def _windows(wants: list[Want]) -> list[list[Want]]:

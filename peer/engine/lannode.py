@@ -37,7 +37,7 @@ from peer.lan.authorizer import LanAuthorizer
 from peer.lan.bandwidth import BandwidthLimits, LanBandwidth
 from peer.lan.discovery import LanDiscovery, PeerGone, PeerSeen, StaticPeer
 from peer.lan.errors import DiscoveryError, LanError, LinkError
-from peer.lan.link import LanLink
+from peer.lan.link import LanLink, LinkTimings
 from peer.lan.peers import LanPeers, PeerStatus
 from peer.lan.session import LanSession
 from peer.lan.tls import TlsIdentity
@@ -76,6 +76,9 @@ def _chain_copy(chain: MembershipChain) -> MembershipChain:
 
 class DeviceLan:
     """This device's LAN peers, for every share it syncs."""
+
+    link_timings = LinkTimings()
+    """Heartbeats and the idle timeout of every link (tests shorten them to see a cut soon)."""
 
     def __init__(
         self,
@@ -261,6 +264,7 @@ class DeviceLan:
             session,
             clock=self.clock,
             bandwidth=self.bandwidth,
+            timings=self.link_timings,
             on_event=lambda event: self._on_event(event, connection.peer.device_id),
         )
         self.peers.add(link)

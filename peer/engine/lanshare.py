@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from peer.engine.lanstore import UNKNOWN_EPOCH, LanStore
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("peer.engine")
 
+MAX_CACHE_BYTES = 4 << 30
+"""Chunks of unfinished large downloads kept on disk; past this the cache starts over."""
+
 MAX_INBOX = 100_000
 """Envelopes from LAN peers waiting for the next pass; past this, the relay brings the rest."""
 
@@ -42,10 +46,12 @@ class ShareLan:
         replica: Callable[[], ShareReplica],
         store: LanStore,
         fs: FileSystem,
+        cache_dir: Path | None = None,
     ) -> None:
         self._replica = replica
         self.store = store
         self.fs = fs
+        self.cache = ChunkCache(cache_dir) if cache_dir is not None else None
         self.share_id = replica().share_id
         self.peers: LanPeers | None = None
         self.wake: Callable[[], None] = lambda: None
@@ -81,11 +87,18 @@ class ShareLan:
                 self.chunks_served += 1
                 return data
             # The file moved or changed since: not ours to serve any more.
+        if self.cache is not None:
+            cached = self.cache.get(chunk_id, self._chunk_id)
+            if cached is not None:
+                return cached
         return self.store.manifest(chunk_id)
 
     def verify(self, share: bytes, chunk_id: bytes, data: bytes) -> bool:
         """A chunk names its plaintext (keyed BLAKE3); a manifest block its sealed bytes."""
         return self._chunk_id(data) == chunk_id or hashlib.sha256(data).digest() == chunk_id
+
+    def chunk_id_of(self, data: bytes) -> bytes:
+        return self._chunk_id(data)
 
     def _chunk_id(self, data: bytes) -> bytes:
         return bytes(chunk_id_of(self._replica().crypto.share_keys.chunk_id_key, data))
@@ -156,3 +169,44 @@ class ShareLan:
             if bytes(sealed.block.block_id) == block_id:
                 return bytes(sealed.block.data)
         return None
+
+
+class ChunkCache:
+    """Chunks of a large download in progress, on disk, so a broken link costs only what was in
+    flight: the next attempt (a new session, another peer) takes them from here. Each is checked
+    against its id when read; a finished download drops its chunks."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def _path(self, chunk_id: bytes) -> Path:
+        return self.directory / chunk_id.hex()
+
+    def get(self, chunk_id: bytes, id_of: Callable[[bytes], bytes]) -> bytes | None:
+        try:
+            data = self._path(chunk_id).read_bytes()
+        except OSError:
+            return None
+        return data if id_of(data) == chunk_id else None
+
+    def put(self, chunk_id: bytes, data: bytes) -> None:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            if self._size() + len(data) > MAX_CACHE_BYTES:
+                self.clear()
+            tmp = self._path(chunk_id).with_suffix(".tmp")
+            tmp.write_bytes(data)
+            tmp.replace(self._path(chunk_id))
+        except OSError as exc:  # a cache only: the download goes on without it
+            logger.info("cannot keep a chunk in the LAN cache: %s", exc)
+
+    def drop(self, chunk_ids: Iterable[bytes]) -> None:
+        for chunk_id in chunk_ids:
+            self._path(chunk_id).unlink(missing_ok=True)
+
+    def clear(self) -> None:
+        for path in self.directory.glob("*"):
+            path.unlink(missing_ok=True)
+
+    def _size(self) -> int:
+        return sum(p.stat().st_size for p in self.directory.glob("*") if p.is_file())

@@ -75,7 +75,12 @@ class ShareSync(LanPass, Publisher, Applier):
         self.rules = name_rules or NameRules.for_platform()
         self.share = replica.share_id.hex()
         self.blocks = RelayBlocks(link, self.share, executor)
-        self.lan = ShareLan(lambda: self.replica, LanStore(self.store.db), fs)
+        self.lan = ShareLan(
+            lambda: self.replica,
+            LanStore(self.store.db),
+            fs,
+            cache_dir=self.store.path.parent / "lan-cache",
+        )
         self.relay_down = None
         self.keys = KeyKeeper(self.share, link, clock)
         self.state = ShareState.IDLE

@@ -27,8 +27,10 @@ from aiohttp import ClientTimeout, web
 from peer.device.config import DeviceConfig
 from peer.device.home import Home
 from peer.device.identity import init_identity
+from peer.engine.lannode import DeviceLan
 from peer.engine.node import DeviceNode
 from peer.engine.shares import InviteCode, create_share, invite_member, join_share, remove_member
+from peer.lan.link import LinkTimings
 from peer.remote.backoff import Backoff
 from protocol.chain import Role
 from protocol.envelope import Envelope
@@ -134,7 +136,7 @@ async def setup(args: argparse.Namespace) -> None:
         )
         for name, node in nodes.items():
             if name != args.removed:
-                await node.share(share).refresh_chain()
+                await node.sync_once()  # the new chain and the new epoch's keys
     for node in nodes.values():
         await node.close()
     say(event="ready", share=share)
@@ -149,6 +151,10 @@ async def daemon(args: argparse.Namespace) -> None:
     config.upload_limit_kib_s = args.up_kib_s
     config.download_limit_kib_s = args.down_kib_s
     config.save(home.config)
+    if args.idle_timeout_s:
+        DeviceLan.link_timings = LinkTimings(
+            heartbeat_s=args.idle_timeout_s / 3, idle_timeout_s=args.idle_timeout_s
+        )
     node = DeviceNode(home, watch=True)
     # The relay's address drops packets while its link is cut: give up on it quickly.
     node.link.backoff = Backoff(base_s=0.1, cap_s=0.5, attempts=2)  # type: ignore[attr-defined]
@@ -161,8 +167,9 @@ async def daemon(args: argparse.Namespace) -> None:
         await asyncio.sleep(0.05)
     say(event="running", port=node.lan.port if node.lan else 0)
     await run
+    relay_up, relay_down = node.link.bytes_up, node.link.bytes_down  # type: ignore[attr-defined]
     await node.close()
-    say(event="stopped")
+    say(event="stopped", relay_sent_bytes=relay_up, relay_received_bytes=relay_down)
 
 
 async def check(args: argparse.Namespace) -> None:
@@ -217,6 +224,7 @@ def main(argv: list[str]) -> None:
     p.add_argument("--address", required=True)
     p.add_argument("--up-kib-s", type=int, default=0)
     p.add_argument("--down-kib-s", type=int, default=0)
+    p.add_argument("--idle-timeout-s", type=float, default=0.0)
     p = sub.add_parser("check")
     p.add_argument("--home", action="append", required=True)
     p.add_argument("--share", required=True)
