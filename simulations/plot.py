@@ -1,8 +1,9 @@
 """A scatter plot as a PNG, with nothing but ``zlib`` and ``struct`` (matplotlib is not a
 dependency): convergence time after heal against partition length, one dot per seed.
 
-Axes start at zero; tick marks every tenth of the range. The caption with the ranges goes to the
-summary text, since drawing glyphs is not worth a font here.
+Axes start at zero; grid lines every tenth of the range, values at both ends and the middle.
+Title, axis labels and values are drawn with the 5×7 font of :mod:`simulations.glyphs`; the
+same caption also goes to the summary text.
 """
 
 from __future__ import annotations
@@ -11,7 +12,13 @@ import struct
 import zlib
 from pathlib import Path
 
-WIDTH, HEIGHT, MARGIN = 640, 400, 40
+from simulations.glyphs import GLYPH_HEIGHT, GLYPH_WIDTH, pixels
+
+WIDTH, HEIGHT = 640, 420
+LEFT, RIGHT, TOP, BOTTOM = 56, 620, 58, 370  # the plotting area
+TITLE = "convergence after heal by partition length"
+X_LABEL = "partition length (virtual s)"
+Y_LABEL = "convergence (virtual s)"
 WHITE, BLACK, GREY, BLUE = (255, 255, 255), (0, 0, 0), (200, 200, 200), (31, 90, 200)
 
 
@@ -36,6 +43,15 @@ class Canvas:
                 if dx * dx + dy * dy <= radius * radius:
                     self.set(x + dx, y + dy, color)
 
+    def text(self, x: int, y: int, text: str, color: tuple[int, int, int], scale: int = 1) -> None:
+        """``text`` with its top-left corner at (x, y), one pixel between characters."""
+        for i, char in enumerate(text):
+            left = x + i * (GLYPH_WIDTH + 1) * scale
+            for gx, gy in pixels(char):
+                for dy in range(scale):
+                    for dx in range(scale):
+                        self.set(left + gx * scale + dx, y + gy * scale + dy, color)
+
     def png(self) -> bytes:
         raw = b"".join(
             b"\x00" + bytes(self.pixels[3 * y * self.width : 3 * (y + 1) * self.width])
@@ -55,12 +71,29 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
 
 
+def text_width(text: str, scale: int = 1) -> int:
+    return len(text) * (GLYPH_WIDTH + 1) * scale - scale
+
+
+def _value(v: float) -> str:
+    return f"{v:.0f}" if v >= 10 or v == int(v) else f"{v:.1f}"
+
+
 def scatter(points: list[tuple[float, float]]) -> tuple[bytes, str]:
     """The PNG and a caption naming the axes and their ranges."""
     canvas = Canvas(WIDTH, HEIGHT)
     x_max = max((x for x, _ in points), default=1.0) or 1.0
     y_max = max((y for _, y in points), default=1.0) or 1.0
-    left, right, top, bottom = MARGIN, WIDTH - MARGIN // 2, MARGIN // 2, HEIGHT - MARGIN
+    left, right, top, bottom = LEFT, RIGHT, TOP, BOTTOM
+    canvas.text((WIDTH - text_width(TITLE, 2)) // 2, 8, TITLE, BLACK, scale=2)
+    canvas.text(left - 4, top - 14, Y_LABEL, BLACK)
+    canvas.text((left + right - text_width(X_LABEL)) // 2, bottom + 24, X_LABEL, BLACK)
+    for tick in (0, 5, 10):
+        x = left + (right - left) * tick // 10
+        y = bottom - (bottom - top) * tick // 10
+        x_text, y_text = _value(x_max * tick / 10), _value(y_max * tick / 10)
+        canvas.text(x - text_width(x_text) // 2, bottom + 9, x_text, BLACK)
+        canvas.text(left - 8 - text_width(y_text), y - GLYPH_HEIGHT // 2, y_text, BLACK)
     for tick in range(11):
         x = left + (right - left) * tick // 10
         y = bottom - (bottom - top) * tick // 10
@@ -76,7 +109,7 @@ def scatter(points: list[tuple[float, float]]) -> tuple[bytes, str]:
         canvas.dot(x, y, BLUE)
     caption = (
         f"x: partition length 0..{x_max:.0f} virtual s; y: convergence after heal "
-        f"0..{y_max:.1f} virtual s; {len(points)} seeds; ticks every tenth"
+        f"0..{y_max:.1f} virtual s; {len(points)} seeds; grid every tenth"
     )
     return canvas.png(), caption
 

@@ -62,6 +62,7 @@ class ScheduleRunner:
             world.attend()
             if self.removal_pending:
                 await self.try_removal(world, stats)
+        await self.top_up(world, stats)
         for task in self.background:
             await task
         if self.partition_started is not None:
@@ -110,6 +111,26 @@ class ScheduleRunner:
             self.removal_pending = True
         else:
             raise ValueError(f"unknown step kind {kind!r}")
+
+    async def top_up(self, world: World, stats: Stats) -> None:
+        """Bursts that came while their device was down (crashed, removed) did nothing, so a
+        full schedule may play fewer operations than the floor: users go on working on the
+        devices that are up until it is met. A shorter schedule (shrinking, small tests) plans
+        fewer than the floor and gets nothing more."""
+        if self.schedule.operations < MIN_OPERATIONS:
+            return
+        rng = SeededRandom(self.schedule.seed).fork("top-up")
+        for _ in range(4 * MIN_OPERATIONS):  # bounded: devices may all be down for a while
+            if stats.operations >= MIN_OPERATIONS:
+                return
+            usable = [world.devices[n] for n in sorted(world.devices) if _usable(world.devices[n])]
+            if usable:
+                device = usable[min(len(usable) - 1, int(rng.uniform(0, len(usable))))]
+                world.trace.record(device.name, "top_up", operations=stats.operations)
+                stats.operations += file_op(
+                    world, device, rng, _pick(rng, _OPS), move_folders=self.schedule.move_folders
+                )
+            await asyncio.sleep(round(rng.uniform(0.05, 3.0), 3))
 
     async def try_removal(self, world: World, stats: Stats) -> None:
         """The owner removes cy as soon as it can (not while its laptop is down or cut off
@@ -185,6 +206,8 @@ class ScheduleRunner:
         device.restart()
         self.crashing.discard(device.name)
 
+
+MIN_OPERATIONS = 200  # the floor per seed of a full schedule (the campaign's acceptance)
 
 _OPS = (
     "create",

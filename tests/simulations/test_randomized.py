@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from simulations.campaign import run_campaign
+from simulations.glyphs import GLYPH_HEIGHT, GLYPH_WIDTH, GLYPHS, pixels
 from simulations.harness import Outcome, Stats
 from simulations.invariants import Violation
-from simulations.plot import scatter
+from simulations.plot import TITLE, X_LABEL, Y_LABEL, scatter
 from simulations.scenario import run_seed
 from simulations.schedule import Schedule, Step, generate
 from simulations.shrink import shrink
@@ -68,6 +69,23 @@ def test_scatter_is_a_valid_png() -> None:
     raw = zlib.decompress(data[41 : 41 + length])
     assert len(raw) == height * (1 + 3 * width)
     assert "100 virtual s" in caption
+    rows = [raw[y * (1 + 3 * width) + 1 : (y + 1) * (1 + 3 * width)] for y in range(height)]
+    black_in = [
+        any(row[i : i + 3] == b"\x00\x00\x00" for i in range(0, len(row), 3)) for row in rows
+    ]
+    assert any(black_in[:30]), "the title is drawn above the plot"
+    assert any(black_in[-30:]), "the x axis label is drawn below it"
+
+
+def test_the_plot_font_draws_its_labels_and_refuses_other_characters() -> None:
+    for label in (TITLE, X_LABEL, Y_LABEL, "0123456789.5"):
+        assert all(pixels(c) or c == " " for c in label)
+    assert all(
+        len(rows) == GLYPH_HEIGHT and {len(r) for r in rows} == {GLYPH_WIDTH}
+        for rows in GLYPHS.values()
+    )
+    with pytest.raises(ValueError, match="no glyph"):
+        pixels("Q")
 
 
 def test_shrinking_keeps_only_what_still_fails() -> None:
