@@ -365,7 +365,11 @@ async def _rotate_after(
         # The removal is written; the chain now says a rotation is due, and the next sync pass
         # of an owner's device (this one's daemon too) finishes it.
         return RemovalDone(
-            share, height, None, f"keys not rotated yet ({exc}); `drift run` finishes it"
+            share,
+            height,
+            None,
+            f"the relay was lost before the new key was written and handed out ({exc}); "
+            "`drift run` on an owner's device finishes it",
         )
     return RemovalDone(share, height, rotation)
 
