@@ -11,8 +11,10 @@ What it keeps, and why it must survive a restart:
   can be listed and restored "as of" a time;
 - ``tips`` and ``certs``: each device's last accepted envelope and its certificate;
 - ``outbox``: envelopes sealed but not yet acknowledged by the relay (resent after a crash);
-- ``files``: what was last synced at each path (the base a local change is compared with);
-- ``file_errors``: why a file is not synced, kept until it is.
+- ``files`` and ``file_errors``: the local index (``peer.local.index``: its schema and migrations)
+  lives in this same database: per local path what the disk looked like when last scanned, its
+  sync state, and for a synced path the tree path, entry and version it was synced as (the
+  *base* a change is compared with); and why a file is not synced, kept until it is.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from peer.local.index import LocalIndex, SyncState
 from protocol.codec import pack, unpack
+from seams import InlineExecutor
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB);
@@ -41,15 +45,6 @@ CREATE TABLE IF NOT EXISTS tips (device BLOB PRIMARY KEY, counter INTEGER NOT NU
                                  hash BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS certs (device BLOB PRIMARY KEY, cert BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox (counter INTEGER PRIMARY KEY, envelope BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS files (
-    path TEXT PRIMARY KEY, disk_path TEXT NOT NULL, entry TEXT NOT NULL, kind TEXT NOT NULL,
-    size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, inode INTEGER NOT NULL,
-    executable INTEGER NOT NULL, content BLOB, version TEXT, synced_ns INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS file_errors (
-    path TEXT PRIMARY KEY, op TEXT NOT NULL, reason TEXT NOT NULL,
-    since_ms INTEGER NOT NULL, retry_at_ms INTEGER NOT NULL
-);
 """
 
 
@@ -85,7 +80,9 @@ class SyncedFile:
     executable: bool
     content: bytes | None
     version: str | None
-    synced_ns: int = 0  # when it was recorded: a file whose mtime is not older is re-read
+    synced_ns: int = 0  # when it was observed: a file whose mtime is not older is re-read
+    state: SyncState = SyncState.SYNCED  # otherwise changed here since (see the local index)
+    content_hash: bytes | None = None  # BLAKE3 of the bytes when known (the scanner's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +91,14 @@ class FileError:
     op: str
     reason: str
     since_ms: int
-    retry_at_ms: int
+    retry_at_ms: int | None
+
+
+_STATES = {s.value: s for s in SyncState}
+_SAME_STAT = (
+    "(files.kind = excluded.kind AND files.size = excluded.size AND "
+    "files.mtime_ns = excluded.mtime_ns AND files.inode = excluded.inode)"
+)
 
 
 class ShareStore:
@@ -106,12 +110,15 @@ class ShareStore:
         self.db.execute("PRAGMA synchronous=FULL")  # the counter is durable before we send
         self.db.executescript(SCHEMA)
         self._add_missing_columns()
+        # The local index's tables, created or migrated (an older state's base adopted) here.
+        self.index = LocalIndex.within(self.db, InlineExecutor())
         self._every = 500
         self._ticks = 0
         self._error_paths: set[str] | None = None  # paths with an error, once looked up
         # The files table as last read, kept in step by put_file/forget_file: a pass asks for
         # it several times, and only this connection writes it.
         self._files: dict[str, SyncedFile] | None = None
+        self._tree_of: dict[str, str] = {}  # disk path → tree path, of the rows in _files
 
     def close(self) -> None:
         self.db.close()
@@ -293,47 +300,154 @@ class ShareStore:
     # -- files and their errors ------------------------------------------------------------------
 
     def files(self) -> dict[str, SyncedFile]:
+        """The base: every path synced at least once, by its path in the share's tree."""
         if self._files is None:
             self._files = self._read_files()
+            self._tree_of = {f.disk_path: p for p, f in self._files.items()}
         return dict(self._files)
 
-    def _read_files(self) -> dict[str, SyncedFile]:
+    def _read_files(self, disk_path: str | None = None) -> dict[str, SyncedFile]:
+        where = "node_id IS NOT NULL" + ("" if disk_path is None else " AND path = ?")
         rows = self.db.execute(
-            "SELECT path, disk_path, entry, kind, size, mtime_ns, inode, executable, content, "
-            "version, synced_ns FROM files"
+            "SELECT tree_path, path, node_id, kind, size, mtime_ns, inode, executable, version, "
+            "version_id, indexed_at_ns, state, content_hash FROM files WHERE " + where,
+            () if disk_path is None else (disk_path,),
         )
+        states = _STATES
         return {
-            r[0]: SyncedFile(
-                r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8], r[9], r[10]
+            (r[0] or r[1]): SyncedFile(
+                r[0] or r[1],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                r[6],
+                bool(r[7]),
+                r[8],
+                r[9],
+                r[10],
+                states[r[11]],
+                r[12],
             )
             for r in rows
         }
 
+    def has_files(self) -> bool:
+        row = self.db.execute("SELECT 1 FROM files WHERE node_id IS NOT NULL LIMIT 1").fetchone()
+        return row is not None
+
+    def pending_local(self) -> bool:
+        """Whether any path waits to be published."""
+        row = self.db.execute(
+            "SELECT 1 FROM files WHERE state IN (?, ?, ?) LIMIT 1",
+            (SyncState.NEW.value, SyncState.MODIFIED.value, SyncState.DELETED.value),
+        ).fetchone()
+        return row is not None
+
+    def unsynced(self) -> dict[str, SyncState]:
+        """Local path → state, for every path not in sync."""
+        rows = self.db.execute(
+            "SELECT path, state FROM files WHERE state != ? ORDER BY path",
+            (SyncState.SYNCED.value,),
+        )
+        return {r[0]: _STATES[r[1]] for r in rows}
+
     def put_file(self, f: SyncedFile) -> None:
+        # One row per tree path as per local path: a stale row for the tree path goes.
         self.db.execute(
-            "INSERT OR REPLACE INTO files (path, disk_path, entry, kind, size, mtime_ns, inode, "
-            "executable, content, version, synced_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "DELETE FROM files WHERE tree_path = ? AND path != ?", (f.path, f.disk_path)
+        )
+        # What the scanner hashed stays known while the disk still looks the same, and then the
+        # earlier observation time counts (a racy file stays racy until it is read again).
+        self.db.execute(
+            "INSERT INTO files (path, kind, size, mtime_ns, inode, executable, content_hash, "
+            "indexed_at_ns, state, symlink_target, node_id, version, chunks, tree_path, "
+            "version_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, NULL, ?, ?) "
+            "ON CONFLICT (path) DO UPDATE SET "
+            "content_hash = CASE WHEN " + _SAME_STAT + " THEN coalesce(excluded.content_hash, "
+            "files.content_hash) ELSE excluded.content_hash END, "
+            "indexed_at_ns = CASE WHEN " + _SAME_STAT + " THEN min(files.indexed_at_ns, "
+            "excluded.indexed_at_ns) ELSE excluded.indexed_at_ns END, "
+            "kind = excluded.kind, size = excluded.size, mtime_ns = excluded.mtime_ns, "
+            "inode = excluded.inode, executable = excluded.executable, state = excluded.state, "
+            "symlink_target = NULL, node_id = excluded.node_id, version = excluded.version, "
+            "chunks = NULL, tree_path = excluded.tree_path, version_id = excluded.version_id",
             (
-                f.path,
                 f.disk_path,
-                f.entry,
                 f.kind,
                 f.size,
                 f.mtime_ns,
                 f.inode,
                 int(f.executable),
-                f.content,
-                f.version,
+                f.content_hash,
                 f.synced_ns,
+                f.state.value,
+                f.entry,
+                f.content,
+                f.path,
+                f.version,
             ),
         )
         if self._files is not None:
-            self._files[f.path] = f
+            # Replaced: the row at this disk path, and the one at this tree path.
+            for key in (self._tree_of.pop(f.disk_path, None), f.path):
+                replaced = self._files.pop(key, None) if key is not None else None
+                if replaced is not None:
+                    self._tree_of.pop(replaced.disk_path, None)
+            # As stored (the upsert may have kept the scanner's hash): the one row, read back.
+            self._files.update(self._read_files(f.disk_path))
+            self._tree_of[f.disk_path] = f.path
 
     def forget_file(self, path: str) -> None:
-        self.db.execute("DELETE FROM files WHERE path = ?", (path,))
+        """Forget what was synced at tree path ``path``: the next scan sees what is there anew."""
+        self.db.execute(
+            "DELETE FROM files WHERE tree_path = ? OR (tree_path IS NULL AND path = ?)",
+            (path, path),
+        )
         if self._files is not None:
-            self._files.pop(path, None)
+            forgotten = self._files.pop(path, None)
+            if forgotten is not None:
+                self._tree_of.pop(forgotten.disk_path, None)
+
+    def count_files(self) -> tuple[int, int]:
+        """How many synced files there are, and how many of them are deleted here."""
+        row = self.db.execute(
+            "SELECT count(*), count(CASE WHEN state = ? THEN 1 END) FROM files "
+            "WHERE node_id IS NOT NULL AND kind = ?",
+            (SyncState.DELETED.value, "file"),
+        ).fetchone()
+        return int(row[0]), int(row[1])
+
+    def forget_unpublished_deletions(self) -> None:
+        """Paths deleted before they were ever synced (a symlink, an unpublished file) go."""
+        self.db.execute(
+            "DELETE FROM file_errors WHERE path IN "
+            "(SELECT path FROM files WHERE node_id IS NULL AND state = ?)",
+            (SyncState.DELETED.value,),
+        )
+        self.db.execute(
+            "DELETE FROM files WHERE node_id IS NULL AND state = ?", (SyncState.DELETED.value,)
+        )
+        self._error_paths = None
+
+    def index_changed(self) -> None:
+        """Someone else (the scanner's ``record_scan``) wrote the index: read it anew."""
+        self._error_paths = None
+        self._files = None
+
+    def set_state(self, disk_path: str, state: SyncState) -> None:
+        self.db.execute("UPDATE files SET state = ? WHERE path = ?", (state.value, disk_path))
+        self._files = None
+
+    def retarget(self, old: str, new: str) -> None:
+        """The tree moved ``old`` (and what lies below it) to ``new``: re-key the tree paths."""
+        self.db.execute(
+            "UPDATE files SET tree_path = ? || substr(tree_path, ?) "
+            "WHERE tree_path = ? OR (tree_path > ? AND tree_path < ?)",
+            (new, len(old) + 1, old, old + "/", old + "0"),
+        )
+        self._files = None
 
     def file_errors(self) -> list[FileError]:
         rows = self.db.execute(

@@ -28,6 +28,7 @@ from peer.fs import (
     FsError,
 )
 from peer.fs.paths import temp_name
+from peer.local.index import SyncState
 from storage.errors import StorageError
 
 
@@ -158,6 +159,8 @@ class Applier(SyncParts):
             )
 
     async def _disk_matches(self, b: SyncedFile) -> FileInfo | None:
+        if b.state is not SyncState.SYNCED:
+            return None  # changed here since (or ignored): never overwritten, moved or trashed
         try:
             info = await self.executor.run(self.fs.lstat, b.disk_path)
         except FsError:

@@ -233,6 +233,10 @@ class DeviceNode:
         def on_status(status: WatchStatus) -> None:
             # Out of watches (or the watcher died): say so in `drift status`; sync goes on.
             sync.notice = status.message if status.state is WatchState.POLLING else ""
+            # Only a healthy watcher's events may narrow a pass to what they name.
+            sync.watching = status.state is WatchState.WATCHING
+            if not sync.watching:
+                sync.note_changed(frozenset(), full=True)
 
         return Watcher(
             Path(self.config.shares[sid].path),

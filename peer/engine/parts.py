@@ -44,6 +44,8 @@ class SyncOptions:
     mass_delete_fraction: float = 0.5
     mass_delete_min_files: int = 10
     retry_after_ms: int = 10_000
+    # A changed file is published once two looks this far apart agree on its size and mtime.
+    stable_interval_s: float = 0.1
 
 
 @dataclass

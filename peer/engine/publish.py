@@ -1,5 +1,8 @@
 """Local → tree: new, changed, moved and deleted entries on disk become tree operations.
 
+What changed comes from the local index, where the scanner recorded it (``peer.local``): the
+engine publishes every path the index does not hold as synced, and marks it synced when done.
+
 Every new or changed file's blocks reach the relay first (phase 1); only then do the tree
 operations happen, each sealed into an envelope at once (phase 2), so an offline or failed upload
 leaves the tree untouched and the next pass starts over, sending only what the relay lacks.
@@ -25,7 +28,6 @@ from peer.engine.parts import (
     name_of,
     parent_of,
 )
-from peer.engine.scan import ScanResult
 from peer.engine.transfer import Uploaded, upload_file
 from peer.fs import (
     FileInfo,
@@ -33,6 +35,8 @@ from peer.fs import (
     FsError,
     same_version,
 )
+from peer.local.index import SyncState
+from peer.local.scan import ScanResult
 from protocol.chain import WRITERS
 from storage.errors import StorageError
 
@@ -43,50 +47,64 @@ class Publisher(SyncParts):
     def _writable(self) -> bool:
         return self.replica.role in WRITERS
 
-    async def publish_local(
-        self, scan: ScanResult, report: PassReport, base: dict[str, SyncedFile] | None = None
-    ) -> None:
-        """Turn what changed on disk since ``base`` (default: as stored) into tree operations."""
-        for path in scan.leftovers:
+    async def publish_local(self, scan: ScanResult, report: PassReport) -> None:
+        """Turn what the local index holds as not yet published into tree operations.
+
+        The scan has been recorded in the index: each path is ``synced`` or says what changed
+        (``new``, ``modified``, ``deleted``; a local move shows as a synced entry found at
+        another local path). Publishing what the index says, not what this scan saw, means a
+        change whose publishing failed (offline, a viewer) is still there on the next pass.
+        """
+        for path in scan.temp_files:
             # A write killed half-way (ours never overlap a scan: one pass at a time per share).
             with contextlib.suppress(FsError):
                 await self.executor.run(self.fs.remove_file, path)
-        self.store.clear_file_errors("skip")
-        self.store.clear_file_errors("scan")
-        for path, why in scan.skipped.items():
-            self._file_error(path, "skip", why)
-        for path, why in scan.unreadable.items():
-            self._file_error(path, "scan", why)
-        base = self.store.files() if base is None else base
-        by_disk = {b.disk_path: b for b in base.values()}
-        entries = scan.entries
-        new = {d: i for d, i in entries.items() if d not in by_disk}
-        gone = {d: b for d, b in by_disk.items() if d not in entries}
-        changed: dict[str, tuple[SyncedFile, FileInfo]] = {}
-        for d, b in by_disk.items():
-            info = entries.get(d)
-            if info is None:
+        report.changing.extend(scan.unstable)
+        if not self.store.pending_local():
+            return
+        base = self.store.files()
+        new: dict[str, FileInfo] = {}
+        for path, row in self.store.index.entries_blocking().items():
+            if row.node_id is not None or row.state not in (SyncState.NEW, SyncState.MODIFIED):
                 continue
-            kind = "dir" if info.kind is FileKind.DIR else "file"
-            if kind != b.kind:
-                gone[d] = b
-                new[d] = info
-            elif kind == "file" and (
-                (info.size, info.mtime_ns, info.inode, info.executable)
-                != (b.size, b.mtime_ns, b.inode, b.executable)
-                # Racy: changed in the same mtime tick as it was read; only its bytes can tell.
-                or info.mtime_ns + self.fs.mtime_resolution_ns >= b.synced_ns
-            ):
-                changed[d] = (b, info)
-        if not (new or gone or changed):
+            if row.kind is FileKind.SYMLINK:
+                self._file_error(path, "skip", "symbolic links are not synced")
+                self.store.set_state(path, SyncState.ERROR)  # until it changes again
+                continue
+            new[path] = _info(row.path, row.kind, row.size, row.mtime_ns, row.inode, row.executable)
+        gone: dict[str, SyncedFile] = {}
+        changed: dict[str, tuple[SyncedFile, FileInfo]] = {}
+        moved: list[SyncedFile] = []
+        for b in base.values():
+            if b.state is SyncState.DELETED:
+                gone[b.disk_path] = b
+                continue
+            if b.state not in (SyncState.NEW, SyncState.MODIFIED):
+                continue
+            info = _info(b.disk_path, FileKind(b.kind), b.size, b.mtime_ns, b.inode, b.executable)
+            entry = self.tree.lookup(b.path)
+            if entry is not None and entry.id == b.entry and entry.is_dir != (b.kind == "dir"):
+                # A file became a folder or the other way round: a deletion and a new entry.
+                gone[b.disk_path] = b
+                new[b.disk_path] = info
+            elif b.disk_path != self.disk_path(b.path):
+                moved.append(b)
+            elif b.kind == "file":
+                changed[b.disk_path] = (b, info)
+            else:
+                self._record(b.path, b.disk_path, info)  # a folder's own change: nothing to say
+        if not (new or gone or changed or moved):
             return
         if not self._writable():
-            for d in sorted(new) + sorted(changed):
+            for d in sorted(new) + sorted(changed) + sorted(b.disk_path for b in moved):
                 self._file_error(d, "publish", "you are a viewer of this share: not published")
             return
         self._report = report
         self._recorded: set[str] = set()
-        self._moves(new, gone, report)
+        for b in self._moves(moved, new, gone, report):
+            if b.kind == "file":
+                info = _info(b.disk_path, FileKind.FILE, b.size, b.mtime_ns, b.inode, b.executable)
+                changed[b.disk_path] = (b, info)
         # Phase 1: every new or changed file's blocks reach the relay. A failure here (offline)
         # leaves the tree untouched; the next pass starts again and sends only what is missing.
         new_files = sorted(d for d, i in new.items() if i.kind is not FileKind.DIR)
@@ -106,6 +124,10 @@ class Publisher(SyncParts):
         )
         await self.blocks.flush()
         # Phase 2: tree operations, each sealed into an envelope (and committed) at once.
+        for d in sorted(gone, key=lambda p: -depth_of(p)):
+            if d in new:
+                # Replaced (a type change, a move the share cannot follow): the old goes first.
+                self._local_gone(gone.pop(d))
         for d in sorted((d for d, i in new.items() if i.kind is FileKind.DIR), key=depth_of):
             self._local_dir(d, new[d])
         fresh = [d for d in new_files if d in uploads and self.tree.lookup(d) is None]
@@ -156,57 +178,56 @@ class Publisher(SyncParts):
 
     def _moves(
         self,
+        moved: list[SyncedFile],
         new: dict[str, FileInfo],
         gone: dict[str, SyncedFile],
         report: PassReport,
-    ) -> None:
-        """A vanished path and a new one with the same inode (and kind) is a move or rename."""
-        by_inode = {(i.inode, i.kind is FileKind.DIR): d for d, i in new.items() if i.inode}
-        for old_disk in sorted(gone, key=depth_of):
-            b = gone.get(old_disk)
-            if b is None:
+    ) -> list[SyncedFile]:
+        """Publish local moves: a synced entry the scanner found at another local path.
+
+        Shallowest target first; a folder's move carries what lies below it, whose rows then
+        name their new tree paths. Returns the moved files whose content changed too (or may
+        have: a scan pairs a moved file by its bytes, so most are only moved).
+        """
+        retargeted: list[tuple[str, str]] = []
+        follow: list[SyncedFile] = []
+        for b in sorted(moved, key=lambda r: (depth_of(r.disk_path), r.disk_path)):
+            source = _after(b.path, retargeted)
+            target = b.disk_path
+            b = dataclasses.replace(b, path=source)
+            entry = self.tree.lookup(source)
+            taken = self.tree.lookup(target)
+            if entry is None or entry.id != b.entry or (taken is not None and taken.id != b.entry):
+                # Moved or deleted in the share meanwhile, or the place is taken there: what is
+                # here is new (beside what is there, if that differs), what was synced is gone.
+                gone[target] = b
+                new[target] = _info(
+                    target, FileKind(b.kind), b.size, b.mtime_ns, b.inode, b.executable
+                )
                 continue
-            new_disk = by_inode.get((b.inode, b.kind == "dir"))
-            if new_disk is None or new_disk not in new:
-                continue
-            info = new[new_disk]
-            if b.kind == "file" and (info.size, info.mtime_ns) != (b.size, b.mtime_ns):
-                continue  # moved and edited: an edit at the new place, a delete at the old
-            entry = self.tree.lookup(b.path)
-            target = new_disk
-            try:
-                if entry is not None and entry.id == b.entry:
+            if source != target:
+                try:
                     self._ensure_parents(target)
-                    if self.tree.lookup(target) is None or name_of(target) != name_of(b.path):
-                        self._emit(
-                            self.tree.move(
-                                b.path,
-                                parent_of(target),
-                                new_name=name_of(target),
-                                now_ms=self.clock.now_ms(),
-                            )
+                    self._emit(
+                        self.tree.move(
+                            source,
+                            parent_of(target),
+                            new_name=name_of(target),
+                            now_ms=self.clock.now_ms(),
                         )
-                    elif self.tree.lookup(target) is not None:
-                        continue
-                else:
-                    continue
-            except CrdtError as exc:
-                self._file_error(target, "move", str(exc))
-                continue
-            report.moved += 1
-            # Re-key the base of the moved entry and, for a folder, of everything under it.
-            prefix = b.path + "/"
-            for row in list(self.store.files().values()):
-                if row.path == b.path or row.path.startswith(prefix):
-                    self.store.forget_file(row.path)
-                    tail = row.path[len(b.path) :]
-                    new_path = target + tail
-                    new_disk_path = target + row.disk_path[len(b.disk_path) :]
-                    self.store.put_file(
-                        dataclasses.replace(row, path=new_path, disk_path=new_disk_path)
                     )
-                    gone.pop(row.disk_path, None)
-                    new.pop(new_disk_path, None)
+                except CrdtError as exc:
+                    self._file_error(target, "move", str(exc))
+                    continue
+                report.moved += 1
+                self.store.retarget(source, target)
+                retargeted.append((source, target))
+            moved_b = dataclasses.replace(b, path=target)
+            if b.kind == "dir":
+                self._record(target, target, _info(target, FileKind.DIR, 0, b.mtime_ns, b.inode))
+            else:
+                follow.append(moved_b)
+        return follow
 
     def _local_dir(self, d: str, info: FileInfo) -> None:
         try:
@@ -287,19 +308,30 @@ class Publisher(SyncParts):
     async def _local_changed_file(
         self, d: str, b: SyncedFile, uploaded: Uploaded, after: FileInfo, report: PassReport
     ) -> None:
+        synced = self.tree.lookup(b.path)
+        synced_executable = (
+            synced.version.executable
+            if synced is not None
+            and synced.version is not None
+            and synced.version.version_id == b.version
+            else b.executable
+        )
         if (
             b.content is not None
             and content_hash_of(b.content) == content_hash_of(uploaded.content)
-            and after.executable == b.executable
+            and after.executable == synced_executable
         ):
-            self.store.put_file(  # touched, not changed
+            self.store.put_file(  # touched (or only moved), not changed
                 dataclasses.replace(
                     b,
+                    disk_path=d,
                     size=after.size,
                     mtime_ns=after.mtime_ns,
                     inode=after.inode,
                     executable=after.executable,
                     synced_ns=self.clock.now_ms() * 1_000_000,
+                    state=SyncState.SYNCED,
+                    content_hash=None,
                 )
             )
             return
@@ -360,3 +392,17 @@ class Publisher(SyncParts):
             self._emit(self.tree.delete(b.path, now_ms=self.clock.now_ms()))
         except CrdtError as exc:
             self._file_error(b.path, "delete", str(exc))
+
+
+def _info(
+    path: str, kind: FileKind, size: int, mtime_ns: int, inode: int, executable: bool = False
+) -> FileInfo:
+    return FileInfo(path.rpartition("/")[2], kind, size, mtime_ns, inode, executable)
+
+
+def _after(path: str, moves: list[tuple[str, str]]) -> str:
+    """Where tree path ``path`` is once the folder moves ``moves`` (old, new) are made."""
+    for old, new in moves:
+        if path == old or path.startswith(old + "/"):
+            path = new + path[len(old) :]
+    return path

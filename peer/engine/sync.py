@@ -1,15 +1,18 @@
 """One share's sync pass: pull from the relay, publish local changes, make the disk match the tree.
 
-A pass is a reconciliation, so it is right after any crash or restart: ``files`` in the share's
-state records what was last synced at each path (the *base*). A disk entry that differs from its
-base is a local change; a tree entry that differs from its base is a remote change; where both
-changed, the local file is never overwritten — it becomes a conflicted copy. Order per pass:
+A pass is a reconciliation, so it is right after any crash or restart: the local index
+(``peer.local``, in the share's state database) records per path what the disk looked like and
+what was last synced there (the *base*). The scanner compares the disk with it — an unchanged
+file costs one stat, a racy one is re-hashed, one still being written waits — and records what
+changed; a tree entry that differs from its base is a remote change; where both changed, the
+local file is never overwritten — it becomes a conflicted copy. Order per pass:
 
 1. pull: catch up from the cursor, verify and apply envelopes to the folder tree;
-2. guards: the folder's marker must be there (a missing or unmounted folder pauses the share) and
-   a mass deletion pauses it instead of propagating;
-3. local → tree: new, changed, moved, deleted entries become tree operations, each sealed into an
-   envelope after its blocks are at the relay;
+2. guards: the folder's marker must be there (a missing or unmounted folder pauses the share),
+   then the scan (the whole folder, or only the subtrees the watcher saw change), and a mass
+   deletion pauses the share instead of propagating;
+3. local → tree: what the index holds as not synced (new, changed, moved, deleted) becomes tree
+   operations, each sealed into an envelope after its blocks are at the relay;
 4. tree → disk: moves as moves, deletions to the local trash, new versions downloaded, verified
    and written atomically (guarded against a concurrent local change);
 5. the outbox is sent (resent after a crash: the relay answers an identical resend with its
@@ -21,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from crdt.view import EntryKind
-from peer.device.store import ShareStore, SyncedFile
+from peer.device.store import ShareStore
 from peer.engine.apply import Applier
 from peer.engine.content import RelayBlocks
 from peer.engine.lanpass import LanPass
@@ -38,15 +41,17 @@ from peer.engine.parts import (
 from peer.engine.publish import Publisher
 from peer.engine.rekey import KeyKeeper
 from peer.engine.replica import ShareReplica
-from peer.engine.scan import ScanResult, scan_folder
 from peer.engine.state import ShareState, ShareStatus
 from peer.errors import RelayRefused, RelayUnreachable, ShareError
 from peer.fs import (
+    FileKind,
     FileSystem,
     FsError,
 )
 from peer.local.ignore import IgnoreRules
+from peer.local.index import SyncState
 from peer.local.names import NameRules
+from peer.local.scan import ChangeKind, Scanner, ScanResult, minimal_roots, record_scan
 from peer.remote.link import RelayLink
 from protocol.ids import short_id
 from protocol.keys import DeviceCertificate
@@ -90,6 +95,17 @@ class ShareSync(LanPass, Publisher, Applier):
         self.apply_pending = True  # the first pass after a start compares everything
         # As of the last pass (read from the folder then); the watcher filters events with it.
         self.ignore = IgnoreRules.parse("", case_insensitive=fs.case_insensitive)
+        self.index = self.store.index
+        self.scanner = Scanner(
+            fs,
+            self.index,
+            executor=executor,
+            clock=clock,
+            stable_interval_s=self.options.stable_interval_s,
+        )
+        # Subtrees the watcher saw change since the last pass; None: scan the whole folder.
+        self._scope: set[str] | None = None
+        self.watching = False  # the watcher is healthy: a pass may scan only what it saw
         self._report = PassReport()
         self._recorded: set[str] = set()
         # Called with (phase, bytes done, bytes in the phase) as files finish: progress bars.
@@ -99,22 +115,33 @@ class ShareSync(LanPass, Publisher, Applier):
 
     async def run_pass(self) -> PassReport:
         report = PassReport()
-        await self.pull_everything()
-        if not await self._keys_ready():
+        try:
+            await self.pull_everything()
+            keys_ready = await self._keys_ready()
+        except RelayUnreachable:
+            await self._scan_offline()
+            raise
+        if not keys_ready:
             # A new key epoch began and this device has no key for it yet: it may neither
             # publish under the old epoch nor read what is written under the new one.
             report.waiting = self.keys.waiting
             self.state, self.reason = ShareState.SYNCING, self.keys.waiting
             await self._send_to_relay()
             return report
-        scan = await self.executor.run(self._scan)
-        base = self.store.files()
-        if not await self._guard(scan, base):
+        scan: ScanResult | None = None
+        if await self._marker_guard():
+            roots = self._take_scope()
+            scan = await self.scanner.scan(roots)
+            self.ignore = self.scanner.ignore
+            if not self._scan_guard(scan):
+                scan = None
+        if scan is None:
             self.apply_pending = True
             await self._send_to_relay()
             return report
         with self.store.batch():
-            await self.publish_local(scan, report, base)
+            await self._record_scan(scan, full=roots == [""])
+            await self.publish_local(scan, report)
         await self.push_outbox_to_lan()
         if report.published or self.apply_pending:
             # Otherwise the tree and the disk are as the last pass left them: nothing to do.
@@ -139,12 +166,47 @@ class ShareSync(LanPass, Publisher, Applier):
                 self._relay_failed(exc)
         return self.keys.holds_current_key(self.replica)
 
+    async def publish_changes(self, report: PassReport) -> None:
+        """Scan and publish local changes only (no pull, no writing to the disk): what a pass
+        does between its pull and its apply, for tests that stage who publishes first."""
+        scan = await self.scanner.scan([""])
+        with self.store.batch():
+            await self._record_scan(scan, full=True)
+            await self.publish_local(scan, report)
+
+    async def _scan_offline(self) -> None:
+        """Without the relay nothing is published, but the index (and `drift status`) learns
+        what waits to be; the next pass publishes it."""
+        if not await self._marker_guard():
+            return
+        roots = self._take_scope()
+        scan = await self.scanner.scan(roots)
+        if self._scan_guard(scan):
+            with self.store.batch():
+                await self._record_scan(scan, full=roots == [""])
+        else:
+            self._scope = None  # not recorded: look again next time
+
     def note_changed(self, paths: frozenset[str], *, full: bool = False) -> None:
         """The watcher saw these paths change (or asks for the periodic full rescan)."""
+        if full or not self.watching:
+            self._scope = None
+        elif self._scope is not None:
+            self._scope.update(paths)
 
-    def _scan(self) -> ScanResult:
-        self.ignore = IgnoreRules.load(self.fs)
-        return scan_folder(self.fs, self.ignore)
+    def _take_scope(self) -> list[str]:
+        """What this pass scans: the whole folder unless a healthy watcher narrowed it."""
+        scope, self._scope = self._scope, (set() if self.watching else None)
+        return [""] if scope is None else minimal_roots(scope)
+
+    async def _record_scan(self, scan: ScanResult, *, full: bool) -> None:
+        """Write the scan into the index; per-file scan errors are found again by a full one."""
+        if full:
+            self.store.clear_file_errors("scan")
+            self.store.clear_file_errors("read")
+        await record_scan(self.index, scan)
+        self.store.forget_unpublished_deletions()
+        self.store.index_changed()
 
     # -- pull ------------------------------------------------------------------------------------
 
@@ -185,33 +247,44 @@ class ShareSync(LanPass, Publisher, Applier):
 
     # -- guards ----------------------------------------------------------------------------------
 
-    async def _guard(self, scan: ScanResult, base: dict[str, SyncedFile]) -> bool:
-        if "." in scan.unreadable:
-            self._pause(f"the folder cannot be read: {scan.unreadable['.']}")
-            return False
-        has_marker = True
+    async def _marker_guard(self) -> bool:
+        """A folder without its marker is missing, moved or not mounted, never emptied."""
         try:
             await self.executor.run(self.fs.lstat, MARKER)
+            return True
         except FsError:
-            has_marker = False
-        if not has_marker:
-            if base and not self.override_guard:
-                self._pause(
-                    "the folder's .drift marker is gone: the folder is missing, moved or not "
-                    "mounted; run `drift resume` once it is back (nothing was deleted)"
-                )
+            pass
+        if self.store.has_files() and not self.override_guard:
+            self._pause(
+                "the folder's .drift marker is gone: the folder is missing, moved or not "
+                "mounted; run `drift resume` once it is back (nothing was deleted)"
+            )
+            return False
+        await self._ensure_dir(".drift")
+        await self.executor.run(self.fs.write_atomic, MARKER, self.share.encode())
+        return True
+
+    def _scan_guard(self, scan: ScanResult) -> bool:
+        for error in scan.errors:
+            if error.path == "":
+                self._pause(f"the folder cannot be read: {error.reason}")
                 return False
-            await self._ensure_dir(".drift")
-            await self.executor.run(self.fs.write_atomic, MARKER, self.share.encode())
-        files = [b for b in base.values() if b.kind == "file"]
-        gone = [b for b in files if b.disk_path not in scan.entries]
+        files, already_gone = self.store.count_files()
+        gone = already_gone + sum(
+            1
+            for c in scan.changes
+            if c.kind is ChangeKind.DELETED
+            and c.old is not None
+            and c.old.node_id is not None
+            and c.old.kind is FileKind.FILE
+        )
         if (
             not self.override_guard
-            and len(files) >= self.options.mass_delete_min_files
-            and len(gone) > self.options.mass_delete_fraction * len(files)
+            and files >= self.options.mass_delete_min_files
+            and gone > self.options.mass_delete_fraction * files
         ):
             self._pause(
-                f"{len(gone)} of {len(files)} files disappeared at once; not propagating the "
+                f"{gone} of {files} files disappeared at once; not propagating the "
                 "deletions. Run `drift resume --accept-deletes` if this was on purpose"
             )
             return False
@@ -306,8 +379,22 @@ class ShareSync(LanPass, Publisher, Applier):
         for error in self.store.file_errors():
             status.not_synced[error.path] = f"{error.op}: {error.reason}"
             status.file_errors += 1
+        for path, state in self.store.unsynced().items():
+            status.not_synced.setdefault(path, _WHY[state])
         if self.store.outbox():
             status.not_synced.setdefault(
                 "(changes)", f"{status.pending_up} change(s) not yet acknowledged by the relay"
             )
         return status
+
+
+_WHY = {
+    SyncState.NEW: "new here: not yet published",
+    SyncState.MODIFIED: "changed here: the new version is not yet published",
+    SyncState.DELETED: "deleted here: the deletion is not yet published",
+    SyncState.CONFLICT: "changed here and in the share: a conflicted copy is due",
+    SyncState.ERROR: "the last attempt failed",
+    SyncState.IGNORED: "matched by an ignore rule: left alone both ways",
+    SyncState.SYNCED: "in sync",
+}
+

@@ -109,6 +109,14 @@ MIGRATIONS: tuple[str, ...] = (
         original_name TEXT NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 3: the sync engine's side of a synced path: where the share's tree has it (a name unsafe
+    # here is stored under another local name; a local move is pending until published) and
+    # the tree's version id it was synced as
+    """
+    ALTER TABLE files ADD COLUMN tree_path TEXT;
+    ALTER TABLE files ADD COLUMN version_id TEXT;
+    CREATE INDEX files_tree ON files(tree_path);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -170,6 +178,36 @@ def _entry(row: tuple) -> IndexEntry:  # type: ignore[type-arg]
     )
 
 
+# Before the engine used this index, a share's state database kept its own ``files`` table (what
+# was last synced at each tree path) and ``file_errors``. Such a database is adopted in the same
+# transaction as the migrations: its rows become synced index entries, its errors carry over.
+_LEGACY_RENAME = """
+ALTER TABLE files RENAME TO legacy_files;
+ALTER TABLE file_errors RENAME TO legacy_file_errors
+"""
+_LEGACY_ADOPT = """
+INSERT OR REPLACE INTO files (path, kind, size, mtime_ns, inode, executable, content_hash,
+    indexed_at_ns, state, symlink_target, node_id, version, chunks, tree_path, version_id)
+SELECT disk_path, kind, size, mtime_ns, inode, executable, NULL, synced_ns, 'synced', NULL,
+    entry, content, NULL, path, version FROM legacy_files;
+INSERT OR REPLACE INTO file_errors (path, op, reason, since_ms, retry_at_ms)
+SELECT path, op, reason, since_ms, retry_at_ms FROM legacy_file_errors;
+DROP TABLE legacy_files;
+DROP TABLE legacy_file_errors
+"""
+
+
+def _is_legacy_state(conn: sqlite3.Connection) -> bool:
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(files)")}
+    return "disk_path" in columns
+
+
+def _run_script(conn: sqlite3.Connection, script: str) -> None:
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
 def _subtree(column: str) -> str:
     """SQL for "``column`` is ? or lies below it" given (path, path + "/", path + "0").
 
@@ -185,42 +223,65 @@ def _subtree_args(path: str) -> tuple[str, str, str]:
 class _Db:
     """The blocking half: a connection behind a lock. Every method is one transaction."""
 
-    def __init__(self, location: str) -> None:
-        self.conn = sqlite3.connect(location, check_same_thread=False, isolation_level=None)
+    def __init__(self, location: str, conn: sqlite3.Connection | None = None) -> None:
+        """Open ``location``, or use ``conn`` (a share's state database that holds the index
+        beside the rest of the share's state: one file, one source of truth)."""
+        self.owned = conn is None
+        self.conn = conn or sqlite3.connect(
+            location, check_same_thread=False, isolation_level=None
+        )
         try:
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=FULL")
+            if self.owned:
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=FULL")
             self.conn.execute("PRAGMA foreign_keys=ON")
             self._migrate()
         except BaseException as exc:
-            with contextlib.suppress(Exception):
-                self.conn.close()
+            if self.owned:
+                with contextlib.suppress(Exception):
+                    self.conn.close()
             if not isinstance(exc, sqlite3.DatabaseError):
                 raise
             raise IndexDbError(
                 f"the local index at {location} cannot be opened ({exc}); "
                 "move it aside and the next scan rebuilds it"
             ) from exc
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
 
     def _migrate(self) -> None:
         (version,) = self.conn.execute("PRAGMA user_version").fetchone()
         if version > SCHEMA_VERSION:
             raise IndexTooNewError(version, SCHEMA_VERSION)
+        if version == 0 and _is_legacy_state(self.conn):
+            self._adopt_legacy_state()
+            return
         for number in range(version + 1, SCHEMA_VERSION + 1):
             self.conn.execute("BEGIN IMMEDIATE")
             try:
-                for statement in MIGRATIONS[number - 1].split(";"):
-                    if statement.strip():
-                        self.conn.execute(statement)
+                _run_script(self.conn, MIGRATIONS[number - 1])
                 self.conn.execute(f"PRAGMA user_version={number}")
                 self.conn.execute("COMMIT")
             except BaseException:
                 self.conn.execute("ROLLBACK")
                 raise
 
+    def _adopt_legacy_state(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            _run_script(self.conn, _LEGACY_RENAME)
+            for script in MIGRATIONS:
+                _run_script(self.conn, script)
+            _run_script(self.conn, _LEGACY_ADOPT)
+            self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+
     def tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         with self.lock:
+            if self.conn.in_transaction:
+                return fn(self.conn)  # inside the state database's batch: part of its commit
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 result = fn(self.conn)
@@ -236,7 +297,8 @@ class _Db:
 
     def close(self) -> None:
         with self.lock:
-            self.conn.close()
+            if self.owned:
+                self.conn.close()
 
 
 class LocalIndex:
@@ -250,6 +312,12 @@ class LocalIndex:
     async def open(cls, location: str, executor: Executor) -> LocalIndex:
         """Open (creating or migrating) the index at ``location``; ``":memory:"`` for tests."""
         return cls(await executor.run(_Db, location), executor)
+
+    @classmethod
+    def within(cls, conn: sqlite3.Connection, executor: Executor) -> LocalIndex:
+        """The index inside an open database (a share's state), migrated as needed; closing
+        the index leaves the connection to its owner."""
+        return cls(_Db("the share's state database", conn), executor)
 
     async def close(self) -> None:
         await self._executor.run(self._db.close)

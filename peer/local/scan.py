@@ -281,12 +281,14 @@ class Scanner:
             old = indexed.get(path)
             if (
                 old is None
-                or old.content_hash is None
+                # a synced entry's hash may be unknown (written by a download): its stat counts
+                or (old.content_hash is None and old.state is not SyncState.SYNCED)
                 or old.state in (SyncState.DELETED, SyncState.IGNORED)
                 or old.kind is not info.kind
                 or old.size != info.size
                 or old.mtime_ns != info.mtime_ns
                 or old.inode != info.inode
+                or old.executable != info.executable  # a chmod changes no mtime
                 or old.mtime_ns + resolution > old.indexed_at_ns  # racy: may hide an edit
             ):
                 out.append((path, info))
@@ -347,6 +349,8 @@ class Scanner:
                 other.append(Change(ChangeKind.TYPE_CHANGED, path, new, old))
             elif info.kind is FileKind.DIR:
                 continue  # a directory's own mtime changes with its entries: nothing to say
+            elif old.content_hash is None and _same_stat(old, info):
+                result.refreshed.append(replace(new, state=old.state))  # racy, now hashed
             elif new.content_hash != old.content_hash or new.executable != old.executable:
                 other.append(Change(ChangeKind.MODIFIED, path, new, old))
             else:
@@ -395,6 +399,16 @@ class Scanner:
             version=old.version if old is not None else None,
             chunks=old.chunks if old is not None else (),
         )
+
+
+def _same_stat(old: IndexEntry, info: FileInfo) -> bool:
+    return (old.kind, old.size, old.mtime_ns, old.inode, old.executable) == (
+        info.kind,
+        info.size,
+        info.mtime_ns,
+        info.inode,
+        info.executable,
+    )
 
 
 def _is_utf8(name: str) -> bool:
@@ -491,6 +505,27 @@ def _pair_moves(
             candidates,
             key=lambda c: (c.inode != new.inode, name_of(c.path) != name_of(path), c.path),
         )
+        del added[path], deleted[old.path]
+        moved = replace(
+            new,
+            state=SyncState.MODIFIED,
+            node_id=old.node_id,
+            version=old.version,
+            chunks=old.chunks,
+        )
+        moves.append(Change(ChangeKind.MOVED, path, moved, old, src=old.path))
+    # A file whose bytes were never hashed here (written by a download) pairs by its inode,
+    # size and mtime: renamed, not rewritten.
+    unhashed = {
+        (e.inode, e.size, e.mtime_ns): e
+        for e in deleted.values()
+        if e.kind is FileKind.FILE and e.content_hash is None and e.inode
+    }
+    for path in sorted(added):
+        new = added[path]
+        old = unhashed.pop((new.inode, new.size, new.mtime_ns), None)
+        if old is None or new.kind is not FileKind.FILE or old.path not in deleted:
+            continue
         del added[path], deleted[old.path]
         moved = replace(
             new,

@@ -140,7 +140,7 @@ async def test_migrates_an_old_schema_keeping_its_rows(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     idx = await LocalIndex.open(str(db), InlineExecutor())
-    assert await idx.schema_version() == SCHEMA_VERSION == 2
+    assert await idx.schema_version() == SCHEMA_VERSION == 3
     got = await idx.get("old")
     assert got is not None
     assert got.state is SyncState.SYNCED

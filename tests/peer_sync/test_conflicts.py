@@ -23,10 +23,9 @@ async def test_three_concurrent_edits_one_winner_two_copies(tmp_path: Path) -> N
                 (dev.folder / "plan.txt").write_bytes(f"edit by {dev.name}".encode())
             for dev in devs:  # each publishes before seeing the others
                 sync = dev.node.share(next(iter(dev.node.config.shares)))
-                scan = await sync.executor.run(sync._scan)
                 from peer.engine.sync import PassReport
 
-                await sync.publish_local(scan, PassReport())
+                await sync.publish_changes(PassReport())
                 await sync.send_outbox()
             await settle(devs)
             pictures = [dev.files() for dev in devs]

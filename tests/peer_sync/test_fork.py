@@ -38,7 +38,7 @@ async def test_fork_is_recovered_without_loss(tmp_path: Path) -> None:
             (clone.folder / "from-clone.txt").write_bytes(b"clone")
             sync = clone.node.share(share)
             await sync.pull()
-            await sync.publish_local(await sync.executor.run(sync._scan), PassReport())
+            await sync.publish_changes(PassReport())
             (a.folder / "from-original.txt").write_bytes(b"original")
             await a.sync()  # takes counter N at the relay
             await sync.send_outbox()  # 409 fork: recovered, nothing sent

@@ -62,6 +62,8 @@ def test_same_scenario_with_fsync_passes() -> None:
 
 def test_crdt_without_conflicted_copies_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     crdt_rule_off(monkeypatch, conflicted_copies=False)
-    outcome = run_world(3, three_devices)
+    # A seed where the two offline edits reach the relay before either device pulls the other's
+    # (whether they do depends on the seed's timing): only the CRDT's rule then keeps both.
+    outcome = run_world(1, three_devices)
     assert outcome.error is None, outcome.error
     assert "no_lost_version" in _kinds(outcome.violations), outcome.violations
