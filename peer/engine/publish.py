@@ -101,7 +101,7 @@ class Publisher(SyncParts):
             return
         self._report = report
         self._recorded: set[str] = set()
-        for b in self._moves(moved, new, gone, report):
+        for b in self._moves(moved, base, new, gone, report):
             if b.kind == "file":
                 info = _info(b.disk_path, FileKind.FILE, b.size, b.mtime_ns, b.inode, b.executable)
                 changed[b.disk_path] = (b, info)
@@ -179,6 +179,7 @@ class Publisher(SyncParts):
     def _moves(
         self,
         moved: list[SyncedFile],
+        base: dict[str, SyncedFile],
         new: dict[str, FileInfo],
         gone: dict[str, SyncedFile],
         report: PassReport,
@@ -190,8 +191,11 @@ class Publisher(SyncParts):
         have: a scan pairs a moved file by its bytes, so most are only moved).
         """
         retargeted: list[tuple[str, str]] = []
+        replaced: list[str] = []  # local folders published as new: what they hold is too
         follow: list[SyncedFile] = []
         for b in sorted(moved, key=lambda r: (depth_of(r.disk_path), r.disk_path)):
+            if any(b.disk_path.startswith(f"{r}/") for r in replaced):
+                continue
             source = _after(b.path, retargeted)
             target = b.disk_path
             b = dataclasses.replace(b, path=source)
@@ -200,10 +204,15 @@ class Publisher(SyncParts):
             if entry is None or entry.id != b.entry or (taken is not None and taken.id != b.entry):
                 # Moved or deleted in the share meanwhile, or the place is taken there: what is
                 # here is new (beside what is there, if that differs), what was synced is gone.
-                gone[target] = b
-                new[target] = _info(
-                    target, FileKind(b.kind), b.size, b.mtime_ns, b.inode, b.executable
-                )
+                below = [r for r in base.values() if r.disk_path.startswith(f"{target}/")]
+                for r in [b, *below]:
+                    r = dataclasses.replace(r, path=_after(r.path, retargeted))
+                    gone[r.disk_path] = r
+                    new[r.disk_path] = _info(
+                        r.disk_path, FileKind(r.kind), r.size, r.mtime_ns, r.inode, r.executable
+                    )
+                if b.kind == "dir":
+                    replaced.append(target)
                 continue
             if source != target:
                 try:
