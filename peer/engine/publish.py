@@ -193,6 +193,20 @@ class Publisher(SyncParts):
         retargeted: list[tuple[str, str]] = []
         replaced: list[str] = []  # local folders published as new: what they hold is too
         follow: list[SyncedFile] = []
+
+        def as_new(b: SyncedFile, target: str) -> None:
+            # What is here is new (beside what the share has there, if that differs); what
+            # was synced is gone — the share keeps it if it changed there meanwhile.
+            below = [r for r in base.values() if r.disk_path.startswith(f"{target}/")]
+            for r in [b, *below]:
+                r = dataclasses.replace(r, path=_after(r.path, retargeted))
+                gone[r.disk_path] = r
+                new[r.disk_path] = _info(
+                    r.disk_path, FileKind(r.kind), r.size, r.mtime_ns, r.inode, r.executable
+                )
+            if b.kind == "dir":
+                replaced.append(target)
+
         for b in sorted(moved, key=lambda r: (depth_of(r.disk_path), r.disk_path)):
             if any(b.disk_path.startswith(f"{r}/") for r in replaced):
                 continue
@@ -202,17 +216,7 @@ class Publisher(SyncParts):
             entry = self.tree.lookup(source)
             taken = self.tree.lookup(target)
             if entry is None or entry.id != b.entry or (taken is not None and taken.id != b.entry):
-                # Moved or deleted in the share meanwhile, or the place is taken there: what is
-                # here is new (beside what is there, if that differs), what was synced is gone.
-                below = [r for r in base.values() if r.disk_path.startswith(f"{target}/")]
-                for r in [b, *below]:
-                    r = dataclasses.replace(r, path=_after(r.path, retargeted))
-                    gone[r.disk_path] = r
-                    new[r.disk_path] = _info(
-                        r.disk_path, FileKind(r.kind), r.size, r.mtime_ns, r.inode, r.executable
-                    )
-                if b.kind == "dir":
-                    replaced.append(target)
+                as_new(b, target)  # moved or deleted in the share meanwhile, or its place taken
                 continue
             if source != target:
                 try:
@@ -225,8 +229,8 @@ class Publisher(SyncParts):
                             now_ms=self.clock.now_ms(),
                         )
                     )
-                except CrdtError as exc:
-                    self._file_error(target, "move", str(exc))
+                except CrdtError:
+                    as_new(b, target)  # a move the tree refuses (a conflicted copy's own)
                     continue
                 report.moved += 1
                 self.store.retarget(source, target)
