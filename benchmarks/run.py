@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 # Each entry is a module in benchmarks/ with main(argv) -> int. Listed, not discovered, so a
 # half-written file never runs by accident.
-BENCHMARKS: list[str] = ["ingest", "crdt", "relay", "sync"]
+BENCHMARKS: list[str] = ["ingest", "crdt", "relay", "sync", "lan"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

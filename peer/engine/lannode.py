@@ -166,6 +166,7 @@ class DeviceLan:
     async def close(self) -> None:
         for sync in self._syncs.values():
             sync.lan.peers = None
+            sync.stop_probe()
         if self.discovery is not None:
             await self.discovery.close()
         tasks = [*self._tasks, *self._dialers.values()]

@@ -3,10 +3,10 @@
 With LAN peers (``ShareLan.active``), a pass no longer stops at an unreachable relay:
 
 - envelopes LAN peers sent are applied first, through the replica's checks (``apply_lan``);
-- the relay is tried at most once per ``relay_retry_at`` and for at most ``RELAY_PROBE_S``; while
-  it is away the pass goes on without it: blocks of local changes are deferred (the relay records
-  them as owed when the envelope reaches it), envelopes are pushed to LAN peers, downloads come
-  from LAN peers alone;
+- the relay's log is read for at most ``RELAY_PROBE_S``; once that failed, passes skip the relay
+  until a background probe hears from it again, and go on without it: blocks of local changes
+  are deferred (the relay records them as owed when the envelope reaches it), envelopes are
+  pushed to LAN peers, downloads come from LAN peers alone;
 - once the relay answers again, before the outbox: blocks it owes that this device can rebuild
   (``ShareLan.regenerate``) are uploaded, then envelopes of others that only came over the LAN are
   forwarded (the relay appends an identical resend once, so devices forwarding the same envelope
@@ -22,30 +22,48 @@ from peer.errors import RelayRefused, RelayUnreachable
 from protocol.envelope import Envelope
 
 RELAY_PROBE_S = 3.0
-"""How long a pass with LAN peers waits for the relay before going on without it."""
+"""How long a pass with LAN peers waits for the relay's log before going on without it (a pull
+cut short keeps what it applied; the next pass goes on from there)."""
 RELAY_RETRY_S = 2.0
-"""While the relay is away, passes in between skip it; the daemon retries on its own timer."""
+"""While the relay is away, passes skip it and a background probe asks it this often."""
+RELAY_PROBE_TIMEOUT_S = 10.0
 
 
 class LanPass(SyncParts):
-    relay_retry_at: float = 0.0
+    _probe: asyncio.Task[None] | None = None
 
     def relay_skipped(self) -> bool:
-        """True while the relay is known to be away and the next try is not due."""
-        return (
-            self.lan.active
-            and self.relay_down is not None
-            and self.clock.monotonic() < self.relay_retry_at
-        )
+        """True while the relay is known to be away (a background probe watches for it)."""
+        return self.lan.active and self.relay_down is not None
 
     def _relay_failed(self, exc: RelayUnreachable) -> None:
         self.relay_down = exc
-        self.relay_retry_at = self.clock.monotonic() + RELAY_RETRY_S
         self.blocks.offline = True
+        if self.lan.active and (self._probe is None or self._probe.done()):
+            self._probe = asyncio.ensure_future(self._probe_relay())
 
     def _relay_back(self) -> None:
         self.relay_down = None
         self.blocks.offline = False
+
+    def stop_probe(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            self._probe = None
+
+    async def _probe_relay(self) -> None:
+        """Ask the relay now and then, off the pass: LAN syncing never waits for it."""
+        while self.relay_down is not None and self.lan.active:
+            await self.clock.sleep(RELAY_RETRY_S)
+            try:
+                async with asyncio.timeout(RELAY_PROBE_TIMEOUT_S):
+                    await self.link.server_vector(self.share)
+            except (RelayUnreachable, TimeoutError):
+                continue
+            except RelayRefused:
+                pass  # it answered: the pass will hear why
+            self._relay_back()
+            self.lan.wake()
 
     async def pull_everything(self) -> None:
         """LAN envelopes, then the relay's log (bounded in time, or skipped, with LAN peers)."""
@@ -56,14 +74,12 @@ class LanPass(SyncParts):
         if self.relay_skipped():
             return
         try:
-            async with asyncio.timeout(RELAY_PROBE_S if self.lan.has_peers() else None):
+            async with asyncio.timeout(RELAY_PROBE_S):
                 await self.pull()
         except TimeoutError:
             self._relay_failed(RelayUnreachable("the relay did not answer in time"))
         except RelayUnreachable as exc:
             self._relay_failed(exc)
-        else:
-            self._relay_back()
 
     def apply_lan_inbox(self) -> int:
         envelopes = self.lan.take_inbox()
