@@ -115,6 +115,15 @@ class LanPass(SyncParts):
         if self.blocks.deferred:
             await self._upload_owed(list(self.blocks.deferred))
             self.blocks.deferred.clear()
+        # Blocks deferred before a restart are no longer listed: the outbox says which they are.
+        unsure = {
+            b
+            for _, raw in self.store.outbox()
+            for b in Envelope.decode(raw).header.blocks
+            if b not in self.blocks.known
+        }
+        if unsure:
+            await self._upload_owed(sorted(unsure))
         certificates = self.store.certificates()
         batch = self.replica.envelopes.unrelayed(self.replica.device.device_id)
         by_device: dict[bytes, list[tuple[int, bytes]]] = {}
