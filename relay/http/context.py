@@ -18,6 +18,8 @@ METRICS = web.AppKey("metrics", RelayMetrics)
 SETTINGS = web.AppKey("settings", Settings)
 SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])
 THROTTLE = web.AppKey("throttle", LoginThrottle)
+#: Open notification sessions by user id (see :func:`relay.http.ws.recheck_user`).
+USER_SESSIONS = web.AppKey("user_sessions", dict[str, set[object]])
 PRINCIPAL = web.RequestKey("principal", Principal)
 #: The bearer token of the request, kept in memory only (WebSockets re-check its expiry).
 TOKEN = web.RequestKey("token", str)

@@ -60,6 +60,7 @@ from relay.http.wire import (
     read_map,
     respond,
 )
+from relay.http.ws import recheck_user
 from relay.service import LogPage
 
 SHARE_ID_BYTES = 16
@@ -117,9 +118,11 @@ async def token(request: web.Request) -> web.Response:
 
 async def revoke(request: web.Request) -> web.Response:
     body = await _body(request)
+    principal = principal_of(request)
     new = await request.app[SERVICE].revoke_device(
-        principal_of(request), field_bytes(body, "revocation") or b""
+        principal, field_bytes(body, "revocation") or b""
     )
+    recheck_user(request.app, principal.user_id)  # the revoked device's sockets close now
     return respond({"new": new})
 
 

@@ -8,7 +8,8 @@ after membership-chain extensions, and every ``heartbeat_s`` a ``{"type": "heart
 "chains"}`` carrying the latest seq and chain height of each followed share, read from the
 database. A device catches up from its cursor
 with the log endpoints, so a dropped notification or a reconnect loses nothing. Membership is
-checked again at every heartbeat: a removed user or revoked device is told and disconnected.
+checked again at every heartbeat: a removed user or revoked device is told and disconnected;
+a revocation through this relay process rechecks that user's sockets at once.
 A socket lives no longer than its token: before it expires the device sends
 ``{"type": "auth", "token": …}`` with a fresh token of the same device (answered
 ``{"type": "auth_ok", "expires_ms": …}``), else it gets an ``unauthenticated`` error and close
@@ -32,7 +33,14 @@ from aiohttp import WSMsgType, web
 from protocol.codec import pack, unpack
 from protocol.errors import DecodeError
 from relay.errors import BadRequest, RelayError, Unauthenticated
-from relay.http.context import SERVICE, SETTINGS, SOCKETS, TOKEN, principal_of
+from relay.http.context import (
+    SERVICE,
+    SETTINGS,
+    SOCKETS,
+    TOKEN,
+    USER_SESSIONS,
+    principal_of,
+)
 from relay.http.wire import field_counters, read_map, respond
 from relay.notify import CHAIN_SUFFIX, Subscription
 from relay.service import RelayService
@@ -195,6 +203,8 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     request.app[SOCKETS].add(sock)
     session = _Session(service, sock, who, expires_ms)
     session.arm()
+    by_user = request.app[USER_SESSIONS]
+    by_user.setdefault(who.user_id, set()).add(session)
     try:
         async for msg in sock:
             if sock.closed:
@@ -227,9 +237,24 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         pass  # the device went away mid-answer; nothing to clean up beyond the subscription
     finally:
         session.stop()
+        mine = by_user.get(who.user_id)
+        if mine is not None:
+            mine.discard(session)
+            if not mine:
+                del by_user[who.user_id]
     return sock
 
 
+def recheck_user(app: web.Application, user_id: str) -> None:
+    """Check this user's open sockets now rather than at their next heartbeat (one of the
+    user's devices was just revoked: its sockets close within milliseconds on this process)."""
+    for session in list(app[USER_SESSIONS].get(user_id, ())):
+        assert isinstance(session, _Session)
+        session.beat_due = True
+        session.kick()
+
+
 def add_routes(app: web.Application) -> None:
+    app[USER_SESSIONS] = {}
     app.router.add_get("/v1/ws", websocket)
     app.router.add_post("/v1/poll", poll)
