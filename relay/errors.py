@@ -81,9 +81,22 @@ class RegistrationClosed(Forbidden):
     code = "registration_closed"
 
 
+class LinkRefused(Forbidden):
+    """The device showing a link code refused the request made at its rendezvous."""
+
+    code = "link_refused"
+
+
 class NotFound(RelayError):
     status = 404
     code = "not_found"
+
+
+class Expired(RelayError):
+    """Something that lived a short while (a link rendezvous) is over."""
+
+    status = 410
+    code = "expired"
 
 
 class Conflict(RelayError):

@@ -26,7 +26,7 @@ from protocol.keys import DeviceCertificate, DeviceRevocation
 from protocol.keyschedule import EpochKeyWrap
 from protocol.recovery import RecoveryProof, verify_recovery_proof
 from protocol.signing import PUBLIC_KEY_BYTES as RECOVERY_KEY_BYTES
-from relay import accounts, envelopes, keywraps, log, membership
+from relay import accounts, envelopes, keywraps, linking, log, membership
 from relay.blocks import BlockAccess
 from relay.db import Database, Tx
 from relay.envelopes import ForwardedEnvelope
@@ -95,6 +95,11 @@ class RelayService:
     metrics: RelayMetrics = field(default_factory=RelayMetrics)
     chains: membership.ChainCache = field(default_factory=membership.ChainCache)
     _certificates: dict[str, DeviceCertificate] = field(default_factory=dict, repr=False)
+
+    @property
+    def links(self) -> linking.Rendezvous:
+        """Device-linking rendezvous (see :mod:`relay.linking`)."""
+        return linking.Rendezvous(self.db, self.clock, self.settings)
 
     # -- auth ------------------------------------------------------------------------------------
 

@@ -74,6 +74,9 @@ class Settings:
     writes_per_minute_per_user: int = 6000
     #: Login requests (challenge and token) per client address per minute.
     logins_per_minute_per_client: int = 120
+    #: How long a device-linking rendezvous lives, and how many one device may hold open.
+    link_ttl_s: int = 300
+    link_open_max_per_device: int = 4
     heartbeat_s: float = 20.0
     longpoll_timeout_s: float = 25.0
     longpoll_jitter_s: float = 5.0
@@ -146,6 +149,8 @@ class Settings:
             "writes_per_minute_per_user",
             "logins_per_minute_per_client",
             "subscriber_shares_max",
+            "link_ttl_s",
+            "link_open_max_per_device",
         ):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be positive")

@@ -141,6 +141,22 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        4,
+        # Device-linking rendezvous (relay.linking): short-lived, pruned once expired.
+        """
+        CREATE TABLE link_rendezvous (
+            rendezvous {blob} PRIMARY KEY,
+            opener TEXT NOT NULL,
+            expires_ms {bigint} NOT NULL,
+            request {blob},
+            answer {blob},
+            refused TEXT
+        );
+        CREATE INDEX link_rendezvous_by_opener ON link_rendezvous(opener);
+        CREATE INDEX link_rendezvous_by_expiry ON link_rendezvous(expires_ms);
+        """,
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

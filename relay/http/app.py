@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import WSCloseCode, web
 
-from relay import accounts
+from relay import accounts, linking
 from relay.errors import BadRequest, RelayError, Unauthenticated
 from relay.http import routes, ws
 from relay.http.context import (
@@ -45,6 +45,12 @@ PUBLIC = {
     "/v1/auth/challenge",
     "/v1/auth/token",
     "/v1/auth/recover",
+}
+# Routes (method, template) the new device uses while linking, before it has a certificate:
+# public, and throttled per client address like the login.
+PUBLIC_LINK_ROUTES = {
+    ("POST", "/v1/link/{rendezvous}/request"),
+    ("GET", "/v1/link/{rendezvous}/grant"),
 }
 # Token-like query parameters: refused outright so a token never ends up in a URL or a log.
 TOKEN_PARAMS = {"token", "access_token", "jwt", "auth", "authorization"}
@@ -94,6 +100,10 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         if request.path.startswith("/v1/auth/"):
             request.app[THROTTLE].check(request)
         return await handler(request)
+    resource = request.match_info.route.resource
+    if resource is not None and (request.method, resource.canonical) in PUBLIC_LINK_ROUTES:
+        request.app[THROTTLE].check(request)
+        return await handler(request)
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -142,6 +152,7 @@ def create_app(settings: Settings, seams: Seams | None = None) -> web.Applicatio
         async def prune() -> None:
             async with service.db.write() as tx:
                 await accounts.prune(tx, service.clock.now_ms())
+                await linking.prune(tx, service.clock.now_ms())
 
         tasks = [
             asyncio.create_task(_periodic(used.clock, 60.0, prune, "prune")),

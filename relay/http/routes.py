@@ -37,6 +37,12 @@ refused. Ids in paths are lower-case hex (share 16 bytes, block 32 bytes).
 ``GET /v1/shares/{s}/keys``                 → ``{wraps: [{wrap, sender}]}``: the newest wraps
                                             addressed to the calling device, with the sender's
                                             DeviceCertificate
+``POST /v1/link``                           ``{rendezvous}`` → ``{expires_ms}`` (201)
+``POST /v1/link/{r}/request``               ``{request: LinkRequest}`` → ``{}`` (no token)
+``GET /v1/link/{r}/request``                ``?timeout_s=`` → ``{request}`` (nil at the timeout)
+``POST /v1/link/{r}/grant``                 ``{grant: LinkGrant}`` or ``{refused: reason}`` → ``{}``
+``GET /v1/link/{r}/grant``                  ``?timeout_s=`` → ``{grant}`` (nil at the timeout;
+                                            no token)
 ``POST /v1/poll``                           ``{cursors: {share: seq}, timeout_s}`` → ``{heads}``
 ``GET /v1/ws``                              WebSocket, see :mod:`relay.http.ws`
 ==========================================  ==================================================
@@ -46,6 +52,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from protocol.linking import RENDEZVOUS_BYTES
 from relay.blocks import ID_BYTES
 from relay.envelopes import ForwardedEnvelope
 from relay.errors import BadRequest
@@ -330,6 +337,56 @@ async def my_key_wraps(request: web.Request) -> web.Response:
     return respond({"wraps": [{"wrap": w.wrap, "sender": w.sender_certificate} for w in wraps]})
 
 
+def _rendezvous(request: web.Request) -> bytes:
+    return hex_id(request.match_info["rendezvous"], RENDEZVOUS_BYTES, "rendezvous id")
+
+
+def _timeout(request: web.Request) -> float:
+    return float(query_int(request, "timeout_s", int(request.app[SETTINGS].longpoll_timeout_s)))
+
+
+async def open_link(request: web.Request) -> web.Response:
+    body = await _body(request)
+    expires = await request.app[SERVICE].links.open(
+        principal_of(request), field_bytes(body, "rendezvous") or b""
+    )
+    return respond({"expires_ms": expires}, status=201)
+
+
+async def post_link_request(request: web.Request) -> web.Response:
+    body = await _body(request)
+    await request.app[SERVICE].links.post_request(
+        _rendezvous(request), field_bytes(body, "request") or b""
+    )
+    return respond({})
+
+
+async def wait_link_request(request: web.Request) -> web.Response:
+    got = await request.app[SERVICE].links.wait_request(
+        principal_of(request), _rendezvous(request), _timeout(request)
+    )
+    return respond({"request": got})
+
+
+async def answer_link(request: web.Request) -> web.Response:
+    body = await _body(request)
+    refused = body.get("refused")
+    if refused is not None and not isinstance(refused, str):
+        raise BadRequest("field 'refused' must be text")
+    await request.app[SERVICE].links.answer(
+        principal_of(request),
+        _rendezvous(request),
+        field_bytes(body, "grant", optional=True),
+        refused,
+    )
+    return respond({})
+
+
+async def wait_link_grant(request: web.Request) -> web.Response:
+    got = await request.app[SERVICE].links.wait_grant(_rendezvous(request), _timeout(request))
+    return respond({"grant": got})
+
+
 def add_routes(app: web.Application) -> None:
     share = "/v1/shares/{share}"
     app.router.add_get("/healthz", healthz)
@@ -341,6 +398,11 @@ def add_routes(app: web.Application) -> None:
     app.router.add_put("/v1/recovery", put_recovery)
     app.router.add_get("/v1/recovery", get_recovery)
     app.router.add_post("/v1/auth/recover", claim_recovery)
+    app.router.add_post("/v1/link", open_link)
+    app.router.add_post("/v1/link/{rendezvous}/request", post_link_request)
+    app.router.add_get("/v1/link/{rendezvous}/request", wait_link_request)
+    app.router.add_post("/v1/link/{rendezvous}/grant", answer_link)
+    app.router.add_get("/v1/link/{rendezvous}/grant", wait_link_grant)
     app.router.add_post("/v1/shares", create_share)
     app.router.add_get("/v1/shares", list_shares)
     app.router.add_get(f"{share}/chain", get_chain)
