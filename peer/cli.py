@@ -35,6 +35,7 @@ from peer.device.identity import (
     recover_identity,
     user_code,
 )
+from peer.device.linking import link_with_code, show_link_code
 from peer.device.toml import write_atomic
 from peer.engine.lanstatus import LanStatus
 from peer.engine.lanstatus import read_status as read_lan_status
@@ -56,7 +57,7 @@ from peer.remote.recovery import claim_recovery_blob
 from protocol import ids
 from protocol.chain import Role
 from protocol.errors import ProtocolError
-from protocol.keys import DeviceCertificate
+from protocol.keys import DeviceCertificate, UserIdentity
 from protocol.recovery import parse_recovery_code, recovery_verify_key, unwrap_user_key
 from seams import SystemClock
 from seams.random import OsRandom
@@ -180,20 +181,35 @@ def build_parser() -> argparse.ArgumentParser:
     device = add(
         "device",
         "link, add or revoke your devices",
-        "linking a new device (two codes, neither secret):\n"
+        "linking a new device with a short one-time code (through your relay):\n"
+        "  on a device with your user key:  drift device link\n"
+        "      shows a code like ABCD-EFGH-JKMN (good once, for a few minutes) and waits\n"
+        "  on the new device:               drift device add ABCD-EFGH-JKMN \\\n"
+        "                                       --relay https://relay.example --name phone\n"
+        "the new device is then signed in to the relay as one of yours.\n"
+        "\n"
+        "offline, without a relay (two long codes, neither secret):\n"
         "  new device:      drift device add            # prints a request code\n"
         "  holder device:   drift device link REQUEST   # prints a certificate code\n"
-        "  new device:      drift device add CERT-CODE\n"
-        "then give it your shares: drift share invite SHARE YOUR-USER-CODE",
+        "  new device:      drift device add CERT-CODE\n",
     )
     dev_sub = device.add_subparsers(dest="device_command", required=True)
     p = dev_sub.add_parser(
-        "link", parents=[common], help="certify a new device (needs the user key)"
+        "link",
+        parents=[common],
+        help="link a new device: show a one-time code and wait for it (needs the user key)",
     )
-    p.add_argument("request", help="the request code the new device printed")
+    p.add_argument(
+        "request", nargs="?", help="offline linking: the request code the new device printed"
+    )
     p = dev_sub.add_parser("add", parents=[common], help="set this device up as one of yours")
-    p.add_argument("code", nargs="?", help="the certificate code from `drift device link`")
-    p.add_argument("--name", default=os.uname().nodename[:64])
+    p.add_argument(
+        "code",
+        nargs="?",
+        help="the code `drift device link` shows (or, offline, the certificate code it printed)",
+    )
+    p.add_argument("--relay", help="your relay's URL (needed with a short code)")
+    p.add_argument("--name", default=os.uname().nodename[:64], help="this device's name")
     p = dev_sub.add_parser("revoke", parents=[common], help="revoke a lost device")
     p.add_argument("device_id")
     dev_sub.add_parser("list", parents=[common], help="this device's ids")
@@ -386,6 +402,70 @@ async def cmd_relay_login(args: argparse.Namespace, env: Env) -> int:
     return ExitCode.OK
 
 
+async def _show_link_code(args: argparse.Namespace, env: Env, user: UserIdentity) -> int:
+    node = _node(args, env)
+    if not node.config.relay_url:
+        raise UsageError(
+            "this device is not signed in to a relay, which the code goes through",
+            hint="run `drift relay login URL` first, or link offline (see `drift device --help`)",
+        )
+    url = node.config.relay_url
+
+    def show(code: str, expires_ms: int) -> None:
+        out = env.err if args.json else env.out
+        print("on the new device run:", file=out)
+        print(f"  drift device add {code} --relay {url} --name NAME", file=out)
+        print(f"the code works once, until {_when(expires_ms)}; waiting…", file=out, flush=True)
+
+    try:
+        certificate = await show_link_code(
+            node.link,  # type: ignore[arg-type]
+            user,
+            SystemClock(),
+            show,
+        )
+    finally:
+        await node.close()
+    device_id = ids.format_id(certificate.device_id)
+    if args.json:
+        env.json({"linked_device_id": device_id, "name": certificate.name})
+    else:
+        env.print(f"linked device {device_id} ({certificate.name})")
+    return ExitCode.OK
+
+
+async def _add_with_code(args: argparse.Namespace, env: Env, home: Home) -> int:
+    url = args.relay or DeviceConfig.load(home.config).relay_url
+    if not url:
+        raise UsageError(
+            "which relay? the device showing the code waits there",
+            hint="add --relay URL (the command `drift device link` printed has it)",
+        )
+    try:
+        url = normalize_url(url)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    clock, rng = SystemClock(), OsRandom()
+    certified = await link_with_code(home, url, args.code, args.name, clock, rng)
+    DeviceConfig(device_name=args.name, relay_url=url).save(home.config)
+    node = DeviceNode(home, watch=False)
+    try:
+        await node.link.login(register=False)  # type: ignore[attr-defined]
+    finally:
+        await node.close()
+    result = {
+        "device_id": ids.format_id(certified.device_id),
+        "user_code": user_code(certified.certificate.user_key),
+        "relay_url": url,
+    }
+    if args.json:
+        env.json(result)
+    else:
+        env.print(f"this device is now {result['device_id']} ({args.name}), one of user")
+        env.print(f"  {result['user_code']}, signed in to {url}")
+    return ExitCode.OK
+
+
 async def cmd_device(args: argparse.Namespace, env: Env) -> int:
     home = _home(args, env)
     rng, clock = OsRandom(), SystemClock()
@@ -402,6 +482,8 @@ async def cmd_device(args: argparse.Namespace, env: Env) -> int:
         )
         return ExitCode.OK
     if args.device_command == "add":
+        if args.code is not None and not args.code.startswith(CERT_CODE_PREFIX):
+            return await _add_with_code(args, env, home)
         if args.code is None:
             key = new_device_key(home, rng)
             DeviceConfig(device_name=args.name).save(home.config)
@@ -423,6 +505,8 @@ async def cmd_device(args: argparse.Namespace, env: Env) -> int:
             "this device does not hold your user key",
             hint="run this on the device where you ran `drift init`",
         )
+    if args.device_command == "link" and args.request is None:
+        return await _show_link_code(args, env, user)
     if args.device_command == "link":
         raw = _b32(args.request, DEVICE_CODE_PREFIX)
         if len(raw) < 32:

@@ -90,6 +90,8 @@ def _relay_hint(code: str) -> str:
         "rate_limited": "wait a minute and try again",
         "registration_closed": "this relay needs an invite code: drift relay login URL --invite",
         "fork": "another copy of this device wrote to the share; see `drift status`",
+        "expired": "show a new code with `drift device link` on a device of yours",
+        "link_refused": "run `drift device link` again for a new code and type it carefully",
     }.get(code, "")
 
 

@@ -83,6 +83,19 @@ def new_device_key(home: Home, rng: RandomSource) -> DeviceIdentity:
     return device
 
 
+def uncertified_device_key(home: Home, rng: RandomSource) -> DeviceIdentity:
+    """The key of a device waiting for its certificate: the one a failed link attempt left,
+    else a new one. Refused on a device that is set up already."""
+    if home.device_cert.exists():
+        raise ConfigError(
+            f"{home.root} already holds a certified device",
+            hint="link from a fresh home (pass --home DIR or set DRIFT_HOME)",
+        )
+    if home.device_key.exists():
+        return load_device_identity(home.device_key, rng.bytes)
+    return new_device_key(home, rng)
+
+
 def install_certificate(home: Home, certificate: DeviceCertificate) -> CertifiedDevice:
     device = load_device_identity(home.device_key)
     certified = CertifiedDevice(device, certificate.verify())

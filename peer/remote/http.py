@@ -390,6 +390,26 @@ class HttpRelayLink:
 
     # -- account ---------------------------------------------------------------------------------
 
+    # -- device linking (the side that shows the code; see peer.device.linking) ----------------
+
+    async def open_link(self, rendezvous: bytes) -> int:
+        """Open the rendezvous a link code derives; when it expires (ms)."""
+        answer = await self._send("POST", "/v1/link", {"rendezvous": rendezvous})
+        return _field(answer, "expires_ms", int)
+
+    async def wait_link_request(self, rendezvous: bytes, timeout_s: int) -> bytes | None:
+        answer = await self._send(
+            "GET", f"/v1/link/{rendezvous.hex()}/request?timeout_s={timeout_s}", None
+        )
+        request = answer.get("request") if isinstance(answer, dict) else None
+        return request if isinstance(request, bytes) else None
+
+    async def answer_link(
+        self, rendezvous: bytes, *, grant: bytes | None = None, refused: str | None = None
+    ) -> None:
+        body: dict[str, Any] = {"grant": grant} if grant is not None else {"refused": refused}
+        await self._send("POST", f"/v1/link/{rendezvous.hex()}/grant", body)
+
     async def revoke_device(self, statement: bytes) -> bool:
         answer = await self._send("POST", "/v1/devices/revoke", {"revocation": statement})
         return _field(answer, "new", bool)
