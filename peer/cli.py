@@ -40,6 +40,7 @@ from peer.device.toml import write_atomic
 from peer.engine.lanstatus import LanStatus
 from peer.engine.lanstatus import read_status as read_lan_status
 from peer.engine.node import DeviceNode
+from peer.engine.own_share import is_share_id, join_own_share
 from peer.engine.restore import restore, select
 from peer.engine.shares import (
     InviteCode,
@@ -223,8 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("share")
     p.add_argument("user", help="their user code (`drift status` shows yours)")
     p.add_argument("--role", choices=["editor", "viewer", "owner"], default="editor")
-    p = share_sub.add_parser("join", parents=[common], help="join with an invite code")
-    p.add_argument("code")
+    p = share_sub.add_parser(
+        "join",
+        parents=[common],
+        help="join with an invite code, or by id a share your user is in (another device of yours)",
+    )
+    p.add_argument("code", help="the invite code, or the share id `drift device add` listed")
     p.add_argument("path")
     p = share_sub.add_parser("remove-member", parents=[common], help="remove a user")
     p.add_argument("share")
@@ -451,9 +456,11 @@ async def _add_with_code(args: argparse.Namespace, env: Env, home: Home) -> int:
     node = DeviceNode(home, watch=False)
     try:
         await node.link.login(register=False)  # type: ignore[attr-defined]
+        shares = await node.link.list_shares()
     finally:
         await node.close()
     result = {
+        "shares": [{"share": s.share_id, "role": s.role} for s in shares],
         "device_id": ids.format_id(certified.device_id),
         "user_code": user_code(certified.certificate.user_key),
         "relay_url": url,
@@ -463,6 +470,8 @@ async def _add_with_code(args: argparse.Namespace, env: Env, home: Home) -> int:
     else:
         env.print(f"this device is now {result['device_id']} ({args.name}), one of user")
         env.print(f"  {result['user_code']}, signed in to {url}")
+        for remote in shares:
+            env.print(f"your share {remote.share_id} ({remote.role}): drift share join ID PATH")
     return ExitCode.OK
 
 
@@ -611,6 +620,14 @@ async def cmd_share(args: argparse.Namespace, env: Env) -> int:
             env.json({"invite": code}) if args.json else env.print(
                 f"give this code to them (it carries the share's keys; send it privately):\n"
                 f"  {code}\nthey run: drift share join CODE PATH"
+            )
+            return ExitCode.OK
+        if args.share_command == "join" and is_share_id(args.code):
+            share = await join_own_share(
+                node.home, node.config, node.device, node.link, args.code, Path(args.path)
+            )
+            env.json({"share": share}) if args.json else env.print(
+                f"joined share {share}; run `drift run` to sync it"
             )
             return ExitCode.OK
         if args.share_command == "join":

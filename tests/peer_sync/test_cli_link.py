@@ -237,3 +237,42 @@ def test_a_tampered_grant_is_detected_and_nothing_installed(tmp_path: Path, rela
     assert status == ExitCode.FATAL
     assert "does not check out" in err
     assert not Home(phone).device_cert.exists()
+
+
+def test_a_linked_device_joins_its_users_share_with_keys_from_the_mailbox(
+    tmp_path: Path, relay_url: str
+) -> None:
+    laptop, _ = _laptop(tmp_path, relay_url)
+    photos = tmp_path / "Photos"
+    status, out, err = drift(laptop, "--json", "share", "create", str(photos))
+    assert status == ExitCode.OK, err
+    share = json.loads(out)["share"]
+    (photos / "cat.txt").write_text("meow")
+    assert drift(laptop, "run", "--once")[0] == ExitCode.OK
+
+    holder = Holder(laptop)
+    code, url = holder.command()
+    phone = tmp_path / "phone"
+    status, out, err = drift(phone, "--json", "device", "add", code, "--relay", url)
+    assert status == ExitCode.OK, err
+    assert holder.finish()[0] == ExitCode.OK
+    # The relay lists the user's shares to the new device (ids only: names are encrypted).
+    assert {"share": share, "role": "owner"} in json.loads(out)["shares"]
+
+    # No owner device has looked since the phone appeared: no key for it yet, and it says why.
+    phone_photos = tmp_path / "phone-Photos"
+    status, _, err = drift(phone, "share", "join", share, str(phone_photos))
+    assert status != ExitCode.OK
+    assert "no key for the share yet" in err
+    # An owner's pass wraps the share's keys for the new device; then it joins and syncs.
+    assert drift(laptop, "run", "--once")[0] == ExitCode.OK
+    status, _, err = drift(phone, "share", "join", share, str(phone_photos))
+    assert status == ExitCode.OK, err
+    status, _, err = drift(phone, "run", "--once")
+    assert status == ExitCode.OK, err
+    assert (phone_photos / "cat.txt").read_text() == "meow"
+    # And it writes back: the laptop gets the phone's file.
+    (phone_photos / "dog.txt").write_text("woof")
+    assert drift(phone, "run", "--once")[0] == ExitCode.OK
+    assert drift(laptop, "run", "--once")[0] == ExitCode.OK
+    assert (photos / "dog.txt").read_text() == "woof"

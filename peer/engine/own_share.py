@@ -1,0 +1,60 @@
+"""Joining a share the user already belongs to, on another of the user's devices.
+
+A device linked to a member's account needs no invite: its user is in the chain already. It
+takes the share's keys from the relay's key-wrap mailbox, where an owner's device leaves a wrap
+for every member device lacking the current epoch (see :mod:`peer.engine.rekey`); one wrap
+carries every earlier epoch's key, so the device reads the whole history.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from peer.device.config import DeviceConfig, ShareConfig
+from peer.device.home import Home
+from peer.device.store import ShareStore
+from peer.engine.rekey import fetch_ring
+from peer.engine.shares import _check_folder, _fresh_chain, state_path
+from peer.errors import ShareError, UsageError
+from peer.remote.link import RelayLink
+from protocol.keys import CertifiedDevice
+
+SHARE_ID_HEX = 32
+
+
+def is_share_id(text: str) -> bool:
+    return len(text) == SHARE_ID_HEX and all(c in "0123456789abcdef" for c in text)
+
+
+async def join_own_share(
+    home: Home,
+    config: DeviceConfig,
+    device: CertifiedDevice,
+    link: RelayLink,
+    share: str,
+    folder: Path,
+) -> str:
+    if share in config.shares:
+        raise UsageError(f"this device already syncs share {share} at {config.shares[share].path}")
+    folder = _check_folder(home, folder)
+    store = ShareStore(state_path(home, share))
+    try:
+        chain = await _fresh_chain(link, store, share)
+        if chain.role_at(device.certificate.user_id) is None:
+            raise ShareError(
+                "your user is not a member of this share",
+                hint="ask its owner for an invite, then: drift share join INVITE-CODE PATH",
+            )
+        ring, why = await fetch_ring(link, share, device, chain)
+        if ring is None:
+            raise ShareError(
+                f"this device has no key for the share yet: {why}",
+                hint="an owner's device hands it out on its next sync pass (`drift run`, within "
+                "a minute); then run this again",
+            )
+        store.set_epoch_keys(ring.epoch_keys)
+    finally:
+        store.close()
+    config.shares[share] = ShareConfig(share, str(folder), folder.name)
+    config.save(home.config)
+    return share
