@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from peer.cli import Env, main
@@ -26,9 +27,13 @@ from peer.device.home import Home
 from peer.device.identity import load_device, load_user
 from peer.errors import ExitCode
 from peer.remote.http import HttpRelayLink
+from peer.remote.rendezvous import RendezvousClient
+from protocol.keys import DeviceIdentity
 from protocol.linking import (
     LinkOffer,
     LinkRequest,
+    link_secrets,
+    make_link_request,
     new_link_code,
 )
 from seams import SystemClock
@@ -276,3 +281,35 @@ def test_a_linked_device_joins_its_users_share_with_keys_from_the_mailbox(
     assert drift(phone, "run", "--once")[0] == ExitCode.OK
     assert drift(laptop, "run", "--once")[0] == ExitCode.OK
     assert (photos / "dog.txt").read_text() == "woof"
+
+
+def test_a_substituted_request_is_refused_by_the_holder_and_spends_the_code(
+    tmp_path: Path, relay_url: str
+) -> None:
+    """A relay (played by the test) posts its own key at the rendezvous without the code: the
+    holder certifies nothing, says so, and the code is spent for everyone."""
+    laptop, _ = _laptop(tmp_path, relay_url)
+    holder = Holder(laptop)
+    code, url = holder.command()
+    secrets = link_secrets(code)
+    forged = make_link_request(
+        dataclasses.replace(secrets, mac_key=bytes(32)),
+        DeviceIdentity.generate(),
+        "evil",
+        int(time.time() * 1000),
+    )
+
+    async def post_forged() -> None:
+        async with aiohttp.ClientSession() as session:
+            await RendezvousClient(session, url, secrets.rendezvous).post_request(forged.encode())
+
+    asyncio.run(post_forged())
+    status, _, herr = holder.finish()
+    assert status == ExitCode.FATAL
+    assert "not made with this code" in herr
+    assert "no device was linked" in herr
+    phone = tmp_path / "phone"
+    status, _, err = drift(phone, "device", "add", code, "--relay", url)
+    assert status == ExitCode.RELAY
+    assert "already used" in err
+    assert not Home(phone).device_cert.exists()
