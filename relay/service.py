@@ -73,6 +73,8 @@ class LogPage:
     entries: list[log.LogEntry]
     last_seq: int
     more: bool
+    # The membership chain's height as of the page: a device fetches the chain only when it moved.
+    chain_height: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -484,8 +486,8 @@ class RelayService:
         async with self.db.read() as tx:
             await self._require(tx, share_id, principal)
             entries = await log.since(tx, share_id, max(0, since), limit)
-            last = await log.last_seq(tx, share_id)
-        return LogPage(entries, last, bool(entries) and entries[-1].seq < last)
+            _, height, last = await membership.share_row(tx, share_id)
+        return LogPage(entries, last, bool(entries) and entries[-1].seq < last, height)
 
     async def read_missing(
         self, principal: Principal, share_id: str, vector: Mapping[str, int], limit: int
@@ -494,9 +496,9 @@ class RelayService:
         async with self.db.read() as tx:
             await self._require(tx, share_id, principal)
             entries = await log.missing_from(tx, share_id, vector, limit)
-            last = await log.last_seq(tx, share_id)
+            _, height, last = await membership.share_row(tx, share_id)
         # "more" may be true when only entries the caller already has follow: it asks once more.
-        return LogPage(entries, last, bool(entries) and entries[-1].seq < last)
+        return LogPage(entries, last, bool(entries) and entries[-1].seq < last, height)
 
     async def server_vector(self, principal: Principal, share_id: str) -> dict[str, int]:
         async with self.db.read() as tx:

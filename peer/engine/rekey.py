@@ -169,6 +169,9 @@ class KeyKeeper:
         self.wrap_check_interval_ms = WRAP_CHECK_INTERVAL_MS
         self._wraps_checked_ms: int | None = None
         self._wraps_checked_height = -1
+        # Whether the chain must be fetched on the next pass whatever the log page says: on start,
+        # and after a refusal that a stale chain may explain (see ``keep``).
+        self.chain_stale = True
 
     async def refresh_chain(self, replica: ShareReplica) -> None:
         replica.update_chain(await self.link.chain(self.share, replica.chain.height + 1))
@@ -202,10 +205,19 @@ class KeyKeeper:
         self.waiting = ""
         return True
 
-    async def keep(self, replica: ShareReplica, rng: RandomSource) -> bool:
+    async def keep(
+        self, replica: ShareReplica, rng: RandomSource, relay_height: int | None = None
+    ) -> bool:
         """A pass's key work: catch up the chain and the keys; an owner device rotates when due
-        and wraps for devices that lack the current epoch. False: wait, publish nothing."""
-        await self.refresh_chain(replica)
+        and wraps for devices that lack the current epoch. False: wait, publish nothing.
+
+        ``relay_height`` is the chain height the relay's log page gave this pass (None: unknown).
+        The chain is fetched only when it is above ours, on start, or after a refusal: most
+        passes find it unchanged, and asking costs a round trip each.
+        """
+        if relay_height is None or self.chain_stale or relay_height > replica.chain.height:
+            await self.refresh_chain(replica)
+            self.chain_stale = False
         if not await self.adopt(replica):
             return False
         if replica.chain.role_at(replica.device.certificate.user_id) is not Role.OWNER:

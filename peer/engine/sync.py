@@ -88,6 +88,9 @@ class ShareSync(LanPass, Publisher, Applier):
         )
         self.relay_down = None
         self.keys = KeyKeeper(self.share, link, clock)
+        # The chain height the relay's last log page of this pass gave (None: no page, or a relay
+        # too old to say): the key work fetches the chain only when it moved.
+        self.relay_chain_height: int | None = None
         self.state = ShareState.IDLE
         self.reason = ""
         self.override_guard = False
@@ -115,6 +118,16 @@ class ShareSync(LanPass, Publisher, Applier):
 
     async def run_pass(self) -> PassReport:
         report = PassReport()
+        try:
+            return await self._run_pass(report)
+        except RelayRefused:
+            # A refusal may come from a chain the relay moved past (a role changed, a device
+            # revoked): the next pass fetches it whatever the log page says.
+            self.keys.chain_stale = True
+            raise
+
+    async def _run_pass(self, report: PassReport) -> PassReport:
+        self.relay_chain_height = None
         try:
             await self.pull_everything()
             keys_ready = await self._keys_ready()
@@ -159,7 +172,9 @@ class ShareSync(LanPass, Publisher, Applier):
         away the chain this device has decides whether it holds the current key."""
         if self.relay_down is None:
             try:
-                return await self.keys.keep(self.replica, self.replica.rng)
+                return await self.keys.keep(
+                    self.replica, self.replica.rng, self.relay_chain_height
+                )
             except RelayUnreachable as exc:
                 if not self.lan.active:
                     raise
@@ -215,6 +230,7 @@ class ShareSync(LanPass, Publisher, Applier):
         applied = 0
         while True:
             page = await self.link.read_log(self.share, self.replica.cursor)
+            self.relay_chain_height = page.chain_height
             if not page.entries:
                 return applied
             report = self.replica.apply_page(page.entries, self.clock.now_ms())

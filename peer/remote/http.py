@@ -461,4 +461,10 @@ def _page(answer: Any) -> LogPage:
             raise RelayUnreachable("the relay's log page holds an entry of an unknown shape")
         appended_ms = int(entry[2]) if len(entry) == 3 and entry[2] is not None else None
         entries.append((int(entry[0]), bytes(entry[1]), appended_ms))
-    return LogPage(tuple(entries), _field(answer, "last_seq", int), _field(answer, "more", bool))
+    height = answer.get("chain_height") if isinstance(answer, dict) else None
+    return LogPage(
+        tuple(entries),
+        _field(answer, "last_seq", int),
+        _field(answer, "more", bool),
+        height if isinstance(height, int) and not isinstance(height, bool) else None,
+    )

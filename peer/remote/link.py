@@ -52,6 +52,9 @@ class LogPage:
     entries: tuple[tuple[int, bytes, int | None], ...]
     last_seq: int
     more: bool
+    # The share's membership chain height as of the page; None from a relay too old to say (the
+    # device then fetches the chain on every pass).
+    chain_height: int | None = None
 
 
 class RelayLink(Protocol):

@@ -208,6 +208,7 @@ def _page(page: LogPage) -> web.Response:
             "entries": [[e.seq, e.body, e.appended_ms] for e in page.entries],
             "last_seq": page.last_seq,
             "more": page.more,
+            "chain_height": page.chain_height,
         }
     )
 
