@@ -116,6 +116,7 @@ async def read_planned(
     windows = list(_windows(plan.wants))
     hasher = ContentHasher(crypto.share_keys.chunk_id_key)
     cache = lan.cache if size >= CACHE_FROM_BYTES else None
+    caching: list[asyncio.Future[None]] = []
 
     async def fetch(window: list[Want]) -> dict[bytes, bytes]:
         got: dict[bytes, bytes] = {}
@@ -125,9 +126,9 @@ async def read_planned(
                 if data is not None:
                     got[w.chunk_id] = data
         fresh = await lan.fetch([w.chunk_id for w in window if w.chunk_id not in got])
-        if cache is not None:
-            for chunk_id, data in fresh.items():
-                await executor.run(cache.put, chunk_id, data)
+        if cache is not None and fresh:
+            # Off the critical path: the file is written meanwhile; only the end waits for it.
+            caching.append(asyncio.ensure_future(executor.run(cache.put_many, fresh)))
         got.update(fresh)
         missing = [w for w in window if w.chunk_id not in got]
         if missing and relay_away:
@@ -163,6 +164,8 @@ async def read_planned(
     finally:
         if ahead is not None:
             ahead.cancel()
+        # What reached us stays cached even if this attempt fails: the next one resumes.
+        await asyncio.gather(*caching, return_exceptions=True)
     if hasher.size != size or hasher.digest() != content_hash_of(content):
         raise IntegrityError("the content from LAN peers does not match the version")
     if cache is not None:

@@ -178,6 +178,7 @@ class ChunkCache:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._bytes: int | None = None  # what the directory holds, counted once then tracked
 
     def _path(self, chunk_id: bytes) -> Path:
         return self.directory / chunk_id.hex()
@@ -192,21 +193,30 @@ class ChunkCache:
     def put(self, chunk_id: bytes, data: bytes) -> None:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            if self._size() + len(data) > MAX_CACHE_BYTES:
+            if self._bytes is None:
+                self._bytes = self._size()
+            if self._bytes + len(data) > MAX_CACHE_BYTES:
                 self.clear()
             tmp = self._path(chunk_id).with_suffix(".tmp")
             tmp.write_bytes(data)
             tmp.replace(self._path(chunk_id))
+            self._bytes += len(data)
         except OSError as exc:  # a cache only: the download goes on without it
             logger.info("cannot keep a chunk in the LAN cache: %s", exc)
+
+    def put_many(self, chunks: dict[bytes, bytes]) -> None:
+        for chunk_id, data in chunks.items():
+            self.put(chunk_id, data)
 
     def drop(self, chunk_ids: Iterable[bytes]) -> None:
         for chunk_id in chunk_ids:
             self._path(chunk_id).unlink(missing_ok=True)
+        self._bytes = None  # recounted on the next put
 
     def clear(self) -> None:
         for path in self.directory.glob("*"):
             path.unlink(missing_ok=True)
+        self._bytes = 0
 
     def _size(self) -> int:
         return sum(p.stat().st_size for p in self.directory.glob("*") if p.is_file())
