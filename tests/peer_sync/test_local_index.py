@@ -15,7 +15,7 @@ from peer.device.store import ShareStore
 from peer.engine.node import DeviceNode, Seams
 from peer.engine.shares import state_path
 from peer.errors import RelayUnreachable
-from peer.fs import OsFileSystem
+from peer.fs import FileInfo, OsFileSystem
 from peer.local.index import SyncState
 from tests.peer_sync.harness import Dev, make_device, running_relay, settle, share_between
 
@@ -165,6 +165,54 @@ async def test_executable_bit_is_seen_without_reading_unchanged_files(tmp_path: 
             os.chmod(tool, 0o755)
             await settle([a, b])
             assert os.access(b.folder / "tool", os.X_OK)
+        finally:
+            await a.node.close()
+            await b.node.close()
+
+
+class ListingFs(OsFileSystem):
+    """The real folder, counting directory listings."""
+
+    listed: int = 0
+
+    def list_dir(self, path: str) -> list[FileInfo]:
+        ListingFs.listed += 1
+        return super().list_dir(path)
+
+
+async def test_watch_events_narrow_a_pass_and_the_full_rescan_catches_the_rest(
+    tmp_path: Path,
+) -> None:
+    async with running_relay(tmp_path / "relay") as url:
+        a, b = make_device(tmp_path, "a", url), make_device(tmp_path, "b", url)
+        await a.node.close()
+        a.node = DeviceNode(a.home, seams=Seams(folder=ListingFs), watch=False)
+        try:
+            share = await share_between(a, b)
+            for d in range(10):
+                (a.folder / f"d{d}").mkdir(parents=True)
+                (a.folder / f"d{d}" / "f.txt").write_bytes(b"%d" % d)
+            await settle([a, b])
+            sync = a.node.share(share)
+            sync.watching = True  # as the daemon's healthy watcher sets it
+            await a.sync()  # the last whole-folder pass; from now on only what events name
+            (a.folder / "d3" / "new.txt").write_bytes(b"seen by the watcher")
+            (a.folder / "d7" / "f.txt").unlink()
+            (a.folder / "d5" / "unseen.txt").write_bytes(b"no event came for this")
+            sync.note_changed(frozenset({"d3/new.txt", "d7/f.txt"}))
+            ListingFs.listed = 0
+            await a.sync()
+            assert ListingFs.listed == 0  # two paths looked at, no folder listed
+            await b.sync()
+            assert b.files().get("d3/new.txt") == b"seen by the watcher"
+            assert "d7/f.txt" not in b.files()
+            assert "d5/unseen.txt" not in b.files()
+
+            sync.note_changed(frozenset(), full=True)  # the periodic rescan
+            await a.sync()
+            assert ListingFs.listed >= 10
+            await b.sync()
+            assert b.files().get("d5/unseen.txt") == b"no event came for this"
         finally:
             await a.node.close()
             await b.node.close()
