@@ -160,6 +160,15 @@ _KINDS = {k.value: k for k in FileKind}  # a dict lookup: Enum(value) is slow pe
 _STATES = {s.value: s for s in SyncState}
 
 
+IndexRow = tuple  # type: ignore[type-arg]  # the columns of _COLUMNS, in that order
+"""A row as stored: path, kind, size, mtime_ns, inode, executable, content_hash, indexed_at_ns,
+state, symlink_target, node_id, version, chunks."""
+
+
+def entry_of(row: IndexRow) -> IndexEntry:
+    return _entry(row)
+
+
 def _entry(row: tuple) -> IndexEntry:  # type: ignore[type-arg]
     return IndexEntry(
         path=row[0],
@@ -356,6 +365,22 @@ class LocalIndex:
             else:
                 rows = c.execute(f"SELECT {_COLUMNS} FROM files")
             return {row[0]: _entry(row) for row in rows}
+
+        return self._db.read(q)
+
+    def rows_blocking(self, under: str = "") -> dict[str, IndexRow]:
+        """Like ``entries_blocking`` but the bare rows (``entry_of`` makes one an entry): a scan
+        of an unchanged folder compares them and builds no entry at all."""
+
+        def q(c: sqlite3.Connection) -> dict[str, IndexRow]:
+            if under:
+                rows = c.execute(
+                    f"SELECT {_COLUMNS} FROM files WHERE {_subtree('path')}",
+                    _subtree_args(under),
+                )
+            else:
+                rows = c.execute(f"SELECT {_COLUMNS} FROM files")
+            return {row[0]: row for row in rows}
 
         return self._db.read(q)
 

@@ -32,7 +32,7 @@ from peer.fs.errors import (
 )
 from peer.fs.paths import is_temp_name, is_within, join, name_of
 from peer.local.ignore import IGNORE_FILE, IgnoreRules
-from peer.local.index import FileError, IndexEntry, LocalIndex, SyncState
+from peer.local.index import FileError, IndexEntry, IndexRow, LocalIndex, SyncState, entry_of
 from seams import Clock, Executor
 
 _HASH_BATCH = 128  # files per executor call: amortises the hop, still spreads over the pool
@@ -74,6 +74,31 @@ class _Hashed:
     unstable: list[str] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)  # vanished since the walk
     errors: list[FileError] = field(default_factory=list)
+
+
+class _Indexed:
+    """What the index holds under the scan's roots: bare rows, each made an entry only when
+    looked at (on an unchanged folder, none is)."""
+
+    __slots__ = ("_entries", "rows")
+
+    def __init__(self) -> None:
+        self.rows: dict[str, IndexRow] = {}
+        self._entries: dict[str, IndexEntry] = {}
+
+    def get(self, path: str) -> IndexEntry | None:
+        entry = self._entries.get(path)
+        if entry is None:
+            row = self.rows.get(path)
+            if row is None:
+                return None
+            entry = self._entries[path] = entry_of(row)
+        return entry
+
+
+# Positions in an IndexRow.
+_KIND, _SIZE, _MTIME, _INODE, _EXEC, _HASH, _AT, _STATE = 1, 2, 3, 4, 5, 6, 7, 8
+_GONE_STATES = (SyncState.DELETED.value, SyncState.IGNORED.value)
 
 
 @dataclass(slots=True)
@@ -179,10 +204,10 @@ class Scanner:
 
     # -- the blocking part: walk -------------------------------------------------------------
 
-    def _walk(self, roots: list[str]) -> tuple[_Walk, dict[str, IndexEntry]]:
+    def _walk(self, roots: list[str]) -> tuple[_Walk, _Indexed]:
         self._reload_ignore()
         walk = _Walk()
-        indexed: dict[str, IndexEntry] = {}
+        indexed = _Indexed()
         if self.marker is not None and not self._marker_present():
             message = (
                 f"the folder marker {self.marker!r} is missing: is the folder's disk mounted? "
@@ -190,9 +215,9 @@ class Scanner:
             )
             walk.errors.append(self._error("", "scan", message))
             walk.unknown.append("")
-            return walk, {}
+            return walk, indexed
         for root in roots:
-            indexed.update(self.index.entries_blocking(root))
+            indexed.rows.update(self.index.rows_blocking(root))
             if root == "":
                 self._walk_dir("", walk)
                 continue
@@ -270,26 +295,26 @@ class Scanner:
 
     # -- deciding what to read ---------------------------------------------------------------
 
-    def _needs_hash(
-        self, walk: _Walk, indexed: dict[str, IndexEntry]
-    ) -> list[tuple[str, FileInfo]]:
+    def _needs_hash(self, walk: _Walk, indexed: _Indexed) -> list[tuple[str, FileInfo]]:
         resolution = self.fs.mtime_resolution_ns
+        rows = indexed.rows
+        synced = SyncState.SYNCED.value
         out: list[tuple[str, FileInfo]] = []
         for path, info in walk.observed.items():
             if info.kind is FileKind.DIR:
                 continue
-            old = indexed.get(path)
+            old = rows.get(path)
             if (
                 old is None
                 # a synced entry's hash may be unknown (written by a download): its stat counts
-                or (old.content_hash is None and old.state is not SyncState.SYNCED)
-                or old.state in (SyncState.DELETED, SyncState.IGNORED)
-                or old.kind is not info.kind
-                or old.size != info.size
-                or old.mtime_ns != info.mtime_ns
-                or old.inode != info.inode
-                or old.executable != info.executable  # a chmod changes no mtime
-                or old.mtime_ns + resolution > old.indexed_at_ns  # racy: may hide an edit
+                or (old[_HASH] is None and old[_STATE] != synced)
+                or old[_STATE] in _GONE_STATES
+                or old[_KIND] != info.kind
+                or old[_SIZE] != info.size
+                or old[_MTIME] != info.mtime_ns
+                or old[_INODE] != info.inode
+                or bool(old[_EXEC]) != info.executable  # a chmod changes no mtime
+                or old[_MTIME] + resolution > old[_AT]  # racy: may hide an edit
             ):
                 out.append((path, info))
         return out
@@ -325,7 +350,7 @@ class Scanner:
     def _classify(
         self,
         walk: _Walk,
-        indexed: dict[str, IndexEntry],
+        indexed: _Indexed,
         hashes: dict[str, bytes],
         started_ns: int,
         result: ScanResult,
@@ -339,9 +364,9 @@ class Scanner:
                 continue
             if info.kind is not FileKind.DIR:
                 result.files_seen += 1
+                if path not in hashes:
+                    continue  # unchanged: the stat matched and it was not racy
             old = indexed.get(path)
-            if info.kind is not FileKind.DIR and path not in hashes:
-                continue  # unchanged: the stat matched and it was not racy
             new = self._entry(path, info, hashes.get(path), started_ns, old)
             if old is None or old.state in (SyncState.DELETED, SyncState.IGNORED):
                 added[path] = replace(new, state=SyncState.NEW)
@@ -355,9 +380,12 @@ class Scanner:
                 other.append(Change(ChangeKind.MODIFIED, path, new, old))
             else:
                 result.refreshed.append(replace(new, state=old.state))
-        for path, old in indexed.items():
-            if path in walk.observed or old.state in (SyncState.DELETED, SyncState.IGNORED):
+        observed = walk.observed
+        for path, row in indexed.rows.items():
+            if path in observed or row[_STATE] in _GONE_STATES:
                 continue
+            old = indexed.get(path)
+            assert old is not None
             if any(is_within(path, u) for u in walk.unknown):
                 continue  # could not look: say nothing, above all not "deleted"
             if any(is_within(path, i) for i in walk.ignored) or self.ignore.is_ignored(
