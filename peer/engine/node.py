@@ -73,7 +73,7 @@ class DeviceNode:
         self.lan: DeviceLan | None = None
         self._config_stamp: tuple[int, int, int] | None = None  # of the file self._fresh read
         self._fresh = self.config
-        self._saved_states: dict[str, tuple[str, str]] = {}
+        self._saved_states: dict[str, tuple[str, str, str]] = {}
 
     # -- parts -----------------------------------------------------------------------------------
 
@@ -154,6 +154,9 @@ class DeviceNode:
         if saved and sync.state is ShareState.IDLE and not self.syncs_running:
             status.state = ShareState(saved)
             status.reason = str(sync.store.get("reason", ""))
+            notice = str(sync.store.get("notice", ""))  # the daemon's, e.g. out of watches
+            if notice:
+                status.reason = f"{status.reason}; {notice}" if status.reason else notice
         if self.config.shares[share_id].paused:
             status.state, status.reason = ShareState.PAUSED, "paused by the user"
         return status
@@ -187,11 +190,12 @@ class DeviceNode:
             sync.state, sync.reason = ShareState.IDLE, ""
 
     def _save_state(self, sync: ShareSync) -> None:
-        state = (sync.state.value, sync.reason)
+        state = (sync.state.value, sync.reason, sync.notice)
         if self._saved_states.get(sync.share) == state:
             return  # unchanged: no write (each is a commit, an fsync) after every pass
         sync.store.set("state", state[0])
         sync.store.set("reason", state[1])
+        sync.store.set("notice", state[2])
         self._saved_states[sync.share] = state
 
     # -- the daemon ------------------------------------------------------------------------------
@@ -227,6 +231,8 @@ class DeviceNode:
                     await task
             for watcher in watchers:
                 await watcher.stop()
+            for sync in self.syncs.values():
+                self._save_state(sync)  # a notice of the watcher ends with it
             self.syncs_running = False
 
     def _watcher(self, sid: str, sync: ShareSync) -> Watcher:

@@ -7,7 +7,7 @@ import asyncio
 import os
 import sqlite3
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pytest
 
@@ -17,6 +17,7 @@ from peer.engine.shares import state_path
 from peer.errors import RelayUnreachable
 from peer.fs import FileInfo, OsFileSystem
 from peer.local.index import SyncState
+from peer.local.watch import Watcher
 from tests.peer_sync.harness import Dev, make_device, running_relay, settle, share_between
 
 
@@ -216,3 +217,43 @@ async def test_watch_events_narrow_a_pass_and_the_full_rescan_catches_the_rest(
         finally:
             await a.node.close()
             await b.node.close()
+
+
+class OutOfWatches(Watcher):
+    """The real watcher on a machine whose inotify watches ran out (the OS probe says so)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, watches_left=lambda: False, **kwargs)
+
+
+async def test_running_out_of_watches_shows_in_drift_status(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("peer.engine.node.Watcher", OutOfWatches)
+    async with running_relay(tmp_path / "relay") as url:
+        a, b = make_device(tmp_path, "a", url), make_device(tmp_path, "b", url)
+        share = await share_between(a, b)
+        await b.node.close()
+        await a.node.close()
+        a.node = DeviceNode(a.home, watch=True)
+        stop = asyncio.Event()
+        daemon = asyncio.create_task(a.node.run(stop))
+        try:
+            other = DeviceNode(a.home, watch=False)  # `drift status` in another process
+            try:
+                deadline = asyncio.get_running_loop().time() + 10
+                while "ran out of file watches" not in other.status(share).reason:
+                    assert asyncio.get_running_loop().time() < deadline, other.status(share)
+                    await asyncio.sleep(0.05)
+                assert "ran out of file watches" in a.node.status(share).reason
+            finally:
+                await other.close()
+        finally:
+            stop.set()
+            await daemon
+            await a.node.close()
+        after = DeviceNode(a.home, watch=False)
+        try:
+            assert "watches" not in after.status(share).reason  # it ended with the daemon
+        finally:
+            await after.close()
