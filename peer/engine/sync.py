@@ -212,6 +212,10 @@ class ShareSync(LanPass, Publisher, Applier):
     def _take_scope(self) -> list[str]:
         """What this pass scans: the whole folder unless a healthy watcher narrowed it."""
         scope, self._scope = self._scope, (set() if self.watching else None)
+        # The watcher delivers a path once no event came for it for its debounce: that quiet
+        # spell is the first of the two looks that must agree before a change is published.
+        narrowed = scope is not None
+        self.scanner.stable_interval_s = 0.0 if narrowed else self.options.stable_interval_s
         return [""] if scope is None else minimal_roots(scope)
 
     async def _record_scan(self, scan: ScanResult, *, full: bool) -> None:
