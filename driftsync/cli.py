@@ -26,6 +26,7 @@ PEER_CLI = "peer.cli"
 # Ordered as `drift --help` shows them. A group appears only once its module exists.
 GROUPS: dict[str, Group] = {
     "init": Group(PEER_CLI, "create your user and this device's identity", True),
+    "recover": Group(PEER_CLI, "lost every device? your recovery code brings your user back", True),
     "device": Group(PEER_CLI, "link, add or revoke your devices", True),
     "share": Group(PEER_CLI, "create, invite to, join and manage shared folders", True),
     "run": Group(PEER_CLI, "run the sync daemon in the foreground", True),

@@ -58,3 +58,11 @@ def test_device_options_before_the_command_reach_the_device_commands(tmp_path, c
     assert main(["--home", str(tmp_path), "store"]) == 2
     assert "not of `drift store`" in capsys.readouterr().err
     assert main(["--home"]) == 2
+
+
+def test_every_device_command_is_reachable_through_drift() -> None:
+    from driftsync.cli import GROUPS, PEER_CLI
+    from peer.cli import COMMANDS
+
+    routed = {word for word, group in GROUPS.items() if group.module == PEER_CLI}
+    assert set(COMMANDS) <= routed, sorted(set(COMMANDS) - routed)
