@@ -201,6 +201,11 @@ class UserIdentity:
     def user_id(self) -> bytes:
         return user_id_of(self.public_key)
 
+    @functools.cached_property
+    def box_private_key(self) -> PrivateKey:
+        """The X25519 key that opens key wraps addressed to the user (``protocol.keyschedule``)."""
+        return self.signing_key.to_curve25519_private_key()
+
     def certify(self, device_public_key: bytes, name: str, now_ms: int) -> DeviceCertificate:
         unsigned = DeviceCertificate(
             v=CERTIFICATE_VERSION,

@@ -35,7 +35,7 @@ import dataclasses
 from typing import ClassVar
 
 from nacl.exceptions import CryptoError
-from nacl.public import Box, PublicKey
+from nacl.public import Box, PrivateKey, PublicKey
 
 from protocol.chain import SHARE_ID_BYTES, MembershipChain
 from protocol.codec import Bin, Record, Seq, UInt
@@ -48,7 +48,13 @@ from protocol.errors import (
     UnknownHeight,
     WrongShare,
 )
-from protocol.keys import DeviceCertificate, DeviceIdentity, x25519_public_of
+from protocol.keys import (
+    DeviceCertificate,
+    DeviceIdentity,
+    UserIdentity,
+    user_id_of,
+    x25519_public_of,
+)
 from protocol.signing import (
     HASH_BYTES,
     Purpose,
@@ -268,6 +274,28 @@ def wrap_keys(
     )
 
 
+def wrap_keys_for_user(
+    ring: KeyRing,
+    sender: DeviceIdentity,
+    user_key: bytes,
+    random_bytes: RandomBytes = default_random,
+) -> EpochKeyWrap:
+    """Box the whole ring for a member *user* (its Ed25519 key from the chain, as X25519).
+
+    A device holding that user key (one that ran ``drift init`` or ``drift recover``) opens it
+    with ``open_user_keys``: so a user who lost every device reads their shares again with the
+    recovery code alone. The recipient is the user id, whose hash domain differs from device ids'.
+    """
+    recipient = user_id_of(user_key)
+    bundle = KeyBundle(WRAP_VERSION, ring.share_id, recipient, ring.epoch_keys)
+    nonce = take_random(random_bytes, BOX_NONCE_BYTES)
+    box = Box(sender.box_private_key, PublicKey(x25519_public_of(user_key)))
+    sealed = box.encrypt(bundle.encode(), nonce).ciphertext
+    return EpochKeyWrap(
+        WRAP_VERSION, ring.share_id, ring.latest_epoch, sender.device_id, recipient, nonce, sealed
+    )
+
+
 def open_keys(
     wrap: EpochKeyWrap,
     recipient: DeviceIdentity,
@@ -288,10 +316,36 @@ def open_keys(
     key whose hash is not in the chain), ``Forbidden`` (the sender is no owner's device),
     ``Revoked`` or ``BadCertificate``.
     """
+    return _open(
+        wrap, recipient.device_id, recipient.box_private_key, "device", sender, chain, need_epoch
+    )
+
+
+def open_user_keys(
+    wrap: EpochKeyWrap,
+    user: UserIdentity,
+    sender: DeviceCertificate,
+    chain: MembershipChain,
+    *,
+    need_epoch: int | None = None,
+) -> KeyRing:
+    """Open a wrap addressed to ``user``: checked exactly as ``open_keys`` checks a device's."""
+    return _open(wrap, user.user_id, user.box_private_key, "user", sender, chain, need_epoch)
+
+
+def _open(
+    wrap: EpochKeyWrap,
+    recipient_id: bytes,
+    recipient_key: PrivateKey,
+    what: str,
+    sender: DeviceCertificate,
+    chain: MembershipChain,
+    need_epoch: int | None,
+) -> KeyRing:
     if wrap.share != chain.share_id:
         raise WrongShare("this key wrap is for another share")
-    if wrap.recipient != recipient.device_id:
-        raise BadKey("this key wrap is addressed to another device")
+    if wrap.recipient != recipient_id:
+        raise BadKey(f"this key wrap is addressed to another {what}")
     if wrap.sender != sender.device_id:
         raise BadKey("this key wrap was made by another device than the certificate's")
     if need_epoch is not None and wrap.epoch < need_epoch:
@@ -302,11 +356,11 @@ def open_keys(
         )
     sender.verify()
     _check_wrapper(chain, sender, wrap.epoch)
-    box = Box(recipient.box_private_key, PublicKey(x25519_public_of(sender.device_key)))
+    box = Box(recipient_key, PublicKey(x25519_public_of(sender.device_key)))
     try:
         bundle = KeyBundle.decode(box.decrypt(wrap.box, wrap.nonce))
     except (CryptoError, DecodeError) as exc:
-        raise BadKey("the key wrap does not open for this device") from exc
+        raise BadKey(f"the key wrap does not open for this {what}") from exc
     if (
         bundle.share != wrap.share
         or bundle.recipient != wrap.recipient

@@ -5,6 +5,11 @@ each device fetches the wraps addressed to itself. The relay cannot open a wrap 
 between two device keys) and the recipient checks the keys against the membership chain, so what
 the relay decides here is only who may leave and who may take: owners leave, only the recipient
 takes. One wrap is kept per (share, recipient, epoch); a newer one for the same epoch replaces it.
+
+A wrap may also be addressed to a member *user* (its recipient is the user id: user and device ids
+are hashes in different domains, so they never collide in ``recipient``). Only devices of that user
+take it: a user who lost every device and came back with the recovery code reads their shares
+through it.
 """
 
 from __future__ import annotations
@@ -58,6 +63,17 @@ async def member_device_ids(tx: Tx, share_id: str, device_ids: list[str]) -> set
         "AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.device_id = d.device_id)",
         share_id,
         *device_ids,
+    )
+    return {str(r[0]) for r in rows}
+
+
+async def member_user_ids(tx: Tx, share_id: str, user_ids: list[str]) -> set[str]:
+    """Which of ``user_ids`` are members of the share now."""
+    marks = ",".join("?" * len(user_ids))
+    rows = await tx.fetchall(
+        f"SELECT user_id FROM members WHERE share_id = ? AND user_id IN ({marks})",
+        share_id,
+        *user_ids,
     )
     return {str(r[0]) for r in rows}
 

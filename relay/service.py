@@ -343,7 +343,7 @@ class RelayService:
 
         The relay cannot open a wrap; it checks what it can see: the wrap's share and sender
         (the calling device), an epoch the chain has, and a recipient that is an unrevoked
-        device of a member."""
+        device of a member or a member user (see ``relay.keywraps``)."""
         if len(raw_wraps) > MAX_WRAPS_PER_REQUEST:
             raise PayloadTooLarge(f"at most {MAX_WRAPS_PER_REQUEST} key wraps per request")
         wraps = [envelopes.decode(EpochKeyWrap, raw) for raw in raw_wraps]
@@ -360,6 +360,7 @@ class RelayService:
             chain = await self.chains.at_height(tx, share_id, height)
             recipients = sorted({w.recipient.hex() for w in wraps})
             members = await keywraps.member_device_ids(tx, share_id, recipients)
+            members |= await keywraps.member_user_ids(tx, share_id, recipients)
             for wrap in wraps:
                 if wrap.epoch > chain.current_epoch:
                     raise BadRequest(
@@ -368,8 +369,8 @@ class RelayService:
                     )
                 if wrap.recipient.hex() not in members:
                     raise Forbidden(
-                        "a key wrap is addressed to a device that is not a member's (or is "
-                        "revoked)",
+                        "a key wrap is addressed to neither a member user nor a device of "
+                        "one (or the device is revoked)",
                         device=wrap.recipient.hex(),
                     )
             await keywraps.store(
@@ -385,10 +386,12 @@ class RelayService:
         return len(wraps)
 
     async def my_key_wraps(self, principal: Principal, share_id: str) -> list[keywraps.StoredWrap]:
-        """The newest wraps addressed to the calling device (a member's), newest epoch first."""
+        """The newest wraps addressed to the calling device (a member's), newest epoch first,
+        then those addressed to its user (only that user's devices ever get these)."""
         async with self.db.read() as tx:
             await self._require(tx, share_id, principal)
-            return await keywraps.addressed_to(tx, share_id, principal.device_id)
+            mine = await keywraps.addressed_to(tx, share_id, principal.device_id)
+            return mine + await keywraps.addressed_to(tx, share_id, principal.user_id)
 
     # -- the update log --------------------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 A device linked to a member's account needs no invite: its user is in the chain already. It
 takes the share's keys from the relay's key-wrap mailbox, where an owner's device leaves a wrap
 for every member device lacking the current epoch (see :mod:`peer.engine.rekey`); one wrap
-carries every earlier epoch's key, so the device reads the whole history.
+carries every earlier epoch's key, so the device reads the whole history. A device holding the
+user key (``drift init``'s or ``drift recover``'s) also opens the wrap addressed to its user.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from peer.device.config import DeviceConfig, ShareConfig
 from peer.device.home import Home
+from peer.device.identity import load_user
 from peer.device.store import ShareStore
 from peer.engine.rekey import fetch_ring
 from peer.engine.shares import _check_folder, _fresh_chain, state_path
@@ -45,7 +47,9 @@ async def join_own_share(
                 "your user is not a member of this share",
                 hint="ask its owner for an invite, then: drift share join INVITE-CODE PATH",
             )
-        ring, why = await fetch_ring(link, share, device, chain)
+        # After `drift recover` no owner device may be left to wrap for this one: the wrap to
+        # the user, opened with the user key this device holds, serves instead.
+        ring, why = await fetch_ring(link, share, device, chain, load_user(home))
         if ring is None:
             raise ShareError(
                 f"this device has no key for the share yet: {why}",

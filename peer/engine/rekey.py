@@ -11,6 +11,12 @@ Who does what (also in docs/architecture.md, *Keys and rotation*):
   relay lists; on later passes any owner device wraps the current epoch for member devices that
   have no wrap for it yet (a device linked or a member who joined later), checking the list
   at most every ``WRAP_CHECK_INTERVAL_MS`` and whenever the chain moved.
+- **User wraps.** The same owner device also wraps each epoch for every member *user* (to the
+  X25519 form of the user key the chain records), when it creates a share, invites, rotates, and
+  for existing shares on its next pass. A device holding its user key (after ``drift init`` or
+  ``drift recover``) opens these with ``open_user_keys``: a user who lost every device gets their
+  shares back with the recovery code alone. Which users this device has wrapped for is kept in
+  the share's store (``USER_WRAPS``), so a pass asks the relay nothing to know it.
 - **Adopting.** A device whose chain names an epoch it has no key for takes the wraps addressed
   to it from the relay's mailbox and opens them with ``open_keys``, which refuses anything not
   made by an owner's device, older than the epoch needed, or not matching the chain's key hashes.
@@ -31,13 +37,21 @@ from peer.errors import RelayRefused
 from peer.remote.link import RelayLink
 from protocol.chain import MembershipChain, Role, make_key_epoch
 from protocol.errors import ProtocolError
-from protocol.keys import CertifiedDevice, DeviceCertificate
-from protocol.keyschedule import EpochKeyWrap, KeyRing, open_keys, wrap_keys
+from protocol.keys import CertifiedDevice, DeviceCertificate, UserIdentity
+from protocol.keyschedule import (
+    EpochKeyWrap,
+    KeyRing,
+    open_keys,
+    open_user_keys,
+    wrap_keys,
+    wrap_keys_for_user,
+)
 from seams import Clock, RandomSource
 
 logger = logging.getLogger("peer.engine")
 
 PENDING_KEYS = "pending_keys"
+USER_WRAPS = "user_wraps"  # {user id hex: newest epoch this device wrapped for that user}
 WRAP_CHECK_INTERVAL_MS = 60_000
 # The relay's answers to a key_epoch entry that lost a race with another chain entry.
 CHAIN_RACE_CODES = frozenset({"fork", "gap", "broken_link", "chain_head"})
@@ -68,20 +82,30 @@ def saved_ring(store: ShareStore, chain: MembershipChain) -> KeyRing | None:
 
 
 async def fetch_ring(
-    link: RelayLink, share: str, device: CertifiedDevice, chain: MembershipChain
+    link: RelayLink,
+    share: str,
+    device: CertifiedDevice,
+    chain: MembershipChain,
+    user: UserIdentity | None = None,
 ) -> tuple[KeyRing | None, str]:
-    """A ring covering the chain's current epoch from the mailbox, or None and why not."""
+    """A ring covering the chain's current epoch from the mailbox, or None and why not.
+
+    With ``user`` (this device holds its user key), wraps addressed to the user are tried too.
+    """
     need = chain.current_epoch
     reasons = []
     for item in await link.key_wraps(share):
         try:
-            ring = open_keys(
-                EpochKeyWrap.decode(item.wrap),
-                device.identity,
-                DeviceCertificate.decode(item.sender),
-                chain,
-                need_epoch=need,
-            )
+            wrap = EpochKeyWrap.decode(item.wrap)
+            sender = DeviceCertificate.decode(item.sender)
+            if user is not None and wrap.recipient == user.user_id:
+                ring = open_user_keys(wrap, user, sender, chain, need_epoch=need)
+            elif wrap.recipient != device.device_id and wrap.recipient == (
+                device.certificate.user_id
+            ):
+                continue  # our user's wrap, but this device does not hold the user key
+            else:
+                ring = open_keys(wrap, device.identity, sender, chain, need_epoch=need)
         except ProtocolError as exc:
             logger.warning("share %s: a key wrap from the relay is refused: %s", share, exc)
             reasons.append(exc.message)
@@ -117,6 +141,7 @@ async def start_epoch(
     store.set_epoch_keys(rotated.epoch_keys)
     store.set(PENDING_KEYS, None)
     wrapped = await wrap_for_members(link, chain, rotated, device, rng)
+    wrapped += await wrap_for_users(store, link, chain, rotated, device, rng)
     logger.info(
         "share %s: key epoch %d started, %d device(s) wrapped", share, rotated.latest_epoch, wrapped
     )
@@ -154,6 +179,35 @@ async def wrap_for_members(
         wraps.append(wrap_keys(ring, device.identity, certificate, rng.bytes).encode())
     if wraps:
         await link.put_key_wraps(share, wraps)
+    return len(wraps)
+
+
+async def wrap_for_users(
+    store: ShareStore,
+    link: RelayLink,
+    chain: MembershipChain,
+    ring: KeyRing,
+    device: CertifiedDevice,
+    rng: RandomSource,
+) -> int:
+    """Wrap ``ring`` for every member user of the chain this device has not wrapped it for.
+
+    The user keys come from the chain itself, so the relay has no say in whom we wrap for; a
+    removed user is no member any more and gets nothing for a later epoch.
+    """
+    done: dict[str, int] = dict(store.get(USER_WRAPS) or {})
+    wraps, wrapped = [], {}
+    for user_id in chain.members():
+        if done.get(user_id.hex(), -1) >= ring.latest_epoch:
+            continue
+        user_key = chain.user_key(user_id)
+        if user_key is None:
+            continue
+        wraps.append(wrap_keys_for_user(ring, device.identity, user_key, rng.bytes).encode())
+        wrapped[user_id.hex()] = ring.latest_epoch
+    if wraps:
+        await link.put_key_wraps(chain.share_id.hex(), wraps)
+        store.set(USER_WRAPS, done | wrapped)
     return len(wraps)
 
 
@@ -253,6 +307,9 @@ class KeyKeeper:
         ):
             await wrap_for_members(
                 self.link, replica.chain, replica.crypto.ring, replica.device, rng
+            )
+            await wrap_for_users(
+                replica.store, self.link, replica.chain, replica.crypto.ring, replica.device, rng
             )
             self._wraps_checked_ms = now
             self._wraps_checked_height = replica.chain.height

@@ -33,6 +33,7 @@ from peer.engine.rekey import (
     fetch_ring,
     saved_ring,
     start_epoch,
+    wrap_for_users,
 )
 from peer.errors import (
     ConfigError,
@@ -102,6 +103,9 @@ async def create_share(
     try:
         store.add_chain_entries(0, [genesis.encode()])
         store.set_epoch_keys(ring.epoch_keys)
+        # The owner's own user gets a wrap at once: it is what brings the share back after every
+        # device is lost (drift recover).
+        await wrap_for_users(store, link, verify_chain([genesis], share_id), ring, device, rng)
     finally:
         store.close()
     config.shares[share] = ShareConfig(share, str(folder), name or folder.name)
@@ -189,7 +193,9 @@ async def invite_member(
         if entry is not None:
             await link.extend_chain(share, entry.encode())
             store.add_chain_entries(entry.height, [entry.encode()])
+            chain.append(entry)
         ring = KeyRing(chain.share_id, tuple(store.epoch_keys()))
+        await wrap_for_users(store, link, chain, ring, device, rng)
         secret = rng.bytes(SECRET_BYTES)
         package = pack({"share": chain.share_id, "keys": list(ring.epoch_keys)})
         sealed = bytes(_package_box(secret).encrypt(package, rng.bytes(SecretBox.NONCE_SIZE)))

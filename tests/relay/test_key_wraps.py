@@ -12,9 +12,26 @@ import dataclasses
 import os
 import time
 
-from protocol.chain import ChainEntry, MembershipChain, Role, make_genesis, make_key_epoch
+import pytest
+
+from protocol.chain import (
+    ChainEntry,
+    MembershipChain,
+    Role,
+    make_add_user,
+    make_genesis,
+    make_key_epoch,
+)
+from protocol.errors import BadKey, Forbidden
 from protocol.keys import DeviceCertificate
-from protocol.keyschedule import EpochKeyWrap, KeyRing, open_keys, wrap_keys
+from protocol.keyschedule import (
+    EpochKeyWrap,
+    KeyRing,
+    open_keys,
+    open_user_keys,
+    wrap_keys,
+    wrap_keys_for_user,
+)
 
 from .conftest import RelayUnderTest
 from .helpers import (
@@ -168,3 +185,80 @@ async def test_wraps_the_relay_can_tell_are_wrong_are_refused(relay: RelayUnderT
     assert ids == {owner.device_id, owner_phone.device_id}
     status, body = await _put(api, share, owner, for_editor)
     assert (status, body["error"]) == (403, "forbidden")
+
+
+async def test_user_wraps_go_only_to_member_users_and_only_their_devices_take_them(
+    relay: RelayUnderTest,
+) -> None:
+    """A wrap addressed to a member user (what `drift recover` reads shares back with)."""
+    api = relay.api
+    owner, editor, stranger = new_device(), new_device(), new_device()
+    editor_tablet = new_device(editor.user, "tablet")
+    await _logged_in(api, owner, editor, stranger, editor_tablet)
+    share, ring = await _keyed_share(api, owner)
+    await add_member(api, share, editor, Role.EDITOR)
+
+    to_editor = wrap_keys_for_user(ring, owner.certified.identity, editor.user.public_key)
+    assert await _put(api, share, owner, to_editor) == (200, {"stored": 1})
+    # Not a member's user: refused. Not an owner: refused.
+    to_stranger = wrap_keys_for_user(ring, owner.certified.identity, stranger.user.public_key)
+    status, body = await _put(api, share, owner, to_stranger)
+    assert (status, body["error"]) == (403, "forbidden"), body
+    by_editor = wrap_keys_for_user(ring, editor.certified.identity, editor.user.public_key)
+    status, body = await _put(api, share, editor, by_editor)
+    assert (status, body["error"]) == (403, "role"), body
+
+    # Every device of the editor's user takes it (and opens it with the user key); the owner's
+    # device, of another user, does not see it.
+    for device in (editor, editor_tablet):
+        mine = await api.call("GET", f"{share.path}/keys", token=device.token)
+        assert mine.status == 200, mine.body
+        [item] = mine.body["wraps"]
+        opened = open_user_keys(
+            EpochKeyWrap.decode(item["wrap"]),
+            device.user,
+            DeviceCertificate.decode(item["sender"]),
+            share.chain,
+            need_epoch=0,
+        )
+        assert opened.epoch_keys == ring.epoch_keys
+    theirs = await api.call("GET", f"{share.path}/keys", token=owner.token)
+    assert theirs.body["wraps"] == []
+
+    # Once removed, the user gets no wrap for the new epoch.
+    await remove_member(api, share, editor, cutoff=0)
+    ring = ring.rotated()
+    entry = make_key_epoch(share.chain, owner.certified, ring.epoch(1).key_hash, NOW_MS)
+    assert (await extend(api, share, entry, owner)).status == 200
+    late = wrap_keys_for_user(ring, owner.certified.identity, editor.user.public_key)
+    status, body = await _put(api, share, owner, late)
+    assert (status, body["error"]) == (403, "forbidden"), body
+
+
+def test_a_forged_user_wrap_is_refused() -> None:
+    """A user wrap is checked like a device's: made by an owner's device, keys in the chain."""
+    owner, editor = new_device(), new_device()
+    share_id = os.urandom(16)
+    ring = KeyRing.create(share_id)
+    chain = MembershipChain(make_genesis(owner.certified, share_id, ring.epoch(0).key_hash, NOW_MS))
+    chain.append(make_add_user(chain, owner.certified, editor.user.public_key, Role.EDITOR, NOW_MS))
+    good = wrap_keys_for_user(ring, owner.certified.identity, editor.user.public_key)
+    assert open_user_keys(good, editor.user, owner.certified.certificate, chain).epoch_keys == (
+        ring.epoch_keys
+    )
+    # Made by a member who is no owner.
+    forged = wrap_keys_for_user(ring, editor.certified.identity, editor.user.public_key)
+    with pytest.raises(Forbidden):
+        open_user_keys(forged, editor.user, editor.certified.certificate, chain)
+    # Keys that are not the chain's, from the owner's device itself.
+    fake = wrap_keys_for_user(
+        KeyRing.create(share_id), owner.certified.identity, editor.user.public_key
+    )
+    with pytest.raises(BadKey):
+        open_user_keys(fake, editor.user, owner.certified.certificate, chain)
+    # Addressed to another user, or tampered with.
+    with pytest.raises(BadKey, match="another user"):
+        open_user_keys(good, owner.user, owner.certified.certificate, chain)
+    tampered = dataclasses.replace(good, box=bytes([good.box[0] ^ 1]) + good.box[1:])
+    with pytest.raises(BadKey, match="does not open"):
+        open_user_keys(tampered, editor.user, owner.certified.certificate, chain)
