@@ -59,10 +59,11 @@ CHAIN_RACE_CODES = frozenset({"fork", "gap", "broken_link", "chain_head"})
 
 @dataclass(frozen=True, slots=True)
 class Rotation:
-    """What starting an epoch did: the new epoch and how many devices got a wrap."""
+    """What starting an epoch did: the new epoch, how many devices and member users got a wrap."""
 
     epoch: int
     wrapped: int
+    users: int = 0
 
 
 def saved_ring(store: ShareStore, chain: MembershipChain) -> KeyRing | None:
@@ -141,11 +142,11 @@ async def start_epoch(
     store.set_epoch_keys(rotated.epoch_keys)
     store.set(PENDING_KEYS, None)
     wrapped = await wrap_for_members(link, chain, rotated, device, rng)
-    wrapped += await wrap_for_users(store, link, chain, rotated, device, rng)
+    users = await wrap_for_users(store, link, chain, rotated, device, rng)
     logger.info(
         "share %s: key epoch %d started, %d device(s) wrapped", share, rotated.latest_epoch, wrapped
     )
-    return Rotation(rotated.latest_epoch, wrapped)
+    return Rotation(rotated.latest_epoch, wrapped, users)
 
 
 async def wrap_for_members(

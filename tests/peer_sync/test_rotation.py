@@ -78,6 +78,7 @@ async def test_after_removal_new_writes_do_not_open_for_the_removed(tmp_path: Pa
             )
             assert done.rotation is not None
             assert (done.rotation.epoch, done.rotation.wrapped) == (1, 1)  # the editor's device
+            assert done.rotation.users == 2  # the owner's and the editor's users, not the removed
 
             (owner.folder / "after.txt").write_bytes(b"secret " * 5000)
             await owner.sync()
