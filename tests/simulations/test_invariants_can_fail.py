@@ -64,6 +64,6 @@ def test_crdt_without_conflicted_copies_is_caught(monkeypatch: pytest.MonkeyPatc
     crdt_rule_off(monkeypatch, conflicted_copies=False)
     # A seed where the two offline edits reach the relay before either device pulls the other's
     # (whether they do depends on the seed's timing): only the CRDT's rule then keeps both.
-    outcome = run_world(1, three_devices)
+    outcome = run_world(6, three_devices)
     assert outcome.error is None, outcome.error
     assert "no_lost_version" in _kinds(outcome.violations), outcome.violations

@@ -11,7 +11,7 @@ def test_scripted_scenario_converges_with_every_invariant() -> None:
     # A seed where both offline edits reach the relay before either device pulls the other's,
     # so the tree itself keeps both (otherwise the later device makes the conflicted copy on
     # its disk before publishing: tests/peer_sync/test_conflicts.py).
-    outcome = run_world(1, three_devices)
+    outcome = run_world(6, three_devices)
     assert outcome.error is None, outcome.error + "\n" + outcome.trace_tail
     assert outcome.violations == []
     assert outcome.stats.convergence_s is not None
