@@ -57,6 +57,9 @@ from protocol.ids import short_id
 from protocol.keys import DeviceCertificate
 from seams import Clock, Executor
 
+# The longest a pass goes without reading the relay's log while notifications say it is quiet.
+QUIET_READ_MAX_MS = 30_000
+
 
 class ShareSync(LanPass, Publisher, Applier):
     def __init__(
@@ -91,6 +94,7 @@ class ShareSync(LanPass, Publisher, Applier):
         # The chain height the relay's last log page of this pass gave (None: no page, or a relay
         # too old to say): the key work fetches the chain only when it moved.
         self.relay_chain_height: int | None = None
+        self._last_read_ms: int | None = None  # when a pass last read the relay's log
         self.state = ShareState.IDLE
         self.reason = ""
         self.override_guard = False
@@ -231,9 +235,12 @@ class ShareSync(LanPass, Publisher, Applier):
 
     async def pull(self) -> int:
         """Catch up from the cursor; how many envelopes of others were applied."""
+        if self._log_quiet():
+            return 0
         applied = 0
         while True:
             page = await self.link.read_log(self.share, self.replica.cursor)
+            self._last_read_ms = self.clock.now_ms()
             self.relay_chain_height = page.chain_height
             if not page.entries:
                 return applied
@@ -261,6 +268,25 @@ class ShareSync(LanPass, Publisher, Applier):
                 continue
             if not page.more and not report.needs_keys:
                 return applied
+
+    def _log_quiet(self) -> bool:
+        """Whether the live notification socket says the log and the chain hold nothing this
+        device lacks, and the log was read recently: then a read would come back empty.
+
+        Most passes are woken by local changes, and a third of them used to read an empty page.
+        Notifications can be late or lost (a socket dropping, the relay's pub/sub missing one
+        until its next heartbeat), so a pass still reads at least every ``QUIET_READ_MAX_MS``.
+        """
+        known = self.link.known_head(self.share)
+        if known is None or self._last_read_ms is None:
+            return False
+        seq, height = known
+        if seq > self.replica.cursor or height > self.replica.chain.height:
+            return False
+        if self.clock.now_ms() - self._last_read_ms >= QUIET_READ_MAX_MS:
+            return False
+        self.relay_chain_height = height
+        return True
 
     async def refresh_chain(self) -> None:
         self.replica.update_chain(await self.link.chain(self.share, self.replica.chain.height + 1))

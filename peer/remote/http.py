@@ -431,6 +431,9 @@ class HttpRelayLink:
         )
         return {str(k): int(v) for k, v in _field(answer, "heads", dict).items()}
 
+    def known_head(self, share: str) -> tuple[int, int] | None:
+        return self.notifications.known(share)
+
     async def wait_heads(self, cursors: Mapping[str, int], timeout_s: float) -> dict[str, int]:
         return await self.notifications.wait(cursors, timeout_s)
 

@@ -112,6 +112,11 @@ class RelayLink(Protocol):
 
     async def get_recovery(self) -> bytes: ...
 
+    def known_head(self, share: str) -> tuple[int, int] | None:
+        """(latest seq, chain height) of the share as the live notification channel last said;
+        None when there is none (no daemon waiting on heads, the socket down, a relay too old)."""
+        ...
+
     async def wait_heads(self, cursors: Mapping[str, int], timeout_s: float) -> dict[str, int]:
         """Heads newer than ``cursors`` as soon as there are any, or ``{}`` after the timeout."""
         ...

@@ -43,7 +43,11 @@ class Notifications:
     def __init__(self, link: HttpRelayLink) -> None:
         self.link = link
         self.heads: dict[str, int] = {}
+        self.chains: dict[str, int] = {}  # membership chain heights, as the socket sends them
         self.shares: set[str] = set()
+        # The shares the open socket has sent heads for since it was opened: only its word on
+        # them may let a pass skip a log read (see ``known``).
+        self._live: frozenset[str] = frozenset()
         self.changed = asyncio.Event()
         self.connected = False
         self.connections = 0  # sockets opened so far: one while renewals keep working
@@ -104,6 +108,7 @@ class Notifications:
                 logger.info("notification socket lost: %s", exc)
             finally:
                 self.connected = False
+                self._live = frozenset()
                 await sock.close()
             await self.link.clock.sleep(self.link.backoff.delay(1, self.link.rng))
 
@@ -149,10 +154,17 @@ class Notifications:
                 continue
             kind = body.get("type")
             if kind in ("heads", "heartbeat") and isinstance(body.get("heads"), dict):
+                chains = body.get("chains")
+                if isinstance(chains, dict):
+                    for share, height in chains.items():
+                        self._note_chain(str(share), int(height))
                 for share, seq in body["heads"].items():
                     self._note(str(share), int(seq))
+                self._live = frozenset(str(share) for share in body["heads"]) & subscribed
             elif kind == "append":
                 self._note(str(body.get("share")), int(body.get("seq", 0)))
+            elif kind == "chain":
+                self._note_chain(str(body.get("share")), int(body.get("height", 0)))
             elif kind == "auth_ok" and isinstance(body.get("expires_ms"), int):
                 expires_ms = body["expires_ms"]
                 renew_ms = renew_at_ms(clock.now_ms(), expires_ms)
@@ -167,6 +179,21 @@ class Notifications:
         # Until the relay confirms, retry half way to the old expiry (never in a tight loop).
         now_ms = self.link.clock.now_ms()
         return max(now_ms + 1_000, renew_at_ms(now_ms, min(expires_ms, new_expires_ms)))
+
+    def _note_chain(self, share: str, height: int) -> None:
+        self.chains[share] = max(self.chains.get(share, 0), height)
+
+    def known(self, share: str) -> tuple[int, int] | None:
+        """(latest seq, chain height) of ``share`` as the open socket last said, or None when no
+        socket is open or it has not yet sent both for this share.
+
+        The relay sends both on subscribing and with every heartbeat (read from its database),
+        and pushes appends and chain entries as they commit, so this lags the relay by a message
+        in flight, or by a heartbeat when its pub/sub dropped one.
+        """
+        if not self.connected or share not in self._live or share not in self.chains:
+            return None
+        return self.heads.get(share, 0), self.chains[share]
 
     def _note(self, share: str, seq: int) -> None:
         if seq > self.heads.get(share, 0):

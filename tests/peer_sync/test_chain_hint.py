@@ -1,4 +1,5 @@
-"""A pass fetches the membership chain only when the relay's log page says it moved.
+"""A pass asks the relay only for what moved: the chain when the log page says it did, the log
+when the notification socket does (or the last read is too old).
 
 The log page carries the chain's height; a device asks for the chain when that is above its own,
 on its first pass and after a refusal, and not otherwise. End to end with a real relay on
@@ -12,11 +13,20 @@ from pathlib import Path
 
 import pytest
 
+import peer.engine.sync as sync_module
 from peer.engine.shares import remove_member
 from peer.remote.http import HttpRelayLink
+from peer.remote.link import LogPage
 from seams import SystemClock
 from seams.random import OsRandom
-from tests.peer_sync.harness import Dev, make_device, running_relay, settle, share_between
+from tests.peer_sync.harness import (
+    Dev,
+    make_device,
+    running_relay,
+    settle,
+    share_between,
+    wait_for,
+)
 
 
 def _count_chain_reads(dev: Dev, monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -84,3 +94,54 @@ async def test_unchanged_chain_is_not_fetched_and_a_moved_one_is(
         finally:
             for dev in devices:
                 await dev.node.close()
+
+
+async def test_a_quiet_log_is_not_read_while_the_socket_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the notification socket live and saying nothing is new, a pass skips the log read;
+    an append elsewhere, a socket gone, or a read too long ago makes it read again."""
+    async with running_relay(tmp_path / "relay") as url:
+        a, b = make_device(tmp_path, "a", url), make_device(tmp_path, "b", url)
+        try:
+            share = await share_between(a, b)
+            (a.folder / "one.txt").write_bytes(b"1")
+            await settle([a, b])
+            link = b.node.link
+            assert isinstance(link, HttpRelayLink)
+            sync = b.node.syncs[share]
+            assert await link.wait_heads({share: sync.replica.cursor}, 0.5) == {}
+            assert link.known_head(share) == (sync.replica.cursor, sync.replica.chain.height)
+
+            reads: list[int] = []
+            real = link.read_log
+
+            async def counted(share: str, since: int, limit: int = 1000) -> LogPage:
+                reads.append(since)
+                return await real(share, since, limit)
+
+            monkeypatch.setattr(link, "read_log", counted)
+            (b.folder / "local.txt").write_bytes(b"a local change")
+            await b.sync()
+            assert reads == []  # the socket said the log holds nothing new: not read
+            (a.folder / "two.txt").write_bytes(b"2")
+            await a.sync()
+            # The append's notification is on its way: a pass before it lands must not skip.
+            await wait_for(lambda: (link.known_head(share) or (0, 0))[0] > sync.replica.cursor)
+            await b.sync()
+            assert b.files()["two.txt"] == b"2"
+            assert len(reads) >= 1
+
+            reads.clear()
+            monkeypatch.setattr(sync_module, "QUIET_READ_MAX_MS", 0)
+            await b.sync()
+            assert len(reads) == 1  # nothing new, but the last read is too old: read anyway
+
+            monkeypatch.setattr(sync_module, "QUIET_READ_MAX_MS", 30_000)
+            await link.notifications.close()
+            reads.clear()
+            await b.sync()
+            assert len(reads) == 1  # no socket: nothing to go by
+        finally:
+            await a.node.close()
+            await b.node.close()
