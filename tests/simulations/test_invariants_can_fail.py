@@ -62,8 +62,16 @@ def test_same_scenario_with_fsync_passes() -> None:
 
 def test_crdt_without_conflicted_copies_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     crdt_rule_off(monkeypatch, conflicted_copies=False)
-    # A seed where the two offline edits reach the relay before either device pulls the other's
-    # (whether they do depends on the seed's timing): only the CRDT's rule then keeps both.
-    outcome = run_world(6, three_devices)
-    assert outcome.error is None, outcome.error
-    assert "no_lost_version" in _kinds(outcome.violations), outcome.violations
+    # Only where the two offline edits reach the relay before either device pulls the other's
+    # does the CRDT's rule alone keep both; whether they do depends on each seed's timing, which
+    # every change to a pass's round trips moves. So: the first of a few seeds where it happens
+    # must be caught (about half of them do; none caught means the checker missed it).
+    seen: list[list[str]] = []
+    for seed in range(1, 13):
+        outcome = run_world(seed, three_devices)
+        assert outcome.error is None, f"seed {seed}: {outcome.error}"
+        kinds = _kinds(outcome.violations)
+        if "no_lost_version" in kinds:
+            return
+        seen.append(sorted(kinds))
+    pytest.fail(f"no seed in 1..12 caught the lost concurrent edit: {seen}")
