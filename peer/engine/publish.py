@@ -207,7 +207,27 @@ class Publisher(SyncParts):
             if b.kind == "dir":
                 replaced.append(target)
 
-        for b in sorted(moved, key=lambda r: (depth_of(r.disk_path), r.disk_path)):
+        pending = sorted(moved, key=lambda r: (depth_of(r.disk_path), r.disk_path))
+
+        def leaving(c: SyncedFile) -> str | None:
+            # The tree path a pending folder move takes away (None: it stays where it is).
+            source = _after(c.path, retargeted)
+            return source if c.kind == "dir" and source != c.disk_path else None
+
+        def next_move() -> SyncedFile:
+            # A move into a folder that itself moves away in this pass waits for that move:
+            # done first, it would carry the entry along to the folder's new place.
+            for b in pending:
+                if not any(
+                    c is not b and (s := leaving(c)) is not None and b.disk_path.startswith(f"{s}/")
+                    for c in pending
+                ):
+                    return b
+            return pending[0]  # moves that wait on each other: in order, as before
+
+        while pending:
+            b = next_move()
+            pending = [c for c in pending if c is not b]
             if any(b.disk_path.startswith(f"{r}/") for r in replaced):
                 continue
             source = _after(b.path, retargeted)

@@ -32,3 +32,31 @@ async def test_file_deleted_inside_a_moved_folder_comes_back_when_edited_elsewhe
         finally:
             await a.node.close()
             await b.node.close()
+
+
+async def test_folder_moved_into_the_old_place_of_a_folder_moved_away(tmp_path: Path) -> None:
+    """Seed 206: a moves music to photos/music, then another folder to music/docs (a new
+    music folder), and publishes both moves in one pass. The move into music/docs used to go first
+    and land in the tree's old music folder, which the second move then carried to
+    photos/music: the tree had photos/music/docs while the disk kept music/docs, for good."""
+    async with running_relay(tmp_path / "relay") as url:
+        a, b = make_device(tmp_path, "a", url), make_device(tmp_path, "b", url)
+        try:
+            share = await share_between(a, b)
+            (a.folder / "music").mkdir()
+            (a.folder / "music" / "a.txt").write_bytes(b"song")
+            (a.folder / "work" / "docs").mkdir(parents=True)
+            (a.folder / "work" / "docs" / "Notes.md").write_bytes(b"notes")
+            (a.folder / "photos").mkdir()
+            await settle([a, b])
+            (a.folder / "music").rename(a.folder / "photos" / "music")
+            # Looked at before the next move (as a pass without the relay does): music moved.
+            await a.node.share(share)._scan_offline()
+            (a.folder / "music").mkdir()
+            (a.folder / "work" / "docs").rename(a.folder / "music" / "docs")
+            await settle([a, b])
+            want = {"photos/music/a.txt": b"song", "music/docs/Notes.md": b"notes"}
+            assert a.files() == b.files() == want
+        finally:
+            await a.node.close()
+            await b.node.close()

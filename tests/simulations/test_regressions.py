@@ -33,3 +33,13 @@ def test_a_file_deleted_here_but_edited_elsewhere_comes_back(seed: int) -> None:
     outcome = run_seed(seed, schedule=generate(seed))
     assert outcome.error is None, f"{outcome.error}\n{outcome.trace_tail}"
     assert outcome.violations == [], f"replay: drift simulate --seed {seed}"
+
+
+def test_a_folder_moved_into_the_old_place_of_a_folder_moved_away_stays_there() -> None:
+    # Seed 206: laptop moved music to photos/music, then another folder to music/docs, and
+    # published both in one pass. The move into music/docs went first and landed in the tree's
+    # old music folder, which the next move carried to photos/music: the tree had
+    # photos/music/docs while the disk kept music/docs, and the download never settled.
+    outcome = run_seed(206, schedule=generate(206))
+    assert outcome.error is None, f"{outcome.error}\n{outcome.trace_tail}"
+    assert outcome.violations == [], "replay: drift simulate --seed 206"
