@@ -91,6 +91,10 @@ class Publisher(SyncParts):
                 moved.append(b)
             elif b.kind == "file":
                 changed[b.disk_path] = (b, info)
+            elif entry is None:
+                # A folder made again where its entry had gone (the row kept the entry, which
+                # moved or went in the share meanwhile): a new folder, else it waits for good.
+                new[b.disk_path] = info
             else:
                 self._record(b.path, b.disk_path, info)  # a folder's own change: nothing to say
         if not (new or gone or changed or moved):

@@ -43,3 +43,14 @@ def test_a_folder_moved_into_the_old_place_of_a_folder_moved_away_stays_there() 
     outcome = run_seed(206, schedule=generate(206))
     assert outcome.error is None, f"{outcome.error}\n{outcome.trace_tail}"
     assert outcome.violations == [], "replay: drift simulate --seed 206"
+
+
+@pytest.mark.parametrize("seed", [841, 916])
+def test_a_folder_made_again_where_its_entry_moved_away_is_published(seed: int) -> None:
+    # Seeds 916 (phone: work, work/q1) and 841 (pc: old/photos): a folder came back on disk at
+    # a path whose index row kept its old entry (state new), while the tree held that entry
+    # elsewhere and nothing at the path. Publishing found no tree entry there and recorded
+    # nothing, so the folder stayed "new here: not yet published" for good.
+    outcome = run_seed(seed, schedule=generate(seed))
+    assert outcome.error is None, f"{outcome.error}\n{outcome.trace_tail}"
+    assert outcome.violations == [], f"replay: drift simulate --seed {seed}"
