@@ -11,40 +11,26 @@ from typing import Any
 
 import aiohttp
 
-from peer.errors import RelayRefused, RelayUnreachable
+from peer.errors import RelayUnreachable
+from peer.remote.anonymous import call_relay
 from protocol.auth import AuthChallenge
-from protocol.codec import pack, unpack
 from protocol.errors import ProtocolError
 from protocol.recovery import RecoveryBlob, prove_recovery
 from seams import Clock
 
-CONTENT_TYPE = "application/msgpack"
 MAX_ANSWER_BYTES = 64 * 1024
 
 
 async def _post(session: aiohttp.ClientSession, url: str, body: dict[str, Any] | None) -> Any:
-    data = pack(body) if body is not None else None
-    try:
-        async with session.post(url, data=data, headers={"Content-Type": CONTENT_TYPE}) as resp:
-            payload = await resp.content.read(MAX_ANSWER_BYTES + 1)
-            status = resp.status
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        raise RelayUnreachable(
-            f"cannot reach the relay at {url}: {exc or type(exc).__name__}",
-            hint="check the network and the relay URL",
-        ) from exc
-    try:
-        decoded = unpack(payload, max_bytes=MAX_ANSWER_BYTES) if payload else None
-    except ProtocolError:
-        decoded = None
-    if status >= 300:
-        error = decoded if isinstance(decoded, dict) else {}
-        raise RelayRefused(
-            str(error.get("error", "refused")), str(error.get("message", f"HTTP {status}")), status
-        )
-    if not isinstance(decoded, dict):
-        raise RelayUnreachable(f"{url} did not answer like a driftsync relay")
-    return decoded
+    return await call_relay(
+        session,
+        "POST",
+        url,
+        body,
+        relay=url,
+        max_answer_bytes=MAX_ANSWER_BYTES,
+        hint="check the network and the relay URL",
+    )
 
 
 async def claim_recovery_blob(base: str, code: str, clock: Clock) -> RecoveryBlob:

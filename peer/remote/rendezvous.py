@@ -10,11 +10,8 @@ from typing import Any
 
 import aiohttp
 
-from peer.errors import RelayRefused, RelayUnreachable
-from protocol.codec import pack, unpack
-from protocol.errors import ProtocolError
+from peer.remote.anonymous import call_relay
 
-CONTENT_TYPE = "application/msgpack"
 MAX_ANSWER_BYTES = 16 * 1024
 WAIT_S = 20  # per long poll; the relay caps it at its own long-poll timeout
 
@@ -35,29 +32,12 @@ class RendezvousClient:
         return grant if isinstance(grant, bytes) else None
 
     async def _call(self, method: str, url: str, body: dict[str, Any] | None) -> dict[str, Any]:
-        data = pack(body) if body is not None else None
-        try:
-            async with self.session.request(
-                method, url, data=data, headers={"Content-Type": CONTENT_TYPE}
-            ) as resp:
-                payload = await resp.content.read(MAX_ANSWER_BYTES + 1)
-                status = resp.status
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise RelayUnreachable(
-                f"cannot reach the relay at {self.base}: {exc or type(exc).__name__}",
-                hint="check the network and the --relay URL",
-            ) from exc
-        try:
-            decoded = unpack(payload, max_bytes=MAX_ANSWER_BYTES) if payload else None
-        except ProtocolError:
-            decoded = None
-        if status >= 300:
-            error = decoded if isinstance(decoded, dict) else {}
-            raise RelayRefused(
-                str(error.get("error", "refused")),
-                str(error.get("message", f"HTTP {status}")),
-                status,
-            )
-        if not isinstance(decoded, dict):
-            raise RelayUnreachable(f"{self.base} did not answer like a driftsync relay")
-        return decoded
+        return await call_relay(
+            self.session,
+            method,
+            url,
+            body,
+            relay=self.base,
+            max_answer_bytes=MAX_ANSWER_BYTES,
+            hint="check the network and the --relay URL",
+        )
