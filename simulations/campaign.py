@@ -10,10 +10,12 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import gc
+import itertools
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 
 from simulations.harness import Outcome, Stats
@@ -31,6 +33,10 @@ class SeedResult:
     stats: dict[str, float | int | None]
     trace_hash: str
     wall_s: float
+
+
+Options = dict[str, int | bool] | None
+Worker = Callable[[int, Options], SeedResult]
 
 
 @dataclass
@@ -115,7 +121,7 @@ def _stats(stats: Stats) -> dict[str, float | int | None]:
     return dict(asdict(stats))
 
 
-def run_one(seed: int, options: dict[str, int | bool] | None = None) -> SeedResult:
+def run_one(seed: int, options: Options = None) -> SeedResult:
     """One seed in a worker (imported lazily: workers start from a clean interpreter);
     ``options`` go to :func:`simulations.schedule.generate`."""
     from simulations.scenario import run_seed
@@ -149,20 +155,43 @@ def run_campaign(
     seeds: Iterable[int],
     jobs: int,
     *,
-    options: dict[str, int | bool] | None = None,
+    options: Options = None,
     progress: Callable[[SeedResult], None] = lambda _: None,
+    worker: Worker | None = None,
 ) -> Summary:
-    seeds = list(seeds)
+    """Run ``seeds`` in ``jobs`` worker processes; results come back in seed order.
+
+    A worker that dies (killed, out of memory, a crash in native code) takes its pool down
+    with every seed in flight. Those seeds run again one at a time in a fresh worker, so the
+    one that kills its worker is named as a failure and the innocent ones still count; the
+    campaign goes on with a new pool. ``worker`` (default :func:`run_one`) must be picklable.
+    """
+    worker = worker or run_one
+    queue = list(seeds)
     summary = Summary()
     started = time.perf_counter()
     saved = os.environ.get("PYTHONHASHSEED")
     os.environ["PYTHONHASHSEED"] = HASH_SEED  # inherited by the spawned workers
     try:
-        context = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
-            for result in pool.map(run_one, seeds, [options] * len(seeds)):
-                summary.results.append(result)
-                progress(result)
+        done: dict[int, SeedResult] = {}
+        order = list(queue)
+        emitted = 0
+        while queue:
+            for result in _run_pool(worker, queue, jobs, options):
+                done[result.seed] = result
+                while emitted < len(order) and order[emitted] in done:
+                    summary.results.append(done[order[emitted]])
+                    progress(done[order[emitted]])
+                    emitted += 1
+            queue = [s for s in queue if s not in done]
+            for seed in queue[:jobs]:  # in flight when the pool broke: one by one
+                result = _run_alone(worker, seed, options)
+                done[result.seed] = result
+            queue = [s for s in queue if s not in done]
+            while emitted < len(order) and order[emitted] in done:
+                summary.results.append(done[order[emitted]])
+                progress(done[order[emitted]])
+                emitted += 1
     finally:
         if saved is None:
             os.environ.pop("PYTHONHASHSEED", None)
@@ -170,3 +199,48 @@ def run_campaign(
             os.environ["PYTHONHASHSEED"] = saved
     summary.wall_s = time.perf_counter() - started
     return summary
+
+
+def _pool(jobs: int) -> concurrent.futures.ProcessPoolExecutor:
+    return concurrent.futures.ProcessPoolExecutor(
+        jobs, mp_context=multiprocessing.get_context("spawn")
+    )
+
+
+def _run_pool(
+    worker: Worker, seeds: list[int], jobs: int, options: Options
+) -> Iterator[SeedResult]:
+    """Results as they finish, until the seeds run out or a worker dies."""
+    with _pool(jobs) as pool:
+        pending = iter(seeds)
+        running: set[concurrent.futures.Future[SeedResult]] = set()
+        try:
+            for seed in itertools.islice(pending, 2 * jobs):
+                running.add(pool.submit(worker, seed, options))
+            while running:
+                finished, running = concurrent.futures.wait(
+                    running, return_when=concurrent.futures.FIRST_COMPLETED
+                )
+                for future in sorted(finished, key=id):
+                    yield future.result()
+                    for seed in itertools.islice(pending, 1):
+                        running.add(pool.submit(worker, seed, options))
+        except BrokenProcessPool:
+            for future in running:
+                future.cancel()
+
+
+def _run_alone(worker: Worker, seed: int, options: Options) -> SeedResult:
+    started = time.perf_counter()
+    try:
+        with _pool(1) as pool:
+            return pool.submit(worker, seed, options).result()
+    except BrokenProcessPool as exc:
+        return SeedResult(
+            seed,
+            False,
+            (f"error: the worker process died running this seed ({exc})",),
+            {},
+            "",
+            time.perf_counter() - started,
+        )

@@ -21,7 +21,7 @@ from typing import TextIO
 from simulations.campaign import HASH_SEED, SeedResult, run_campaign
 from simulations.harness import Outcome, run_world
 from simulations.runtime.seed import fresh_seed
-from simulations.schedule import Schedule, generate
+from simulations.schedule import TARGET_OPERATIONS, Schedule, generate
 
 REPLAY = "drift simulate --seed {seed}{flags}"
 
@@ -45,7 +45,9 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="files still move, folders never do (isolates the folder-move bugs)",
     )
-    p.add_argument("--ops", type=int, help="operations to schedule per seed (default 330)")
+    p.add_argument(
+        "--ops", type=int, help=f"operations to schedule per seed (default {TARGET_OPERATIONS})"
+    )
     return p
 
 
