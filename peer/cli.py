@@ -537,7 +537,14 @@ async def cmd_device(args: argparse.Namespace, env: Env) -> int:
             )
         # The shares first: once the relay refuses the device, its cutoffs are what it holds.
         done = await revoke_in_shares(
-            node.home, node.config, node.device, node.link, statement, clock=clock, rng=rng
+            node.home,
+            node.config,
+            node.device,
+            node.link,
+            statement,
+            clock=clock,
+            rng=rng,
+            databases=node.seams.databases,
         )
         new = await node.link.revoke_device(statement.encode())
     finally:
@@ -598,6 +605,7 @@ async def cmd_share(args: argparse.Namespace, env: Env) -> int:
                 name=args.name,
                 clock=clock,
                 rng=rng,
+                databases=node.seams.databases,
             )
             env.json({"share": share}) if args.json else env.print(
                 f"created share {share} for {_resolve(args.path)}\n"
@@ -616,6 +624,7 @@ async def cmd_share(args: argparse.Namespace, env: Env) -> int:
                 Role(args.role),
                 clock=clock,
                 rng=rng,
+                databases=node.seams.databases,
             )
             env.json({"invite": code}) if args.json else env.print(
                 f"give this code to them (it carries the share's keys; send it privately):\n"
@@ -624,7 +633,13 @@ async def cmd_share(args: argparse.Namespace, env: Env) -> int:
             return ExitCode.OK
         if args.share_command == "join" and is_share_id(args.code):
             share = await join_own_share(
-                node.home, node.config, node.device, node.link, args.code, Path(args.path)
+                node.home,
+                node.config,
+                node.device,
+                node.link,
+                args.code,
+                Path(args.path),
+                databases=node.seams.databases,
             )
             env.json({"share": share}) if args.json else env.print(
                 f"joined share {share}; run `drift run` to sync it"
@@ -638,6 +653,7 @@ async def cmd_share(args: argparse.Namespace, env: Env) -> int:
                 node.link,
                 InviteCode.from_text(args.code),
                 Path(args.path),
+                databases=node.seams.databases,
             )
             env.json({"share": share}) if args.json else env.print(
                 f"joined share {share}; run `drift run` to sync it"
@@ -652,6 +668,7 @@ async def cmd_share(args: argparse.Namespace, env: Env) -> int:
             parse_user_code(args.user),
             clock=clock,
             rng=rng,
+            databases=node.seams.databases,
         )
         env.print("removed; the relay gives them nothing new from now on")
         _print_rotations(env, [done])

@@ -1,12 +1,13 @@
 """One simulated device: the real ``DeviceNode`` daemon on a ``MemFileSystem``, crashable.
 
-The device's home (identity, config, per-share SQLite state) lives in a scratch directory: the
-peer keeps it behind ``pathlib`` paths and ``sqlite3`` files, with no seam (reported). That is
-deterministic all the same: every statement runs inline on the loop's thread.
+The device's small files (identity, config, the saved tree) live in a scratch directory; each
+share's state database lives in memory (``seams.memorydb``), handed to the daemon through its
+``Seams``. Every statement runs inline on the loop's thread, so a seed replays exactly.
 
 A crash keeps exactly what was durable: the folder from ``MemFileSystem.crash()`` and, for each
-share's state database, the last committed transaction (copied through a second connection before
-the daemon is stopped, because stopping it runs ``finally`` blocks that would commit more).
+state database, its committed transactions (the crash closes the daemon's connections first, so
+an open transaction is rolled back, and the ``finally`` blocks that run as the daemon is stopped
+can commit nothing more).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import asyncio
 import contextlib
 import copy
 import shutil
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,12 +24,12 @@ from peer.device.home import Home
 from peer.device.identity import load_device
 from peer.engine.node import DeviceNode
 from peer.engine.node import Seams as PeerSeams
-from peer.engine.shares import state_path
 from peer.engine.sync import ShareSync
 from peer.fs import FileSystem, MemFileSystem
 from peer.fs.errors import SimulatedCrash
 from peer.remote.http import HttpRelayLink
 from seams import InlineExecutor, SeededRandom
+from seams.memorydb import MemoryStateDatabases
 from simulations.relayhost import RELAY_URL
 from simulations.relaylink import sim_relay_link
 from simulations.runtime.clock import SimClock
@@ -58,6 +58,7 @@ class SimDevice:
     _task: asyncio.Task[None] | None = None
     starts: int = field(default=0)
     links: list[HttpRelayLink] = field(default_factory=list)
+    databases: MemoryStateDatabases = field(default_factory=MemoryStateDatabases)
 
     @staticmethod
     def write_config(home: Home, name: str) -> None:
@@ -84,7 +85,13 @@ class SimDevice:
         def folder(_path: str) -> FileSystem:
             return fs
 
-        seams = PeerSeams(clock=self.clock, rng=rng, executor=InlineExecutor(), folder=folder)
+        seams = PeerSeams(
+            clock=self.clock,
+            rng=rng,
+            executor=InlineExecutor(),
+            folder=folder,
+            databases=self.databases,
+        )
         return DeviceNode(self.home, seams=seams, link=link, watch=False)
 
     # -- running ---------------------------------------------------------------------------------
@@ -137,18 +144,14 @@ class SimDevice:
             return
         assert self._task is not None
         assert self.node is not None
-        durable = self._durable_state()
+        self.databases.power_cut()
         self.fs = self.fs.crash()
         self.net.crash(self.name)
         self._task.cancel()
         # A crash point that fired kills the daemon with SimulatedCrash (a BaseException).
         with contextlib.suppress(asyncio.CancelledError, Exception, SimulatedCrash):
             await self._task
-        for sync in self.node.syncs.values():
-            with contextlib.suppress(Exception):
-                sync.store.close()
         await self.close_links()
-        _restore(durable)
         self.up = False
         self.crashes += 1
         self.trace.record(self.name, "device.crash")
@@ -170,24 +173,6 @@ class SimDevice:
         self.net.restart(self.name)
         self.start()
 
-    def _durable_state(self) -> dict[Path, bytes]:
-        """Each share database's committed state, read through a fresh connection."""
-        out: dict[Path, bytes] = {}
-        assert self.node is not None
-        for share in sorted(self.node.config.shares):
-            path = state_path(self.home, share)
-            if not path.exists():
-                continue
-            source = sqlite3.connect(path)
-            copy = sqlite3.connect(":memory:")
-            try:
-                source.backup(copy)
-                out[path] = copy.serialize()
-            finally:
-                source.close()
-                copy.close()
-        return out
-
     # -- what the scenario and the checker look at -----------------------------------------------
 
     def share_sync(self, share: str) -> ShareSync:
@@ -197,11 +182,9 @@ class SimDevice:
     def take_backup(self, dest: Path) -> Backup:
         """What a backup tool copies now: the home directory (its databases as committed) and
         the folder as it is on disk (durable or not: a backup reads files, not the platter)."""
-        shutil.copytree(self.home.root, dest, ignore=shutil.ignore_patterns("*-wal", "*-shm"))
-        for path, data in self._durable_state().items():
-            (dest / path.relative_to(self.home.root)).write_bytes(data)
+        shutil.copytree(self.home.root, dest)
         self.trace.record(self.name, "device.backup")
-        return Backup(dest, copy.deepcopy(self.fs))
+        return Backup(dest, self.databases.committed(), copy.deepcopy(self.fs))
 
     async def restore_backup(self, backup: Backup) -> None:
         """The device is wiped and restored from ``backup``: its key file comes back as a new
@@ -209,6 +192,7 @@ class SimDevice:
         await self.stop()
         shutil.rmtree(self.home.root)
         shutil.copytree(backup.home, self.home.root)
+        self.databases.replace(backup.databases)
         self.fs = copy.deepcopy(backup.folder)
         self.trace.record(self.name, "device.restore")
         self.start()
@@ -216,13 +200,6 @@ class SimDevice:
 
 @dataclass(frozen=True)
 class Backup:
-    home: Path
+    home: Path  # the small files
+    databases: dict[Path, bytes]  # each state database as committed, by its path in the home
     folder: MemFileSystem
-
-
-def _restore(durable: dict[Path, bytes]) -> None:
-    """Put back each database as it was committed (no WAL: the image holds every page)."""
-    for path, data in durable.items():
-        for suffix in ("-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
-        path.write_bytes(data)

@@ -88,8 +88,8 @@ class Checker:
 
 
 def scratch_dir() -> Path:
-    """Per-run scratch space (device homes, the relay's block directory); tmpfs when there is
-    one, so the state databases' fsyncs cost nothing."""
+    """Per-run scratch space (device homes' small files, the relay's block directory); tmpfs
+    when there is one, so their fsyncs cost nothing."""
     base = SHM if SHM.is_dir() else None
     return Path(tempfile.mkdtemp(prefix="drift-sim-", dir=base))
 

@@ -127,6 +127,7 @@ class World:
             name="shared",
             clock=self.clock,
             rng=rng,
+            databases=owner.databases,
         )
         invited: dict[str, str] = {}
         for member in members:
@@ -143,6 +144,7 @@ class World:
                 Role.EDITOR,
                 clock=self.clock,
                 rng=rng,
+                databases=owner.databases,
             )
         await node.close()
         for member in members:
@@ -157,6 +159,7 @@ class World:
                 joiner.link,
                 InviteCode.from_text(code),
                 member.folder,
+                databases=member.databases,
             )
             await joiner.close()
         self.share = share
@@ -176,6 +179,7 @@ class World:
                 Role.OWNER,
                 clock=self.clock,
                 rng=rng,
+                databases=owner.databases,
             )
         finally:
             await node.close()
@@ -203,6 +207,7 @@ class World:
                 _user_key(self.devices[self.users[user]]),
                 clock=self.clock,
                 rng=owner.rng.fork(f"remove/{user}"),
+                databases=owner.databases,
             )
         finally:
             await node.close()

@@ -29,6 +29,7 @@ from typing import Any
 from peer.local.index import LocalIndex, SyncState
 from protocol.codec import pack, unpack
 from seams import InlineExecutor
+from seams.statedb import FILE_STATE_DATABASES, StateDatabases
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB);
@@ -102,12 +103,12 @@ _SAME_STAT = (
 
 
 class ShareStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, databases: StateDatabases = FILE_STATE_DATABASES) -> None:
+        """Open the share's state at ``path`` (a file, or what ``databases`` keeps under that
+        name); the directory holds the share's other state (the saved tree, the LAN cache)."""
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path = path
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")  # the counter is durable before we send
+        self.db = databases.connect(path)
         self.db.executescript(SCHEMA)
         self._add_missing_columns()
         # The local index's tables, created or migrated (an older state's base adopted) here.

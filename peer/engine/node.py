@@ -19,10 +19,9 @@ from pathlib import Path
 from peer.device.config import DeviceConfig
 from peer.device.home import Home
 from peer.device.identity import load_device
-from peer.device.store import ShareStore
 from peer.engine.lannode import DeviceLan
 from peer.engine.replica import ShareReplica
-from peer.engine.shares import state_path
+from peer.engine.shares import open_state
 from peer.engine.state import ShareState, ShareStatus
 from peer.engine.sync import PassReport, ShareSync, SyncOptions
 from peer.errors import ConfigError, DriftError, NotFound, RelayUnreachable
@@ -36,6 +35,7 @@ from peer.remote.ratelimit import Bandwidth
 from protocol.keys import CertifiedDevice
 from seams import Clock, Executor, RandomSource, SystemClock, ThreadExecutor
 from seams.random import OsRandom
+from seams.statedb import FileStateDatabases, StateDatabases
 
 logger = logging.getLogger("peer.engine")
 
@@ -50,6 +50,7 @@ class Seams:
     # Mostly I/O waits (fsyncs, reads) and GIL-free hashing: more threads than cores pay.
     executor: Executor = field(default_factory=lambda: ThreadExecutor(16, "drift"))
     folder: Callable[[str], FileSystem] = OsFileSystem
+    databases: StateDatabases = field(default_factory=FileStateDatabases)  # each share's state
 
 
 class DeviceNode:
@@ -103,7 +104,7 @@ class DeviceNode:
         share = self.config.shares.get(share_id)
         if share is None:
             raise NotFound(f"this device does not sync share {share_id}")
-        store = ShareStore(state_path(self.home, share_id))
+        store = open_state(self.home, share_id, self.seams.databases)
         replica = ShareReplica.open(store, self.device, self.seams.rng)
         try:
             fs = self.seams.folder(share.path)

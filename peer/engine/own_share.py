@@ -14,12 +14,12 @@ from pathlib import Path
 from peer.device.config import DeviceConfig, ShareConfig
 from peer.device.home import Home
 from peer.device.identity import load_user
-from peer.device.store import ShareStore
 from peer.engine.rekey import fetch_ring
-from peer.engine.shares import _check_folder, _fresh_chain, state_path
+from peer.engine.shares import _check_folder, _fresh_chain, open_state
 from peer.errors import ShareError, UsageError
 from peer.remote.link import RelayLink
 from protocol.keys import CertifiedDevice
+from seams.statedb import FILE_STATE_DATABASES, StateDatabases
 
 SHARE_ID_HEX = 32
 
@@ -35,11 +35,13 @@ async def join_own_share(
     link: RelayLink,
     share: str,
     folder: Path,
+    *,
+    databases: StateDatabases = FILE_STATE_DATABASES,
 ) -> str:
     if share in config.shares:
         raise UsageError(f"this device already syncs share {share} at {config.shares[share].path}")
     folder = _check_folder(home, folder)
-    store = ShareStore(state_path(home, share))
+    store = open_state(home, share, databases)
     try:
         chain = await _fresh_chain(link, store, share)
         if chain.role_at(device.certificate.user_id) is None:

@@ -62,6 +62,7 @@ from protocol.invite import Invite, check_invite, make_invite
 from protocol.keys import CertifiedDevice, DeviceCertificate, DeviceRevocation, user_id_of
 from protocol.keyschedule import KeyRing, new_share_id
 from seams import Clock, RandomSource
+from seams.statedb import FILE_STATE_DATABASES, StateDatabases
 
 SECRET_BYTES = 32
 KEY_PACKAGE_PERSON = b"drift-invite-key"
@@ -70,6 +71,13 @@ SEPARATOR = "~"
 
 def state_path(home: Home, share_id: str) -> Path:
     return home.share_dir(share_id) / "state.db"
+
+
+def open_state(
+    home: Home, share_id: str, databases: StateDatabases = FILE_STATE_DATABASES
+) -> ShareStore:
+    """The share's state database, from the device's ``Seams.databases``."""
+    return ShareStore(state_path(home, share_id), databases)
 
 
 def _check_folder(home: Home, folder: Path) -> Path:
@@ -93,13 +101,14 @@ async def create_share(
     name: str,
     clock: Clock,
     rng: RandomSource,
+    databases: StateDatabases = FILE_STATE_DATABASES,
 ) -> str:
     folder = _check_folder(home, folder)
     share_id = new_share_id(rng.bytes)
     ring = KeyRing.create(share_id, rng.bytes)
     genesis = make_genesis(device, share_id, ring.epoch(0).key_hash, clock.now_ms())
     share = await link.create_share(genesis.encode())
-    store = ShareStore(state_path(home, share))
+    store = open_state(home, share, databases)
     try:
         store.add_chain_entries(0, [genesis.encode()])
         store.set_epoch_keys(ring.epoch_keys)
@@ -173,9 +182,10 @@ async def invite_member(
     *,
     clock: Clock,
     rng: RandomSource,
+    databases: StateDatabases = FILE_STATE_DATABASES,
 ) -> str:
     """Add (or re-role) a user and return the invite code that gives their devices the keys."""
-    store = ShareStore(state_path(home, share))
+    store = open_state(home, share, databases)
     try:
         chain = await _fresh_chain(link, store, share)
         _require_owner(chain, device)
@@ -214,12 +224,14 @@ async def join_share(
     link: RelayLink,
     code: InviteCode,
     folder: Path,
+    *,
+    databases: StateDatabases = FILE_STATE_DATABASES,
 ) -> str:
     share = code.invite.share.hex()
     if share in config.shares:
         raise UsageError(f"this device already syncs share {share} at {config.shares[share].path}")
     folder = _check_folder(home, folder)
-    store = ShareStore(state_path(home, share))
+    store = open_state(home, share, databases)
     try:
         chain = await _fresh_chain(link, store, share)
         try:
@@ -271,13 +283,14 @@ async def remove_member(
     *,
     clock: Clock,
     rng: RandomSource,
+    databases: StateDatabases = FILE_STATE_DATABASES,
 ) -> RemovalDone:
     """Remove a user and rotate the share's keys, so nothing written later opens for them.
 
     Their devices' envelopes stay valid up to what the relay holds now (the cutoffs). Then a new
     key epoch starts and is wrapped for every remaining member device (:mod:`peer.engine.rekey`).
     """
-    store = ShareStore(state_path(home, share))
+    store = open_state(home, share, databases)
     try:
         chain = await _fresh_chain(link, store, share)
         _require_owner(chain, device)
@@ -309,6 +322,7 @@ async def revoke_in_shares(
     *,
     clock: Clock,
     rng: RandomSource,
+    databases: StateDatabases = FILE_STATE_DATABASES,
 ) -> list[RemovalDone]:
     """Record a revoked device in the chain of every share this device syncs, and rotate keys
     where this device's user is an owner (elsewhere an owner's device rotates on its next pass).
@@ -318,7 +332,7 @@ async def revoke_in_shares(
     done = []
     target = revocation.device_id
     for share in sorted(config.shares):
-        store = ShareStore(state_path(home, share))
+        store = open_state(home, share, databases)
         try:
             chain = await _fresh_chain(link, store, share)
             if chain.is_revoked(target) or chain.role_at(revocation.user_id) is None:
