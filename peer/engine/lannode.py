@@ -7,7 +7,9 @@ device, redialled when it breaks while the device is still announced. Every link
 ``LanSession`` judged by one ``LanAuthorizer`` built from the shares' membership chains; the
 sessions ask the shares' ``ShareLan`` for envelopes and chunks, and hand up what peers send:
 envelopes wait in the share's inbox and wake its sync task, an adopted chain is stored in the
-replica and passed on to every other peer. Bytes both ways go through one ``LanBandwidth`` (the
+replica and passed on to every other peer. ``LanSeams`` is what a simulation swaps: the streams
+(its in-memory network instead of TLS over TCP), discovery (static peers only) and the status
+file. Bytes both ways go through one ``LanBandwidth`` (the
 device's upload and download limits, counters per peer for ``drift status``).
 """
 
@@ -40,6 +42,7 @@ from peer.lan.errors import DiscoveryError, LanError, LinkError
 from peer.lan.link import LanLink, LinkTimings
 from peer.lan.peers import LanPeers, PeerStatus
 from peer.lan.session import LanSession
+from peer.lan.streams import LanStreams
 from peer.lan.tls import TlsIdentity
 from peer.lan.transport import LanConnection, LanServer, LocalDevice, connect
 from protocol.chain import MembershipChain, verify_chain
@@ -69,6 +72,18 @@ def local_addresses() -> list[str]:
     return sorted(set(found))
 
 
+@dataclasses.dataclass(frozen=True)
+class LanSeams:
+    """How the device's LAN meets the world; the defaults are a real device's."""
+
+    streams: LanStreams | None = None
+    """Where connections are opened and accepted (``None``: TLS over the machine's TCP)."""
+    discovery: bool = True
+    """Announce and browse with zeroconf (off: only the configured ``lan_peers`` are dialled)."""
+    status_file: bool = True
+    """Keep the LAN status file for ``drift status`` (another process) up to date."""
+
+
 def _chain_copy(chain: MembershipChain) -> MembershipChain:
     # The replica's chain grows in place; the authorizer must see each change as an adoption.
     return verify_chain(chain.entries, chain.share_id)
@@ -89,9 +104,11 @@ class DeviceLan:
         clock: Clock,
         rng: RandomSource,
         home: Home | None = None,
+        seams: LanSeams = LanSeams(),
     ) -> None:
         self.device = device
-        self.home = home
+        self.seams = seams
+        self.home = home if seams.status_file else None
         self.config = config
         self.clock = clock
         self.rng = rng
@@ -128,7 +145,12 @@ class DeviceLan:
         for sync in self._syncs.values():
             sync.lan.peers = self.peers
             sync.blocks.defer_when_unreachable = True
-        self.server = LanServer(device=self.local, authorize=self.authorize, handler=self._accepted)
+        self.server = LanServer(
+            device=self.local,
+            authorize=self.authorize,
+            handler=self._accepted,
+            streams=self.seams.streams,
+        )
         hosts = self.addresses or ["127.0.0.1"]
         try:
             await self.server.start(hosts, self.config.lan_port)
@@ -140,7 +162,7 @@ class DeviceLan:
             share: sync.replica.crypto.ring.share_keys.lan_discovery_key
             for share, sync in self._syncs.items()
         }
-        if self.addresses:
+        if self.addresses and self.seams.discovery:
             self.discovery = LanDiscovery(
                 port=self.port,
                 discovery_keys=keys,
@@ -230,6 +252,7 @@ class DeviceLan:
                     seen.port,
                     device=self.local,
                     authorize=self.authorize,
+                    streams=self.seams.streams,
                 )
             except LinkError as exc:
                 logger.debug("LAN: cannot reach %s:%d: %s", address, seen.port, exc)

@@ -19,7 +19,7 @@ from pathlib import Path
 from peer.device.config import DeviceConfig
 from peer.device.home import Home
 from peer.device.identity import load_device
-from peer.engine.lannode import DeviceLan
+from peer.engine.lannode import DeviceLan, LanSeams
 from peer.engine.replica import ShareReplica
 from peer.engine.shares import open_state
 from peer.engine.state import ShareState, ShareStatus
@@ -51,6 +51,7 @@ class Seams:
     executor: Executor = field(default_factory=lambda: ThreadExecutor(16, "drift"))
     folder: Callable[[str], FileSystem] = OsFileSystem
     databases: StateDatabases = field(default_factory=FileStateDatabases)  # each share's state
+    lan: LanSeams = field(default_factory=LanSeams)
 
 
 class DeviceNode:
@@ -272,6 +273,7 @@ class DeviceNode:
             clock=self.seams.clock,
             rng=self.seams.rng,
             home=self.home,
+            seams=self.seams.lan,
         )
         for sid, sync in self.syncs.items():
             sync.lan.wake = self.triggers[sid].set

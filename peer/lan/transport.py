@@ -14,6 +14,9 @@ The order on every connection:
    protocol message, in both directions, until either side closes. The hello is read exactly, so
    nothing a peer sends after it is buffered before the peer is admitted.
 
+The streams come from a ``peer.lan.streams.LanStreams`` (TLS over TCP unless a simulation hands in
+its own); they tell which key the peer proved.
+
 There is no handshake of our own: TLS authenticates keys, and the application only compares the
 key it authenticated with the identity claimed, then asks the engine whether that identity may talk
 to us. Every read has a deadline and every frame a maximum size.
@@ -49,7 +52,8 @@ from peer.lan.hello import (
     identity_message,
     read_hello_message,
 )
-from peer.lan.tls import TlsIdentity, certificate_public_key, client_context, server_context
+from peer.lan.streams import LanListener, LanStreams, ProvenKey, TlsStreams
+from peer.lan.tls import TlsIdentity, client_context, server_context
 from protocol.errors import ProtocolError, UnsupportedVersion
 from protocol.keys import DeviceCertificate
 from protocol.messages import (
@@ -114,6 +118,14 @@ class LocalDevice:
     @functools.cached_property
     def server_context(self) -> ssl.SSLContext:
         return server_context(self.tls)
+
+    def tls_streams(self, limits: LanLimits) -> LanStreams:
+        """TCP with TLS 1.3 on this device's certificate: the streams of a real device."""
+        return TlsStreams(
+            self.client_context,
+            self.server_context,
+            handshake_timeout_s=limits.handshake_timeout_s,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,19 +219,18 @@ async def _close_writer(writer: asyncio.StreamWriter, timeout_s: float) -> None:
 
 
 async def _admit(
-    writer: asyncio.StreamWriter,
+    peer_key: ProvenKey,
     identity: DeviceCertificates,
     authorize: Authorize,
     *,
     version: int,
     agent: str,
 ) -> PeerIdentity:
-    """The peer behind ``writer``, if its certificate names its TLS key and ``authorize`` agrees."""
-    ssl_object = writer.get_extra_info("ssl_object")
-    certificate_der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
-    if certificate_der is None:
+    """The peer, if its certificate names the key it proved and ``authorize`` agrees."""
+    proven = peer_key()
+    if proven is None:
         raise IdentityMismatch("peer showed no TLS certificate")
-    certificate = claimed_identity(identity, certificate_public_key(certificate_der))
+    certificate = claimed_identity(identity, proven)
     try:
         verdict = authorize(certificate)
         if inspect.isawaitable(verdict):
@@ -248,6 +259,7 @@ async def connect(
     limits: LanLimits = LanLimits(),
     expected_key: bytes | None = None,
     local_address: str | None = None,
+    streams: LanStreams | None = None,
 ) -> LanConnection:
     """Open an authorized connection to the device listening at ``host:port``.
 
@@ -255,20 +267,13 @@ async def connect(
     Raises ``LinkError`` when the peer cannot be reached, ``PeerMisbehaved`` or ``Unauthorized``
     when it is not who it must be.
     """
-    try:
-        async with asyncio.timeout(limits.connect_timeout_s + limits.handshake_timeout_s):
-            reader, writer = await asyncio.open_connection(
-                host,
-                port,
-                ssl=device.client_context,
-                server_hostname="",
-                ssl_handshake_timeout=limits.handshake_timeout_s,
-                local_addr=(local_address, 0) if local_address else None,
-            )
-    except TimeoutError as exc:
-        raise LinkError(f"cannot reach {host}:{port}: timed out") from exc
-    except (OSError, ssl.SSLError) as exc:
-        raise LinkError(f"cannot reach {host}:{port}: {exc}") from exc
+    streams = streams or device.tls_streams(limits)
+    reader, writer, peer_key = await streams.open(
+        host,
+        port,
+        timeout_s=limits.connect_timeout_s + limits.handshake_timeout_s,
+        local_address=local_address,
+    )
     try:
         await _write_hello(writer, device.hello(), limits)
         await _write_hello(writer, device.identity(), limits)
@@ -286,7 +291,9 @@ async def connect(
         identity = await read_hello_message(reader, DeviceCertificates, timeout_s=timeout_s)
         if expected_key is not None and identity.certificates[0].device_key != expected_key:
             raise IdentityMismatch(f"{host}:{port} is not the device we expected")
-        peer = await _admit(writer, identity, authorize, version=answer.version, agent=answer.agent)
+        peer = await _admit(
+            peer_key, identity, authorize, version=answer.version, agent=answer.agent
+        )
     except BaseException:
         await _close_writer(writer, limits.close_timeout_s)
         raise
@@ -306,32 +313,30 @@ class LanServer:
         authorize: Authorize,
         handler: ConnectionHandler,
         limits: LanLimits = LanLimits(),
+        streams: LanStreams | None = None,
     ) -> None:
         self._device = device
         self._authorize = authorize
         self._handler = handler
         self._limits = limits
-        self._server: asyncio.Server | None = None
+        self._streams = streams or device.tls_streams(limits)
+        self._server: LanListener | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def port(self) -> int:
         if self._server is None:
             raise LanError("server is not started")
-        return int(self._server.sockets[0].getsockname()[1])
+        return self._server.port
 
     async def start(self, host: str | Sequence[str], port: int = 0) -> None:
         """Listen on ``host:port`` (several hosts: one port on each; port 0 picks a free one,
         see ``port``)."""
-        self._server = await asyncio.start_server(
-            self._accept,
-            host,
-            port,
-            ssl=self._device.server_context,
-            ssl_handshake_timeout=self._limits.handshake_timeout_s,
-        )
+        self._server = await self._streams.listen(host, port, self._accept)
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _accept(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer_key: ProvenKey
+    ) -> None:
         if len(self._tasks) >= self._limits.max_connections:
             log.warning(
                 "dropping LAN connection from %s: too many open", writer.get_extra_info("peername")
@@ -342,15 +347,17 @@ class LanServer:
         assert task is not None
         self._tasks.add(task)
         try:
-            await self._serve_one(reader, writer)
+            await self._serve_one(reader, writer, peer_key)
         finally:
             self._tasks.discard(task)
 
-    async def _serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve_one(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer_key: ProvenKey
+    ) -> None:
         peer_address = writer.get_extra_info("peername")
         try:
             try:
-                peer = await self._handshake(reader, writer)
+                peer = await self._handshake(reader, writer, peer_key)
             except LanError as exc:
                 log.info("refused LAN peer %s: %s", peer_address, exc)
                 return
@@ -365,7 +372,7 @@ class LanServer:
             await _close_writer(writer, self._limits.close_timeout_s)
 
     async def _handshake(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer_key: ProvenKey
     ) -> PeerIdentity:
         timeout_s = self._limits.handshake_timeout_s
         hello = await read_hello_message(reader, Hello, timeout_s=timeout_s)
@@ -381,7 +388,7 @@ class LanServer:
             await _write_hello(writer, ErrorMsg.from_error(exc), self._limits)
             raise IncompatiblePeer(exc.message) from exc
         identity = await read_hello_message(reader, DeviceCertificates, timeout_s=timeout_s)
-        peer = await _admit(writer, identity, self._authorize, version=version, agent=hello.agent)
+        peer = await _admit(peer_key, identity, self._authorize, version=version, agent=hello.agent)
         await _write_hello(writer, Welcome(version=version, agent=self._device.agent), self._limits)
         await _write_hello(writer, self._device.identity(), self._limits)
         return peer
@@ -389,7 +396,7 @@ class LanServer:
     async def close(self) -> None:
         """Stop listening and end every open connection."""
         if self._server is not None:
-            self._server.close()
+            self._server.stop()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
