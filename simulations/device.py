@@ -22,6 +22,7 @@ from pathlib import Path
 from peer.device.config import DeviceConfig
 from peer.device.home import Home
 from peer.device.identity import load_device
+from peer.engine.lannode import LanSeams
 from peer.engine.node import DeviceNode
 from peer.engine.node import Seams as PeerSeams
 from peer.engine.sync import ShareSync
@@ -30,6 +31,7 @@ from peer.fs.errors import SimulatedCrash
 from peer.remote.http import HttpRelayLink
 from seams import InlineExecutor, SeededRandom
 from seams.memorydb import MemoryStateDatabases
+from simulations.lanstreams import SimLanStreams
 from simulations.relayhost import RELAY_URL
 from simulations.relaylink import sim_relay_link
 from simulations.runtime.clock import SimClock
@@ -37,6 +39,7 @@ from simulations.runtime.network import SimNetwork
 from simulations.runtime.trace import Trace
 
 RESCAN_INTERVAL_S = 120
+LAN_PORT = 22070
 
 
 @dataclass
@@ -61,14 +64,24 @@ class SimDevice:
     databases: MemoryStateDatabases = field(default_factory=MemoryStateDatabases)
 
     @staticmethod
-    def write_config(home: Home, name: str) -> None:
+    def write_config(home: Home, name: str, *, lan: bool = False) -> None:
+        """The device's config; with ``lan`` it syncs with LAN peers too (its host name is its
+        LAN address, and ``set_lan_peers`` says whom it dials: mDNS has no simulated twin)."""
         DeviceConfig(
             device_name=name,
             relay_url=RELAY_URL,
             rescan_interval_s=RESCAN_INTERVAL_S,
             watch_delay_ms=50,
-            lan_enabled=False,  # real sockets and mDNS have no place on the simulated network
+            lan_enabled=lan,
+            lan_port=LAN_PORT,
+            lan_addresses=[name],
         ).save(home.config)
+
+    def set_lan_peers(self, peers: list[str]) -> None:
+        """The simulated hosts this device dials on its LAN (as the ``lan_peers`` setting)."""
+        config = DeviceConfig.load(self.home.config)
+        config.lan_peers = [f"{peer}:{LAN_PORT}" for peer in peers]
+        config.save(self.home.config)
 
     def new_node(self) -> DeviceNode:
         """A node over this device's home, folder and simulated host (not yet running)."""
@@ -85,12 +98,18 @@ class SimDevice:
         def folder(_path: str) -> FileSystem:
             return fs
 
+        lan = LanSeams(
+            streams=SimLanStreams(self.net.host(self.name), device.certificate.device_key),
+            discovery=False,
+            status_file=False,
+        )
         seams = PeerSeams(
             clock=self.clock,
             rng=rng,
             executor=InlineExecutor(),
             folder=folder,
             databases=self.databases,
+            lan=lan,
         )
         return DeviceNode(self.home, seams=seams, link=link, watch=False)
 

@@ -97,7 +97,7 @@ class World:
             device_key = new_device_key(home, rng.fork("identity"))
             certificate = user_identity.certify(device_key.public_key, name, self.clock.now_ms())
             install_certificate(home, certificate)
-        SimDevice.write_config(home, name)
+        SimDevice.write_config(home, name, lan=lan is not None)
         fs = self.fs_factory(seed=_fs_seed(rng), clock=self.clock)
         device = SimDevice(
             name,
@@ -112,7 +112,16 @@ class World:
         )
         self.devices[name] = device
         self.trace.record(name, "device.add", user=user, lan=lan or "-")
+        if lan is not None:
+            self._wire_lan(lan)
         return device
+
+    def _wire_lan(self, lan: str) -> None:
+        """Each device on segment ``lan`` dials those named after it: one link per pair (the
+        accepting side serves it as fully as the dialling one)."""
+        neighbours = [n for n in sorted(self.devices) if self.sim.net.lan_of(n) == lan]
+        for index, name in enumerate(neighbours):
+            self.devices[name].set_lan_peers(neighbours[index + 1 :])
 
     async def create_share(self, owner: SimDevice, members: list[SimDevice]) -> str:
         """``owner`` creates the share; other users are invited as editors; every device joins."""

@@ -280,7 +280,12 @@ class VirtualTimeLoop(base_events.BaseEventLoop):
     create_datagram_endpoint = _refuse("create_datagram_endpoint", _USE_NETWORK)
     connect_accepted_socket = _refuse("connect_accepted_socket", _USE_NETWORK)
     start_tls = _refuse("start_tls", _USE_NETWORK)
-    sendfile = _refuse("sendfile", _USE_NETWORK)
+
+    async def sendfile(self, transport: asyncio.BaseTransport, *args: Any, **kwargs: Any) -> int:
+        # A simulated transport has no socket: callers (aiohttp's FileResponse) fall back to
+        # reading the file and writing it, as they do over TLS.
+        raise NotImplementedError("sendfile needs a socket; simulated transports have none")
+
     getaddrinfo = _refuse("getaddrinfo", "simulated hosts are named, never resolved")
     getnameinfo = _refuse("getnameinfo", "simulated hosts are named, never resolved")
     sock_recv = _refuse("sock_recv", _USE_NETWORK)

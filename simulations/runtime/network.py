@@ -301,6 +301,10 @@ class SimListener:
         return self._address
 
     async def close(self) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop accepting now (connections already accepted go on)."""
         internal = self._host.net.internal_host(self._host.name)
         if internal.listeners.get(self._address.port) is self:
             del internal.listeners[self._address.port]
