@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from peer.errors import IntegrityError, RelayUnreachable
 from peer.remote.link import RelayLink
@@ -91,6 +91,7 @@ class RelayBlocks:
         self.defer_when_unreachable = False
         self.offline = False
         self.deferred: set[bytes] = set()
+        self.keep_deferred: Callable[[Mapping[bytes, bytes | bytearray]], None] | None = None
         # Sealed manifests seen going up or coming down, so LAN peers can be served them.
         self.manifests: dict[bytes, bytes] = {}
 
@@ -132,7 +133,7 @@ class RelayBlocks:
     async def _send(self, pending: dict[bytes, bytes | bytearray]) -> None:
         """Ask once which of a batch the relay has, upload only the others."""
         if self.offline and self.defer_when_unreachable:
-            self.deferred.update(pending)
+            self._defer(pending)
             return
         try:
             have = await self.link.have_blocks(self.share, list(pending))
@@ -140,7 +141,7 @@ class RelayBlocks:
             if not self.defer_when_unreachable:
                 raise
             self.offline = True
-            self.deferred.update(pending)
+            self._defer(pending)
             return
         missing = [(b, d) for b, d in pending.items() if b not in have]
         if missing:
@@ -148,6 +149,16 @@ class RelayBlocks:
             self.uploaded_blocks += len(missing)
             self.uploaded_bytes += sum(len(d) for _, d in missing)
         self.known.update(pending)
+
+    def cancel_prefetch(self) -> None:
+        """The daemon stops: a prefetch still in flight must not log in to the relay again."""
+        for task in list(self._prefetching):
+            task.cancel()
+
+    def _defer(self, pending: dict[bytes, bytes | bytearray]) -> None:
+        self.deferred.update(pending)
+        if self.keep_deferred is not None:
+            self.keep_deferred(pending)
 
     async def prefetch(self, block_ids: Iterable[bytes]) -> None:
         """Start fetching blocks wanted soon (small files' blocks, many to a request, several

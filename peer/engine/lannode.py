@@ -145,6 +145,7 @@ class DeviceLan:
         for sync in self._syncs.values():
             sync.lan.peers = self.peers
             sync.blocks.defer_when_unreachable = True
+            sync.blocks.keep_deferred = sync.lan.keep_deferred
         self.server = LanServer(
             device=self.local,
             authorize=self.authorize,

@@ -9,14 +9,16 @@ With LAN peers (``ShareLan.active``), a pass no longer stops at an unreachable r
   pushed to LAN peers, downloads come from LAN peers alone;
 - once the relay answers again, before the outbox: blocks it owes that this device can rebuild
   (``ShareLan.regenerate``) are uploaded, then envelopes of others that only came over the LAN are
-  forwarded (the relay appends an identical resend once, so devices forwarding the same envelope
-  cannot duplicate it).
+  forwarded together with the outbox, in causal order (``peer.engine.lanorder``: each device's
+  envelopes have seen the others', so no device's alone can go first). The relay appends an
+  identical resend once, so devices forwarding the same envelope cannot duplicate it.
 """
 
 from __future__ import annotations
 
 import asyncio
 
+from peer.engine.lanorder import causal_order
 from peer.engine.parts import APPEND_BATCH, SyncParts, logger
 from peer.errors import RelayRefused, RelayUnreachable
 from protocol.envelope import Envelope
@@ -112,8 +114,9 @@ class LanPass(SyncParts):
         that reached us only over the LAN."""
         if not self.lan.active:
             return
-        if self.blocks.deferred:
-            await self._upload_owed(list(self.blocks.deferred))
+        deferred = self.blocks.deferred | set(self.lan.store.deferred_ids())
+        if deferred:
+            await self._upload_owed(sorted(deferred))
             self.blocks.deferred.clear()
         # Blocks deferred before a restart are no longer listed: the outbox says which they are.
         unsure = {
@@ -124,39 +127,43 @@ class LanPass(SyncParts):
         }
         if unsure:
             await self._upload_owed(sorted(unsure))
+        others = self.replica.envelopes.unrelayed(self.replica.device.device_id)
+        if not others:
+            return  # the outbox alone is in order
         certificates = self.store.certificates()
-        batch = self.replica.envelopes.unrelayed(self.replica.device.device_id)
-        by_device: dict[bytes, list[tuple[int, bytes]]] = {}
-        for device, counter, body in batch:
-            by_device.setdefault(device, []).append((counter, body))
-        for device, rows in by_device.items():
-            for start in range(0, len(rows), APPEND_BATCH):
-                part = rows[start : start + APPEND_BATCH]
-                if not await self._forward(device, part, certificates.get(device)):
-                    break  # the next pass tries again: the author may have sent the gap by then
+        rows = [(Envelope.decode(body), body) for _, _, body in others]
+        rows += [(Envelope.decode(raw), raw) for _, raw in self.store.outbox()]
+        ordered = causal_order(rows)
+        for start in range(0, len(ordered), APPEND_BATCH):
+            if not await self._forward(ordered[start : start + APPEND_BATCH], certificates):
+                break  # the next pass tries again: the author may have sent the gap by then
 
     async def _forward(
-        self, device: bytes, rows: list[tuple[int, bytes]], certificate: bytes | None
+        self, rows: list[tuple[Envelope, bytes]], certificates: dict[bytes, bytes]
     ) -> bool:
-        envelopes = [Envelope.decode(body) for _, body in rows]
-        referenced = list(dict.fromkeys(b for e in envelopes for b in e.header.blocks))
+        """Send ``rows`` (others' envelopes, each with its signer's certificate, and our own);
+        False when the relay refused them."""
+        own = self.replica.device.device_id
+        referenced = list(dict.fromkeys(b for e, _ in rows for b in e.header.blocks))
         if referenced:
             await self._upload_owed(referenced)
+        others = [(e.header.device, e.header.counter) for e, _ in rows if e.header.device != own]
         try:
-            await self.link.append(self.share, [(body, certificate) for _, body in rows])
-        except RelayRefused as exc:
-            # Not ours to fix (most often a gap: the author has not sent an earlier envelope
-            # yet); forwarding is a courtesy, the author's own outbox is the guarantee.
-            logger.info(
-                "share %s: the relay refused forwarded envelopes of %s: %s",
+            await self.link.append(
                 self.share,
-                device.hex()[:16],
-                exc,
+                [
+                    (body, None if e.header.device == own else certificates.get(e.header.device))
+                    for e, body in rows
+                ],
             )
+        except RelayRefused as exc:
+            # Not ours to fix (most often a gap: an author has not sent an earlier envelope
+            # yet); forwarding is a courtesy, each author's own outbox is the guarantee.
+            logger.info("share %s: the relay refused forwarded envelopes: %s", self.share, exc)
             if exc.code not in ("gap", "missing_dependencies"):
-                self.replica.envelopes.mark_relayed((device, c) for c, _ in rows)
+                self.replica.envelopes.mark_relayed(others)
             return False
-        self.replica.envelopes.mark_relayed((device, counter) for counter, _ in rows)
+        self.replica.envelopes.mark_relayed(others)
         return True
 
     async def _upload_owed(self, block_ids: list[bytes]) -> None:
@@ -171,3 +178,5 @@ class LanPass(SyncParts):
         for start in range(0, len(rebuilt), 64):
             await self.link.put_blocks(self.share, rebuilt[start : start + 64])
         self.blocks.known.update(block_ids)
+        sent = {b for b, _ in rebuilt}
+        self.lan.store.drop_deferred(b for b in block_ids if b in have or b in sent)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -140,12 +140,16 @@ class ShareLan:
         self.bytes_from_peers += sum(result.bytes_from.values())
         return result.chunks
 
+    def keep_deferred(self, blocks: Mapping[bytes, bytes | bytearray]) -> None:
+        """Blocks the relay could not take now: kept until it has them (see ``lanstore``)."""
+        self.store.defer_blocks((b, bytes(d)) for b, d in blocks.items())
+
     def regenerate(self, block_id: bytes) -> bytes | None:
         """The sealed bytes of ``block_id``, rebuilt from a local file (blocks seal
         deterministically), or a stored manifest; None if this device cannot."""
-        manifest = self.store.manifest(block_id)
-        if manifest is not None:
-            return manifest
+        kept = self.store.deferred_block(block_id) or self.store.manifest(block_id)
+        if kept is not None:
+            return kept
         place = self.store.block_place(block_id)
         if place is None:
             return None

@@ -12,6 +12,10 @@ Three tables beside the share's own (``peer.device.store``), in the same SQLite 
   when the relay owes it.
 - ``lan_manifests``: sealed manifest blocks of the versions this device wrote or downloaded, served
   to LAN peers by block id (a LAN-only download needs the manifest to know the chunks).
+- ``lan_deferred``: sealed blocks this device wrote while the relay was away, kept until the relay
+  has them. Rebuilding them from the files is not enough: by the time the relay is back the file
+  may hold a later version or sit under another name (a conflicted copy), and a version nobody
+  can upload is lost to every device that did not take it over the LAN.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ CREATE TABLE IF NOT EXISTS lan_chunks (
 );
 CREATE INDEX IF NOT EXISTS lan_chunks_by_block ON lan_chunks (block_id);
 CREATE TABLE IF NOT EXISTS lan_manifests (block_id BLOB PRIMARY KEY, sealed BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS lan_deferred (block_id BLOB PRIMARY KEY, sealed BLOB NOT NULL);
 """
 
 UNKNOWN_EPOCH = -1
@@ -118,6 +123,25 @@ class LanStore:
         self.db.execute(
             "INSERT OR IGNORE INTO lan_manifests (block_id, sealed) VALUES (?, ?)",
             (block_id, sealed),
+        )
+
+    def defer_blocks(self, blocks: Iterable[tuple[bytes, bytes]]) -> None:
+        self.db.executemany(
+            "INSERT OR IGNORE INTO lan_deferred (block_id, sealed) VALUES (?, ?)", list(blocks)
+        )
+
+    def deferred_block(self, block_id: bytes) -> bytes | None:
+        row = self.db.execute(
+            "SELECT sealed FROM lan_deferred WHERE block_id = ?", (block_id,)
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def deferred_ids(self) -> list[bytes]:
+        return [r[0] for r in self.db.execute("SELECT block_id FROM lan_deferred ORDER BY 1")]
+
+    def drop_deferred(self, block_ids: Iterable[bytes]) -> None:
+        self.db.executemany(
+            "DELETE FROM lan_deferred WHERE block_id = ?", [(b,) for b in block_ids]
         )
 
     def manifest(self, block_id: bytes) -> bytes | None:
