@@ -231,6 +231,8 @@ class DeviceNode:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            for sync in self.syncs.values():
+                sync.blocks.cancel_prefetch()
             for watcher in watchers:
                 await watcher.stop()
             for sync in self.syncs.values():
