@@ -130,6 +130,10 @@ class RelayMetrics:
         self.notifications = Counter(
             "drift_relay_notifications_total", "Notifications sent to subscribers", ["transport"]
         )
+        self.pushed_entries = Counter(
+            "drift_relay_pushed_entries_total",
+            "Log entries sent inside WebSocket append notifications (each a log read saved)",
+        )
         self.tokens_issued = Counter("drift_relay_tokens_issued_total", "Access tokens issued")
         self.subscribers = Gauge("drift_relay_subscribers", "Live subscriptions (WebSocket+poll)")
         self.owed_blocks = Gauge(

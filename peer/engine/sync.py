@@ -239,7 +239,10 @@ class ShareSync(LanPass, Publisher, Applier):
             return 0
         applied = 0
         while True:
-            page = await self.link.read_log(self.share, self.replica.cursor)
+            cursor = self.replica.cursor
+            page = self.link.pushed_page(self.share, cursor)
+            if page is None:
+                page = await self.link.read_log(self.share, cursor)
             self._last_read_ms = self.clock.now_ms()
             self.relay_chain_height = page.chain_height
             if not page.entries:

@@ -20,6 +20,8 @@ from peer.errors import RelayRefused, RelayUnreachable
 from peer.remote.backoff import DEFAULT_BACKOFF, Backoff
 from peer.remote.link import AddressedWrap, AppendAck, LogPage, MemberDevice, RemoteShare
 from peer.remote.notify import Notifications
+from peer.remote.pages import answer_field as _field
+from peer.remote.pages import parse_page
 from peer.remote.ratelimit import Bandwidth
 from protocol.auth import AuthChallenge, answer_challenge
 from protocol.codec import pack, unpack
@@ -304,7 +306,7 @@ class HttpRelayLink:
         answer = await self._send(
             "GET", self._share_path(share, f"envelopes?since={since}&limit={limit}"), None
         )
-        return _page(answer)
+        return parse_page(answer)
 
     async def read_missing(
         self, share: str, vector: Mapping[str, int], limit: int = 1000
@@ -312,7 +314,7 @@ class HttpRelayLink:
         answer = await self._send(
             "POST", self._share_path(share, "missing"), {"vector": dict(vector), "limit": limit}
         )
-        return _page(answer)
+        return parse_page(answer)
 
     async def server_vector(self, share: str) -> dict[str, int]:
         answer = await self._send("GET", self._share_path(share, "vector"), None)
@@ -434,6 +436,9 @@ class HttpRelayLink:
     def known_head(self, share: str) -> tuple[int, int] | None:
         return self.notifications.known(share)
 
+    def pushed_page(self, share: str, since: int) -> LogPage | None:
+        return self.notifications.pushed_page(share, since)
+
     async def wait_heads(self, cursors: Mapping[str, int], timeout_s: float) -> dict[str, int]:
         return await self.notifications.wait(cursors, timeout_s)
 
@@ -446,28 +451,3 @@ class HttpRelayLink:
             self.base + "/v1/ws", headers=headers, heartbeat=30, max_msg_size=64 * 1024
         )
         return sock, expires_ms
-
-
-def _field(answer: Any, name: str, kind: type) -> Any:
-    if not isinstance(answer, dict) or not isinstance(answer.get(name), kind):
-        raise RelayUnreachable(
-            f"the relay's answer lacks {name!r}; is the URL a driftsync relay of this version?"
-        )
-    return answer[name]
-
-
-def _page(answer: Any) -> LogPage:
-    entries: list[tuple[int, bytes, int | None]] = []
-    for entry in _field(answer, "entries", list):
-        # [seq, envelope, appended_ms]; relays before append times sent [seq, envelope].
-        if not isinstance(entry, list | tuple) or len(entry) not in (2, 3):
-            raise RelayUnreachable("the relay's log page holds an entry of an unknown shape")
-        appended_ms = int(entry[2]) if len(entry) == 3 and entry[2] is not None else None
-        entries.append((int(entry[0]), bytes(entry[1]), appended_ms))
-    height = answer.get("chain_height") if isinstance(answer, dict) else None
-    return LogPage(
-        tuple(entries),
-        _field(answer, "last_seq", int),
-        _field(answer, "more", bool),
-        height if isinstance(height, int) and not isinstance(height, bool) else None,
-    )

@@ -112,6 +112,10 @@ class RelayLink(Protocol):
 
     async def get_recovery(self) -> bytes: ...
 
+    def pushed_page(self, share: str, since: int) -> LogPage | None:
+        """The log after ``since`` as the live socket pushed it, when it did; else None."""
+        ...
+
     def known_head(self, share: str) -> tuple[int, int] | None:
         """(latest seq, chain height) of the share as the live notification channel last said;
         None when there is none (no daemon waiting on heads, the socket down, a relay too old)."""

@@ -1,9 +1,12 @@
 """Notifications from the relay: a WebSocket kept open, long-poll when it cannot be.
 
 The relay pushes ``(share, seq)`` after appends and sends every followed share's head at
-subscription and with each heartbeat. This keeps the latest head per share; ``wait`` returns as
-soon as one is past the caller's cursor. The socket reconnects with backoff and resubscribes with
-the shares it follows; a caller never misses anything, because it catches up by cursor anyway.
+subscription and with each heartbeat. An append notification may carry the new log entries
+themselves (a few small ones, after the head the socket last told): they wait here as a log page
+until a pass takes them (``pushed_page``) instead of reading the log. This keeps the latest
+head per share; ``wait`` returns as soon as one is past the caller's cursor. The socket
+reconnects with backoff and resubscribes with the shares it follows; a caller never misses
+anything, because it catches up by cursor anyway.
 When the socket cannot be opened, ``wait`` falls back to the relay's HTTP long-poll.
 
 A socket lives no longer than the token it was opened with, unless renewed on the socket itself:
@@ -23,6 +26,8 @@ from typing import TYPE_CHECKING
 import aiohttp
 
 from peer.errors import RelayError
+from peer.remote.link import LogPage
+from peer.remote.pages import parse_page
 from protocol.codec import pack, unpack
 from protocol.errors import ProtocolError
 
@@ -32,6 +37,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("peer.remote")
 
 RENEW_MARGIN_MS = 60_000
+PUSHED_MAX_ENTRIES = 256
+"""Entries pushed and not yet taken, per share; a device that falls further behind reads the log."""
 
 
 def renew_at_ms(opened_ms: int, expires_ms: int) -> int:
@@ -45,6 +52,8 @@ class Notifications:
         self.heads: dict[str, int] = {}
         self.chains: dict[str, int] = {}  # membership chain heights, as the socket sends them
         self.shares: set[str] = set()
+        # Per share: log entries the socket pushed, as a page of everything after ``since``.
+        self._pushed: dict[str, tuple[int, LogPage]] = {}
         # The shares the open socket has sent heads for since it was opened: only its word on
         # them may let a pass skip a log read (see ``known``).
         self._live: frozenset[str] = frozenset()
@@ -109,6 +118,7 @@ class Notifications:
             finally:
                 self.connected = False
                 self._live = frozenset()
+                self._pushed.clear()
                 await sock.close()
             await self.link.clock.sleep(self.link.backoff.delay(1, self.link.rng))
 
@@ -162,6 +172,8 @@ class Notifications:
                     self._note(str(share), int(seq))
                 self._live = frozenset(str(share) for share in body["heads"]) & subscribed
             elif kind == "append":
+                if "entries" in body:
+                    self._keep_pushed(body)
                 self._note(str(body.get("share")), int(body.get("seq", 0)))
             elif kind == "chain":
                 self._note_chain(str(body.get("share")), int(body.get("height", 0)))
@@ -194,6 +206,39 @@ class Notifications:
         if not self.connected or share not in self._live or share not in self.chains:
             return None
         return self.heads.get(share, 0), self.chains[share]
+
+    def _keep_pushed(self, body: dict[object, object]) -> None:
+        """Keep a pushed page; one that does not follow on from what is kept replaces it."""
+        share, since = str(body.get("share")), body.get("since")
+        if not isinstance(since, int):
+            return
+        try:
+            page = parse_page(body)
+        except RelayError:
+            return  # malformed: the log will be read as if nothing had come
+        kept = self._pushed.get(share)
+        if kept is not None and kept[1].entries and kept[1].entries[-1][0] == since:
+            page = LogPage(
+                kept[1].entries + page.entries, page.last_seq, page.more, page.chain_height
+            )
+            since = kept[0]
+        if len(page.entries) > PUSHED_MAX_ENTRIES:
+            self._pushed.pop(share, None)
+        else:
+            self._pushed[share] = (since, page)
+
+    def pushed_page(self, share: str, since: int) -> LogPage | None:
+        """Everything after ``since`` up to the last pushed entry, as a log read would answer,
+        when the kept page covers it; else None (and what is kept stays for a later cursor)."""
+        kept = self._pushed.get(share)
+        if kept is None or kept[0] > since:
+            return None
+        del self._pushed[share]
+        entries = tuple(e for e in kept[1].entries if e[0] > since)
+        if not entries:
+            return None
+        page = kept[1]
+        return LogPage(entries, page.last_seq, page.more, page.chain_height)
 
     def _note(self, share: str, seq: int) -> None:
         if seq > self.heads.get(share, 0):

@@ -126,10 +126,21 @@ async def test_a_quiet_log_is_not_read_while_the_socket_says_so(
             assert reads == []  # the socket said the log holds nothing new: not read
             (a.folder / "two.txt").write_bytes(b"2")
             await a.sync()
-            # The append's notification is on its way: a pass before it lands must not skip.
-            await wait_for(lambda: (link.known_head(share) or (0, 0))[0] > sync.replica.cursor)
+            head = (await a.node.link.read_log(share, 0)).last_seq
+            await wait_for(lambda: (link.known_head(share) or (0, 0))[0] >= head)
             await b.sync()
             assert b.files()["two.txt"] == b"2"
+            assert reads == []  # the notification brought the entry itself: nothing to read
+
+            # A notification without its entries (too big to push, or sent before this socket
+            # subscribed): the pass must not skip the log it names.
+            (a.folder / "three.txt").write_bytes(b"3")
+            await a.sync()
+            head = (await a.node.link.read_log(share, 0)).last_seq
+            await wait_for(lambda: (link.known_head(share) or (0, 0))[0] >= head)
+            link.notifications._pushed.clear()
+            await b.sync()
+            assert b.files()["three.txt"] == b"3"
             assert len(reads) >= 1
 
             reads.clear()

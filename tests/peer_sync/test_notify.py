@@ -75,3 +75,31 @@ async def test_the_socket_renews_its_token_in_band_and_stays_open(tmp_path: Path
         finally:
             await a.node.close()
             await b.node.close()
+
+
+async def test_a_change_pushed_on_the_socket_is_applied_without_reading_the_log(
+    tmp_path: Path,
+) -> None:
+    async with running_relay(tmp_path / "relay") as url:
+        a, b = make_device(tmp_path, "a", url), make_device(tmp_path, "b", url)
+        try:
+            share = await share_between(a, b)
+            link = b.node.link
+            assert isinstance(link, HttpRelayLink)
+            await b.sync()  # caught up: its cursor is the head the socket will push after
+            (a.folder / "pushed.txt").write_bytes(b"came with the notification")
+            await _wakes(link, share, a.sync)
+            reads: list[int] = []
+            read_log = link.read_log
+
+            async def counted(share_id: str, since: int, limit: int = 1000) -> object:
+                reads.append(since)
+                return await read_log(share_id, since, limit)
+
+            link.read_log = counted  # type: ignore[method-assign]
+            await b.sync()
+            assert (b.folder / "pushed.txt").read_bytes() == b"came with the notification"
+            assert reads == []
+        finally:
+            await a.node.close()
+            await b.node.close()

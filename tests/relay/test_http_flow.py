@@ -138,7 +138,12 @@ async def test_long_poll_and_websocket(relay: RelayUnderTest) -> None:
     while seen[-1] != final:
         assert seen[-1] is not None, f"disconnected after {seen}"
         seen.append(await inbox.next())
-    assert {"type": "append", "share": share.hex, "seq": 1} in seen
+    appended = [m for m in seen if m["type"] == "append"]
+    assert [(m["share"], m["seq"], m["since"]) for m in appended] == [(share.hex, 1, 0)]
+    # The new entry itself, as the log serves it: the device need not read the log.
+    log = await api.call("GET", f"/v1/shares/{share.hex}/envelopes?since=0", token=owner.token)
+    assert appended[0]["entries"] == log.body["entries"]
+    assert appended[0]["entries"][0][1] == env
     assert {"type": "chain", "share": share.hex, "height": 1} in seen
     assert all(m is not None and m["type"] in ("append", "chain", "heartbeat") for m in seen)
     await inbox.close()

@@ -96,7 +96,10 @@ async def test_ten_writers_through_two_relays(shared_backends: list[RelayProcess
         note = await inbox.next()
         while note is not None and note["type"] == "heartbeat":  # a slow machine may beat first
             note = await inbox.next()
-        assert note == {"type": "append", "share": share.hex, "seq": 1}
+        assert note is not None
+        assert (note["type"], note["share"], note["seq"]) == ("append", share.hex, 1)
+        # Relay B read the entry A appended from the shared database and pushed it.
+        assert [e[:2] for e in note["entries"]] == [[1, env]]
 
         stop = asyncio.Event()
         pages: list[list[int]] = []
