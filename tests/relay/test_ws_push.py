@@ -21,7 +21,8 @@ async def _subscribe(relay: RelayUnderTest, token: str, share_hex: str) -> Inbox
     inbox = Inbox(await relay.api.session.ws_connect(relay.api.base + "/v1/ws", headers=headers))
     await inbox.ws.send_bytes(pack({"type": "subscribe", "cursors": {share_hex: 0}}))
     hello = await inbox.next()
-    assert hello is not None and hello["type"] == "heads"
+    assert hello is not None
+    assert hello["type"] == "heads"
     return inbox
 
 
