@@ -334,6 +334,13 @@ class ShareStore:
             for r in rows
         }
 
+    def tree_path_of(self, disk_path: str) -> str:
+        """The tree path the row at ``disk_path`` was synced as (the same path if none)."""
+        row = self.db.execute(
+            "SELECT tree_path FROM files WHERE path = ?", (disk_path,)
+        ).fetchone()
+        return disk_path if row is None or row[0] is None else str(row[0])
+
     def has_files(self) -> bool:
         row = self.db.execute("SELECT 1 FROM files WHERE node_id IS NOT NULL LIMIT 1").fetchone()
         return row is not None

@@ -92,8 +92,9 @@ class Publisher(SyncParts):
             elif b.kind == "file":
                 changed[b.disk_path] = (b, info)
             elif entry is None:
-                # A folder made again where its entry had gone (the row kept the entry, which
-                # moved or went in the share meanwhile): a new folder, else it waits for good.
+                # A folder moved away here and back (unpublished) while the share moved or
+                # deleted its entry: nothing at its tree path now. A new folder, else it waits
+                # for good. (A folder made again where its entry went is new from the scanner.)
                 new[b.disk_path] = info
             else:
                 self._record(b.path, b.disk_path, info)  # a folder's own change: nothing to say

@@ -109,6 +109,7 @@ class ShareSync(LanPass, Publisher, Applier):
             executor=executor,
             clock=clock,
             stable_interval_s=self.options.stable_interval_s,
+            entry_kept=self._entry_kept,
         )
         # Subtrees the watcher saw change since the last pass; None: scan the whole folder.
         self._scope: set[str] | None = None
@@ -117,6 +118,12 @@ class ShareSync(LanPass, Publisher, Applier):
         self._recorded: set[str] = set()
         # Called with (phase, bytes done, bytes in the phase) as files finish: progress bars.
         self.on_progress: Callable[[str, int, int], None] | None = None
+
+    def _entry_kept(self, disk_path: str, entry_id: str) -> bool:
+        """Whether the tree still holds ``entry_id`` at the tree path the index row at
+        ``disk_path`` synced it as (the scanner asks of a path back on disk)."""
+        entry = self.tree.lookup(self.store.tree_path_of(disk_path))
+        return entry is not None and entry.id == entry_id
 
     # -- the pass --------------------------------------------------------------------------------
 

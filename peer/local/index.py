@@ -453,6 +453,20 @@ class LocalIndex:
 
         await self._tx(tx)
 
+    async def detach(self, paths: Iterable[str]) -> None:
+        """What is at these paths is no longer the tree entry their rows name: forget the entry
+        and what was synced of it (the engine publishes the paths as new)."""
+        rows = [(p,) for p in paths]
+        if not rows:
+            return
+        await self._tx(
+            lambda c: c.executemany(
+                "UPDATE files SET node_id = NULL, version = NULL, chunks = NULL, "
+                "tree_path = NULL, version_id = NULL WHERE path = ?",
+                rows,
+            )
+        )
+
     async def remove(self, paths: Iterable[str]) -> None:
         rows = [(p,) for p in paths]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 import blake3
@@ -36,6 +36,10 @@ from peer.local.index import FileError, IndexEntry, IndexRow, LocalIndex, SyncSt
 from seams import Clock, Executor
 
 _HASH_BATCH = 128  # files per executor call: amortises the hop, still spreads over the pool
+
+EntryKept = Callable[[str, str], bool]
+"""(path, entry id) → whether the share's tree still holds that entry where the index row at
+``path`` last synced it."""
 _GONE = (NotFoundError, SymlinkInPathError, NotADirError)
 
 
@@ -64,6 +68,9 @@ class ScanResult:
     now_ignored: list[str] = field(default_factory=list)  # indexed paths an ignore rule now hides
     errors: list[FileError] = field(default_factory=list)
     temp_files: list[str] = field(default_factory=list)  # ours, left by a crash: sweep them
+    # Paths whose index row names an entry the tree no longer holds there: what is on disk
+    # now is new, not that entry (see ``Scanner.entry_kept``).
+    detached: list[str] = field(default_factory=list)
     files_seen: int = 0
     files_hashed: int = 0
 
@@ -99,6 +106,7 @@ class _Indexed:
 # Positions in an IndexRow.
 _KIND, _SIZE, _MTIME, _INODE, _EXEC, _HASH, _AT, _STATE = 1, 2, 3, 4, 5, 6, 7, 8
 _GONE_STATES = (SyncState.DELETED.value, SyncState.IGNORED.value)
+_LEFT_STATES = (SyncState.DELETED, SyncState.IGNORED)
 
 
 @dataclass(slots=True)
@@ -145,10 +153,17 @@ class Scanner:
         stable_interval_s: float = 0.25,
         ignore: IgnoreRules | None = None,
         marker: str | None = None,
+        entry_kept: EntryKept | None = None,
     ) -> None:
         """``marker``: a path (e.g. ``".drift"``) that must exist in the folder once it is set
         up, as syncthing's ``.stfolder``: an empty mount point then reads as "not mounted", not
-        as "the user deleted everything"."""
+        as "the user deleted everything".
+
+        ``entry_kept``: the share's tree, asked about a path that is back on disk (or back as
+        another kind) while its index row still names the entry deleted (or replaced) there.
+        The path keeps that entry only if the tree still holds it where the row synced it; an
+        entry the tree moved elsewhere (another device's move) or deleted is not what is on
+        disk now. Without it, the row's entry is kept."""
         self.fs = fs
         self.index = index
         self.executor = executor
@@ -159,6 +174,7 @@ class Scanner:
         self._ignore_stamp: FileInfo | None = None
         self._ignore_loaded = False
         self.marker = marker
+        self.entry_kept = entry_kept
 
     def _reload_ignore(self) -> None:
         """Re-read ``.driftignore`` when it changed (one lstat per scan otherwise)."""
@@ -368,7 +384,15 @@ class Scanner:
                     continue  # unchanged: the stat matched and it was not racy
             old = indexed.get(path)
             new = self._entry(path, info, hashes.get(path), started_ns, old)
-            if old is None or old.state in (SyncState.DELETED, SyncState.IGNORED):
+            if (
+                old is not None
+                and old.node_id is not None
+                and (old.state in _LEFT_STATES or old.kind is not info.kind)
+                and not self._still_here(path, old.node_id)
+            ):
+                new = replace(new, node_id=None, version=None, chunks=())
+                result.detached.append(path)
+            if old is None or old.state in _LEFT_STATES:
                 added[path] = replace(new, state=SyncState.NEW)
             elif old.kind is not info.kind:
                 other.append(Change(ChangeKind.TYPE_CHANGED, path, new, old))
@@ -404,6 +428,9 @@ class Scanner:
             rest.append(replace(change, new=replace(change.new, state=SyncState.MODIFIED)))
         result.changes.extend(moves)  # in the order they must be applied
         result.changes.extend(sorted(rest, key=lambda c: c.path))
+
+    def _still_here(self, path: str, node_id: str) -> bool:
+        return self.entry_kept is None or self.entry_kept(path, node_id)
 
     @staticmethod
     def _entry(
@@ -568,6 +595,7 @@ def _pair_moves(
 
 async def record_scan(index: LocalIndex, result: ScanResult) -> None:
     """Write a scan's findings into the index: the engine's starting point for publishing."""
+    await index.detach(result.detached)
     for change in result.changes:
         if change.kind is ChangeKind.MOVED and change.src is not None:
             await index.move(change.src, change.path)

@@ -468,3 +468,32 @@ async def test_a_missing_folder_marker_stops_the_scan(
     result = await scan_and_record(scanner)
     assert result.changes == []
     assert "is the folder's disk mounted" in result.errors[0].reason
+
+
+@pytest.mark.parametrize(
+    ("tree_has_it_at", "kept"),
+    [("a", "n"), ("archive/a", None), (None, None)],
+    ids=["still-there", "moved-elsewhere", "deleted"],
+)
+async def test_a_path_back_on_disk_keeps_its_entry_only_where_the_tree_still_holds_it(
+    memfs: MemFileSystem, clock: FakeClock, tree_has_it_at: str | None, kept: str | None
+) -> None:
+    memfs.write_atomic("a", b"same")
+    def entry_kept(path: str, node_id: str) -> bool:  # the row at "a" was synced as "a"
+        return node_id == "n" and tree_has_it_at == path
+
+    scanner = await make(memfs, clock, entry_kept=entry_kept)
+    await scan_and_record(scanner)
+    await scanner.index.mark_synced("a", node_id="n", version=b"v", chunks=())
+    clock.advance(10)
+    memfs.remove_file("a")
+    await scan_and_record(scanner)  # deleted here, not yet published
+    memfs.write_atomic("a", b"same")  # put back: the same bytes
+    clock.advance(10)
+    result = await scan_and_record(scanner)
+    assert kinds(result) == [("added", "a")]
+    entry = await scanner.index.get("a")
+    assert entry is not None
+    assert (entry.state, entry.node_id) == (SyncState.NEW, kept)
+    assert result.changes[0].new is not None
+    assert result.changes[0].new.node_id == kept

@@ -60,3 +60,107 @@ async def test_folder_moved_into_the_old_place_of_a_folder_moved_away(tmp_path: 
         finally:
             await a.node.close()
             await b.node.close()
+
+
+async def test_a_file_put_back_where_its_entry_moved_away_is_a_new_file(tmp_path: Path) -> None:
+    """b deletes doc.txt (seen by a pass, not yet published) while a moves it to archive/; then
+    b puts the same bytes back at doc.txt. That file is new: it stays at doc.txt, as different
+    bytes always did, and the moved entry arrives at archive/doc.txt. It used to take the moved
+    entry's id from its index row and was carried off to archive/ (b's doc.txt gone for good)."""
+    async with running_relay(tmp_path / "relay") as url:
+        a, b = make_device(tmp_path, "a", url), make_device(tmp_path, "b", url)
+        try:
+            share = await share_between(a, b)
+            (a.folder / "archive").mkdir()
+            (a.folder / "doc.txt").write_bytes(b"notes")
+            await settle([a, b])
+            (b.folder / "doc.txt").unlink()
+            await b.node.share(share)._scan_offline()  # the deletion is in b's index
+            (a.folder / "doc.txt").rename(a.folder / "archive" / "doc.txt")
+            await a.sync()
+            (b.folder / "doc.txt").write_bytes(b"notes")
+            await settle([b, a])
+            want = {"doc.txt": b"notes", "archive/doc.txt": b"notes"}
+            assert a.files() == want
+            assert b.files() == want
+        finally:
+            await a.node.close()
+            await b.node.close()
+
+
+async def test_a_folder_made_again_where_its_entry_moved_away_is_a_new_folder(
+    tmp_path: Path,
+) -> None:
+    """Seeds 841, 916: the same with an empty folder. Tied to the moved entry, publishing found
+    nothing at its path and recorded nothing: the folder stayed "new here" for good."""
+    async with running_relay(tmp_path / "relay") as url:
+        a, b = make_device(tmp_path, "a", url), make_device(tmp_path, "b", url)
+        try:
+            share = await share_between(a, b)
+            (a.folder / "old").mkdir()
+            (a.folder / "work").mkdir()
+            await settle([a, b])
+            (b.folder / "work").rmdir()
+            await b.node.share(share)._scan_offline()
+            (a.folder / "work").rename(a.folder / "old" / "work")
+            await a.sync()
+            (b.folder / "work").mkdir()
+            await settle([b, a])
+            assert a.dirs() == b.dirs() == {"old", "old/work", "work"}
+            assert b.node.share(share).store.unsynced() == {}
+        finally:
+            await a.node.close()
+            await b.node.close()
+
+
+async def test_a_folder_moved_away_and_back_while_its_entry_moved_elsewhere(
+    tmp_path: Path,
+) -> None:
+    """Seed 841's other way to the same place: b moves photos into docs (seen by a pass, not
+    yet published) and back, while a moves photos into old. b's index row is back at the tree
+    path it was synced at, but the tree holds its entry elsewhere: the folder is published as
+    a new one (publishing used to find nothing at the path, and it stayed "new here")."""
+    async with running_relay(tmp_path / "relay") as url:
+        a, b = make_device(tmp_path, "a", url), make_device(tmp_path, "b", url)
+        try:
+            share = await share_between(a, b)
+            for folder in ("docs", "old", "photos"):
+                (a.folder / folder).mkdir()
+            await settle([a, b])
+            (b.folder / "photos").rename(b.folder / "docs" / "photos")
+            await b.node.share(share)._scan_offline()
+            (b.folder / "docs" / "photos").rename(b.folder / "photos")
+            (a.folder / "photos").rename(a.folder / "old" / "photos")
+            await a.sync()
+            await settle([b, a])
+            assert a.dirs() == b.dirs() == {"docs", "old", "old/photos", "photos"}
+            assert b.node.share(share).store.unsynced() == {}
+        finally:
+            await a.node.close()
+            await b.node.close()
+
+
+async def test_a_file_put_back_inside_a_folder_moved_here_stays_the_same_entry(
+    tmp_path: Path,
+) -> None:
+    """The entry of a path back on disk is kept where the tree still holds it at the tree path
+    the row was synced as, even when the disk path differs (its folder was moved here and the
+    move is not published yet): the new bytes are an edit, not a conflicted copy."""
+    async with running_relay(tmp_path / "relay") as url:
+        a, b = make_device(tmp_path, "a", url), make_device(tmp_path, "b", url)
+        try:
+            share = await share_between(a, b)
+            (a.folder / "x").mkdir()
+            (a.folder / "x" / "f.txt").write_bytes(b"v1")
+            await settle([a, b])
+            sync = a.node.share(share)
+            (a.folder / "x").rename(a.folder / "y")
+            await sync._scan_offline()
+            (a.folder / "y" / "f.txt").unlink()
+            await sync._scan_offline()
+            (a.folder / "y" / "f.txt").write_bytes(b"v2")
+            await settle([a, b])
+            assert a.files() == b.files() == {"y/f.txt": b"v2"}
+        finally:
+            await a.node.close()
+            await b.node.close()
