@@ -111,6 +111,7 @@ class ChainEntry(Record):
     revocation: DeviceRevocation | None
     sig: bytes
 
+    DECODE_MEMO: ClassVar[bool] = True
     SCHEMA = (
         ("v", UInt(max_value=255, min_value=1)),
         ("share", Bin.exact(SHARE_ID_BYTES)),

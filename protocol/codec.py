@@ -14,7 +14,7 @@ import dataclasses
 import functools
 import itertools
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, cast
 
 import msgpack
 
@@ -372,6 +372,9 @@ class Record:
 
     SCHEMA: ClassVar[tuple[tuple[str, Kind], ...]] = ()
     MAX_BYTES: ClassVar[int] = MAX_MESSAGE_BYTES
+    # Public records that arrive again and again set this: ``decode`` then remembers them (never
+    # a record holding a secret: key files and key bundles keep the default).
+    DECODE_MEMO: ClassVar[bool] = False
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -421,13 +424,31 @@ class Record:
     @classmethod
     def decode(cls, data: bytes) -> Self:
         data = bytes(data)
+        memo = cls.DECODE_MEMO and len(data) <= DECODED_MEMO_MAX_BYTES
+        if memo:
+            known = _decoded.get((cls, data))
+            if known is not None:
+                return cast(Self, known)
         record = cls.from_wire(unpack(data, max_bytes=cls.MAX_BYTES))
         # Every field passed its check just now: re-encoding needs no second round of checks.
         if pack(record.unchecked_wire()) != data:
             raise DecodeError(
                 "not_canonical", f"{cls.__name__}: not in canonical form (field order or encoding)"
             )
+        if memo:
+            if len(_decoded) >= DECODED_MEMO_ENTRIES:
+                del _decoded[next(iter(_decoded))]
+            _decoded[(cls, data)] = record
         return record
+
+
+DECODED_MEMO_ENTRIES = 2048
+DECODED_MEMO_MAX_BYTES = 16 * 1024
+_decoded: dict[tuple[type[Record], bytes], Record] = {}
+"""Small public records (``DECODE_MEMO``) decoded lately, by type and exact bytes, oldest first.
+Records are immutable and decoding is a pure function of the bytes, so the same envelope or
+certificate arriving again (from the relay and from LAN peers; in every payload that names its
+author) is decoded once. Failures are never kept: bad bytes are refused every time."""
 
 
 @functools.cache

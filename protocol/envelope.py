@@ -98,6 +98,7 @@ class Envelope(Record):
     payload: bytes
     sig: bytes
 
+    DECODE_MEMO: ClassVar[bool] = True
     SCHEMA = (
         ("header", Nested(EnvelopeHeader)),
         ("payload", Bin(max_len=MAX_UPDATE_BYTES + AEAD_TAG_BYTES, min_len=AEAD_TAG_BYTES)),

@@ -114,6 +114,7 @@ class DeviceCertificate(Record):
     issued_ms: int
     sig: bytes
 
+    DECODE_MEMO: ClassVar[bool] = True
     SCHEMA = (
         ("v", UInt(max_value=255, min_value=1)),
         ("user_key", Bin.exact(PUBLIC_KEY_BYTES)),

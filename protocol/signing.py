@@ -58,14 +58,29 @@ def sign(key: SigningKey, purpose: Purpose, message: bytes) -> bytes:
     return key.sign(domain_message(purpose, message)).signature
 
 
+VERIFIED_MEMO_ENTRIES = 8192
+_verified: dict[bytes, None] = {}
+"""Hashes of (key, signature, signed bytes) that verified, oldest first. The same envelope is
+verified again and again (it reaches a device from the relay and from LAN peers, a relay process
+checks certificates it has seen): a hash is far cheaper than an Ed25519 verification. Only
+successes are kept, and the hash covers the exact bytes signed, so nothing unverified passes."""
+
+
 def verify(public_key: bytes, purpose: Purpose, message: bytes, signature: bytes) -> None:
     """Raise ``BadSignature`` unless ``signature`` is ``public_key``'s over ``message``."""
     if len(public_key) != PUBLIC_KEY_BYTES or len(signature) != SIGNATURE_BYTES:
         raise BadSignature(f"{purpose.value} signature or key has the wrong size")
+    signed = domain_message(purpose, message)
+    memo = hashlib.sha256(public_key + signature + signed).digest()
+    if memo in _verified:
+        return
     try:
-        VerifyKey(public_key).verify(domain_message(purpose, message), signature)
+        VerifyKey(public_key).verify(signed, signature)
     except (BadSignatureError, ValueError) as exc:
         raise BadSignature(f"{purpose.value} signature does not verify") from exc
+    if len(_verified) >= VERIFIED_MEMO_ENTRIES:
+        del _verified[next(iter(_verified))]
+    _verified[memo] = None
 
 
 def digest(purpose: Purpose, message: bytes) -> bytes:

@@ -8,13 +8,15 @@ import os
 import pytest
 
 from protocol.envelope import Envelope, seal_envelope, verify_envelope_signature
-from protocol.errors import BadCertificate, BadSignature
+from protocol.errors import BadCertificate, BadSignature, DecodeError
 from protocol.keys import DeviceIdentity, UserIdentity
-from protocol.signing import Purpose, digest
+from protocol.signing import Purpose, digest, verify
 
 
-def _envelope(update: bytes) -> tuple[Envelope, DeviceIdentity]:
-    device = DeviceIdentity.generate()
+def _envelope(
+    update: bytes, device: DeviceIdentity | None = None
+) -> tuple[Envelope, DeviceIdentity]:
+    device = device or DeviceIdentity.generate()
     env = seal_envelope(
         device,
         share=os.urandom(16),
@@ -59,3 +61,31 @@ def test_a_certificate_checked_once_is_still_checked_when_altered() -> None:
         dataclasses.replace(cert, sig=bytes(64)).verify()
     with pytest.raises(BadCertificate):
         cert.verify(UserIdentity.generate().public_key)
+
+
+def test_a_remembered_signature_passes_only_for_the_exact_bytes_it_signed() -> None:
+    env, device = _envelope(b"update")
+    key = device.public_key
+    verify_envelope_signature(env, key)  # verified once: remembered
+    verify_envelope_signature(env, key)  # and again, from the memo
+    other, _ = _envelope(b"other update", device)
+    # The remembered signature on other bytes, and other bytes under the remembered key: refused.
+    with pytest.raises(BadSignature):
+        verify_envelope_signature(dataclasses.replace(other, sig=env.sig), key)
+    with pytest.raises(BadSignature):
+        verify_envelope_signature(dataclasses.replace(env, payload=other.payload), key)
+    with pytest.raises(BadSignature):
+        verify(DeviceIdentity.generate().public_key, Purpose.ENVELOPE, env.signed_bytes(), env.sig)
+    with pytest.raises(BadSignature):
+        verify(key, Purpose.AUTH, env.signed_bytes(), env.sig)
+
+
+def test_decoding_the_same_bytes_again_gives_the_same_record_and_bad_bytes_fail_each_time() -> None:
+    env, _ = _envelope(b"update")
+    raw = env.encode()
+    assert Envelope.decode(raw) is Envelope.decode(bytearray(raw))
+    broken = raw[:-1] + bytes([raw[-1] ^ 1])  # still decodes: a signature byte flipped
+    assert Envelope.decode(broken).sig != env.sig
+    for _ in range(2):
+        with pytest.raises(DecodeError):
+            Envelope.decode(raw + b"\x00")  # trailing bytes: not canonical
