@@ -142,6 +142,44 @@ async def test_two_daemons_sync_over_lan_while_the_relay_is_away(tmp_path: Path)
             await stop_all([b], stop, tasks)
 
 
+async def test_after_edits_on_both_sides_of_a_lan_only_period_the_relay_gets_everything(
+    tmp_path: Path,
+) -> None:
+    # Each device's envelopes have seen the other's (neither device's alone can go first), and
+    # the first version of a's file is gone from its disk before the relay returns.
+    port = free_port()
+    async with running_relay(tmp_path / "relay", port) as url:
+        a, b = make_device(tmp_path, "a", url), make_device(tmp_path, "b", url)
+        share = await share_between(a, b)
+        await a.sync()
+        await b.sync()
+        for dev in (a, b):
+            await dev.node.close()
+            lan_on(dev)
+    stop, tasks = await start([a, b])
+    try:
+        (a.folder / "notes.md").write_bytes(b"notes v1\n" * 40)
+        await wait_for(lambda: b.files().get("notes.md") == b"notes v1\n" * 40, 30)
+        (b.folder / "todo.txt").write_bytes(b"- ship it\n")
+        await wait_for(lambda: a.files().get("todo.txt") == b"- ship it\n", 30)
+        (a.folder / "notes.md").write_bytes(b"notes v2\n" * 50)
+        await wait_for(lambda: b.files().get("notes.md") == b"notes v2\n" * 50, 30)
+        async with running_relay(tmp_path / "relay", port):
+            union = device_vector(a, share) | device_vector(b, share)
+
+            async def relay_has_all() -> bool:
+                return await relay_vector(a, share) == union
+
+            deadline = asyncio.get_running_loop().time() + 30
+            while not await relay_has_all():
+                assert asyncio.get_running_loop().time() < deadline, "the relay never caught up"
+                await asyncio.sleep(0.2)
+            referenced = referenced_blocks(a, share)  # notes v1 among them
+            assert await a.node.link.have_blocks(share, referenced) == set(referenced)
+    finally:
+        await stop_all([a, b], stop, tasks)
+
+
 async def test_with_relay_and_lan_up_content_comes_over_the_lan(tmp_path: Path) -> None:
     async with running_relay(tmp_path / "relay") as url:
         a, b = make_device(tmp_path, "a", url), make_device(tmp_path, "b", url)
