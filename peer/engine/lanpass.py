@@ -17,6 +17,7 @@ With LAN peers (``ShareLan.active``), a pass no longer stops at an unreachable r
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from peer.engine.lanorder import causal_order
 from peer.engine.parts import APPEND_BATCH, SyncParts, logger
@@ -33,6 +34,7 @@ RELAY_PROBE_TIMEOUT_S = 10.0
 
 class LanPass(SyncParts):
     _probe: asyncio.Task[None] | None = None
+    _recover_from_fork: Callable[[], None]  # ShareSync's: another copy of us wrote our counters
 
     def relay_skipped(self) -> bool:
         """True while the relay is known to be away (a background probe watches for it)."""
@@ -160,6 +162,12 @@ class LanPass(SyncParts):
             # Not ours to fix (most often a gap: an author has not sent an earlier envelope
             # yet); forwarding is a courtesy, each author's own outbox is the guarantee.
             logger.info("share %s: the relay refused forwarded envelopes: %s", self.share, exc)
+            index = exc.details.get("index")
+            if exc.code == "fork" and _is_own(rows, index, own):
+                # The outbox alone would be refused for what it has seen before the fork showed:
+                # recover here, as the outbox does.
+                self._recover_from_fork()
+                return False
             if exc.code not in ("gap", "missing_dependencies"):
                 self.replica.envelopes.mark_relayed(others)
             return False
@@ -180,3 +188,8 @@ class LanPass(SyncParts):
         self.blocks.known.update(block_ids)
         sent = {b for b, _ in rebuilt}
         self.lan.store.drop_deferred(b for b in block_ids if b in have or b in sent)
+
+
+def _is_own(rows: list[tuple[Envelope, bytes]], index: object, own: bytes) -> bool:
+    """Whether the relay's refusal names (by its ``index`` in the batch) one of our envelopes."""
+    return isinstance(index, int) and 0 <= index < len(rows) and rows[index][0].header.device == own

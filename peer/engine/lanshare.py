@@ -63,6 +63,24 @@ class ShareLan:
     def active(self) -> bool:
         return self.peers is not None
 
+    @property
+    def own_line_unsettled(self) -> bool:
+        """Restored from a backup (a new install), and the relay has taken no envelope of ours
+        since: it may hold later envelopes of ours that what we write now forks. Until it takes
+        one, our own envelopes stay off the LAN: a fork that peers applied could never reach the
+        relay, nor anything they wrote after seeing it."""
+        return bool(self._replica().store.get("restored", False))
+
+    def own_line_settled(self) -> None:
+        """The relay took an envelope of ours: our counters are the ones it holds."""
+        if self.own_line_unsettled:
+            self._replica().store.set("restored", False)
+
+    def _shareable(self, envelope: Envelope) -> bool:
+        return not (
+            envelope.header.device == self._replica().device.device_id and self.own_line_unsettled
+        )
+
     # -- what the session asks -------------------------------------------------------------------
 
     def vector(self, share: bytes) -> VersionVector:
@@ -71,9 +89,11 @@ class ShareLan:
     def envelopes_after(self, share: bytes, vector: VersionVector) -> Iterable[Envelope]:
         for body in self.store.envelopes_after(dict(vector)):
             try:
-                yield Envelope.decode(body)
+                envelope = Envelope.decode(body)
             except ProtocolError:  # pragma: no cover - only verified envelopes are stored
                 continue
+            if self._shareable(envelope):
+                yield envelope
 
     def chunk(self, share: bytes, chunk_id: bytes) -> bytes | None:
         """A chunk from the file that holds it (checked first), or a sealed manifest by id."""
@@ -122,6 +142,7 @@ class ShareLan:
         return out
 
     async def push(self, envelopes: Sequence[Envelope]) -> int:
+        envelopes = [e for e in envelopes if self._shareable(e)]
         if self.peers is None or not envelopes:
             return 0
         return await self.peers.push(self.share_id, envelopes)

@@ -379,6 +379,7 @@ class ShareSync(LanPass, Publisher, Applier):
                     self.reason = f"the relay refused this device's changes: {exc.message}"
                 raise
             self.store.drop_outbox(batch[-1][0])
+            self.lan.own_line_settled()
             sent += len(batch)
         return sent
 
@@ -392,6 +393,9 @@ class ShareSync(LanPass, Publisher, Applier):
         disk is touched here.
         """
         dropped = self.replica.abandon_unsent()
+        # The other copy's envelopes may have come down already, passed over as ours (their
+        # counters were ours then): read the log again from the start to apply them now.
+        self.store.set("cursor", 0)
         logger.warning(
             "share %s: fork at this device's counter; %d envelope(s) dropped, republishing",
             self.share,
