@@ -208,6 +208,7 @@ class DeviceLan:
         task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_report_failure)
 
     # -- finding and dialling peers --------------------------------------------------------------
 
@@ -393,6 +394,16 @@ class DeviceLan:
                     kept, shares=tuple(sorted(set(kept.shares) | set(row.shares)))
                 )
         return list(rows.values())
+
+
+def _report_failure(task: asyncio.Task[None]) -> None:
+    """A link or a watcher that died of an error nobody expected: said once, not left for the
+    loop to find when the task is collected."""
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if isinstance(exc, Exception):
+        logger.warning("LAN: a task failed: %s: %s", type(exc).__name__, exc)
 
 
 def _static(text: str) -> StaticPeer:
