@@ -105,8 +105,11 @@ class LanPass(SyncParts):
         return report.applied
 
     async def push_outbox_to_lan(self) -> None:
-        """Offer every envelope the relay has not acknowledged yet; peers take what they lack."""
-        if not self.lan.has_peers():
+        """While the relay is away, offer every envelope it has not acknowledged yet; peers take
+        what they lack. With the relay there, peers hear of a change from it (its notice wakes
+        them, and a LAN push as well woke a second pass for the same change on every peer); the
+        content still comes over the LAN."""
+        if self.relay_down is None or not self.lan.has_peers():
             return
         outbox = [Envelope.decode(raw) for _, raw in self.store.outbox()]
         await self.lan.push(outbox)

@@ -40,7 +40,7 @@ from seams.statedb import FileStateDatabases, StateDatabases
 logger = logging.getLogger("peer.engine")
 
 NOTIFY_WAIT_S = 25.0
-LAN_RELAY_RETRY_S = 5.0
+LAN_RELAY_RETRY_S = 30.0
 
 
 @dataclass
@@ -129,6 +129,7 @@ class DeviceNode:
 
     async def close(self) -> None:
         for sync in self.syncs.values():
+            sync.blocks.cancel_prefetch()  # also when ``run`` ended before its own cleanup did
             sync.replica.checkpoint(every=1)  # the next start loads the tree instead of replaying
             sync.store.close()
         self.syncs.clear()
