@@ -83,6 +83,7 @@ class AppendResult:
     appended: int
     last_seq: int
     owed_added: int
+    stamp_ms: int | None = None  # the append time of the new entries (None: only resends)
 
 
 async def append(
@@ -216,7 +217,7 @@ async def append(
         appended += 1
     if appended:
         await tx.execute("UPDATE shares SET last_seq = ? WHERE share_id = ?", last_seq, share_id)
-    return AppendResult(tuple(seqs), appended, last_seq, owed_added)
+    return AppendResult(tuple(seqs), appended, last_seq, owed_added, stamp)
 
 
 async def _last_stamp(tx: Tx, share_id: str, seq: int) -> int:

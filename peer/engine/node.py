@@ -374,6 +374,9 @@ class DeviceNode:
                 continue
             for sid, head in heads.items():
                 signalled[sid] = head  # the pass moves the cursor there; don't wake for it twice
+                sync = self.syncs.get(sid)
+                if sync is not None and head <= sync.replica.cursor:
+                    continue  # our own append, recorded when the relay acknowledged it
                 trigger = self.triggers.get(sid)
                 if trigger is not None:
                     trigger.set()

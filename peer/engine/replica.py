@@ -14,8 +14,9 @@ envelope (outbox) and the update are committed (fsynced) together before anythin
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from crdt.errors import UpdateRefused
@@ -33,6 +34,7 @@ from peer.engine.warm import (
     write_snapshot,
 )
 from peer.errors import IntegrityError, ShareError
+from peer.remote.link import AppendAck
 from protocol.chain import ZERO_HASH, ChainEntry, MembershipChain, Role, verify_chain
 from protocol.envelope import (
     Envelope,
@@ -278,6 +280,29 @@ class ShareReplica:
                 elif outcome not in (None, "own"):
                     report.rejected.append(Rejected(0, header.device, header.counter, outcome))
         return report, later
+
+    def note_own_appended(self, bodies: Sequence[bytes], ack: AppendAck, now_ms: int) -> bool:
+        """Our envelopes the relay just appended, when they directly follow the cursor: they are
+        recorded as a log read would record them (their place and append time) and the cursor
+        moves past them, so nothing brings them back down, and their notification wakes no pass.
+        Anything else (resends, another device's entries in between, an old relay) is left to the
+        next log read. Whether the cursor moved."""
+        seqs = ack.seqs
+        if (
+            ack.appended_ms is None
+            or ack.appended != len(bodies)
+            or len(seqs) != len(bodies)
+            or not seqs
+            or seqs[0] != self.cursor + 1
+            or any(b != a + 1 for a, b in itertools.pairwise(seqs))
+        ):
+            return False
+        with self.store.transaction():
+            for seq, body in zip(seqs, bodies, strict=True):
+                if self._apply_one(seq, Envelope.decode(body), now_ms, ack.appended_ms) != "own":
+                    raise ShareError(f"envelope {seq} the relay acknowledged is not this device's")
+                self.store.set("cursor", seq)
+        return True
 
     def _lacks_key(self, envelope: Envelope) -> bool:
         """Written under an epoch the chain has and this device has no key for yet: wait for the

@@ -369,7 +369,7 @@ class ShareSync(LanPass, Publisher, Applier):
         for start in range(0, len(outbox), APPEND_BATCH):
             batch = outbox[start : start + APPEND_BATCH]
             try:
-                await self.link.append(self.share, [(env, None) for _, env in batch])
+                ack = await self.link.append(self.share, [(env, None) for _, env in batch])
             except RelayRefused as exc:
                 if exc.code == "fork":
                     self._recover_from_fork()
@@ -379,6 +379,7 @@ class ShareSync(LanPass, Publisher, Applier):
                     self.reason = f"the relay refused this device's changes: {exc.message}"
                 raise
             self.store.drop_outbox(batch[-1][0])
+            self.replica.note_own_appended([env for _, env in batch], ack, self.clock.now_ms())
             self.lan.own_line_settled()
             sent += len(batch)
         return sent

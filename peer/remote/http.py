@@ -296,10 +296,12 @@ class HttpRelayLink:
             "POST", self._share_path(share, "envelopes"), {"envelopes": items}
         )
         self.bytes_up += sum(len(e) for e, _ in envelopes)
+        stamp = answer.get("appended_ms")
         return AppendAck(
             tuple(int(s) for s in _field(answer, "seqs", list)),
             _field(answer, "appended", int),
             _field(answer, "last_seq", int),
+            stamp if isinstance(stamp, int) and not isinstance(stamp, bool) else None,
         )
 
     async def read_log(self, share: str, since: int, limit: int = 1000) -> LogPage:

@@ -26,6 +26,9 @@ class AppendAck:
     seqs: tuple[int, ...]
     appended: int
     last_seq: int
+    # The relay's append time of the new entries (all the same); None from a relay too old to
+    # say, or when every envelope was a resend.
+    appended_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

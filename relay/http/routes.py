@@ -197,9 +197,14 @@ async def append(request: web.Request) -> web.Response:
             )
         )
     result = await request.app[SERVICE].append(principal_of(request), _share(request), items)
-    return respond(
-        {"seqs": list(result.seqs), "appended": result.appended, "last_seq": result.last_seq}
-    )
+    answer: dict[str, object] = {
+        "seqs": list(result.seqs),
+        "appended": result.appended,
+        "last_seq": result.last_seq,
+    }
+    if result.stamp_ms is not None:
+        answer["appended_ms"] = result.stamp_ms
+    return respond(answer)
 
 
 def _page(page: LogPage) -> web.Response:

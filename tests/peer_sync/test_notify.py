@@ -7,6 +7,7 @@ from pathlib import Path
 
 import aiohttp
 
+from crdt.identity import replica_for
 from peer.remote.http import HttpRelayLink
 from seams import SystemClock
 from seams.random import OsRandom
@@ -100,6 +101,30 @@ async def test_a_change_pushed_on_the_socket_is_applied_without_reading_the_log(
             await b.sync()
             assert (b.folder / "pushed.txt").read_bytes() == b"came with the notification"
             assert reads == []
+        finally:
+            await a.node.close()
+            await b.node.close()
+
+
+async def test_own_appends_take_their_relay_place_without_being_read_back(tmp_path: Path) -> None:
+    async with running_relay(tmp_path / "relay") as url:
+        a, b = make_device(tmp_path, "a", url), make_device(tmp_path, "b", url)
+        try:
+            share = await share_between(a, b)
+            await a.sync()
+            (a.folder / "mine.txt").write_bytes(b"written here")
+            await a.sync()
+            replica = a.node.syncs[share].replica
+            page = await a.node.link.read_log(share, 0)
+            assert replica.cursor == page.last_seq  # past its own entry, in the same pass
+            _, _, appended_ms = page.entries[-1]
+            assert appended_ms is not None
+            # Recorded at the relay's append time, as a log read would have: "as of" that time
+            # holds the update, a millisecond before does not.
+            own = replica_for(a.node.device.device_id, replica.identity.install_id)
+            assert replica.vector_at(appended_ms).get(own, 0) > replica.vector_at(
+                appended_ms - 1
+            ).get(own, 0)
         finally:
             await a.node.close()
             await b.node.close()
