@@ -35,7 +35,7 @@ class SeedResult:
     wall_s: float
 
 
-Options = dict[str, int | bool] | None
+Options = dict[str, int | bool | str] | None
 Worker = Callable[[int, Options], SeedResult]
 
 

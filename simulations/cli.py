@@ -21,7 +21,7 @@ from typing import TextIO
 from simulations.campaign import HASH_SEED, SeedResult, run_campaign
 from simulations.harness import Outcome, run_world
 from simulations.runtime.seed import fresh_seed
-from simulations.schedule import TARGET_OPERATIONS, Schedule, generate
+from simulations.schedule import LAN_LAYOUTS, TARGET_OPERATIONS, Schedule, generate
 
 REPLAY = "drift simulate --seed {seed}{flags}"
 
@@ -44,6 +44,11 @@ def parser() -> argparse.ArgumentParser:
         "--no-folder-moves",
         action="store_true",
         help="files still move, folders never do (isolates the folder-move bugs)",
+    )
+    p.add_argument(
+        "--lan-layout",
+        choices=sorted(LAN_LAYOUTS),
+        help="where the devices sit, for every seed (default: each seed draws one)",
     )
     p.add_argument(
         "--ops", type=int, help=f"operations to schedule per seed (default {TARGET_OPERATIONS})"
@@ -96,13 +101,15 @@ def one_seed(args: argparse.Namespace, out: TextIO) -> int:
     return 1
 
 
-def options(args: argparse.Namespace) -> dict[str, int | bool]:
+def options(args: argparse.Namespace) -> dict[str, int | bool | str]:
     """What the command line changes in :func:`simulations.schedule.generate`."""
-    out: dict[str, int | bool] = {}
+    out: dict[str, int | bool | str] = {}
     if args.no_folder_moves:
         out["move_folders"] = False
     if args.ops:
         out["target_ops"] = args.ops
+    if args.lan_layout:
+        out["lan_layout"] = args.lan_layout
     return out
 
 
@@ -112,7 +119,8 @@ def replay(seed: int, flags: str) -> str:
 
 def flags_of(args: argparse.Namespace) -> str:
     flags = " --no-folder-moves" if args.no_folder_moves else ""
-    return flags + (f" --ops {args.ops}" if args.ops else "")
+    flags += f" --ops {args.ops}" if args.ops else ""
+    return flags + (f" --lan-layout {args.lan_layout}" if args.lan_layout else "")
 
 
 def print_outcome(outcome: Outcome, out: TextIO, flags: str = "") -> None:

@@ -49,10 +49,11 @@ class ScheduleRunner:
 
     async def run(self, world: World, stats: Stats) -> None:
         devices = [
-            world.add_device(name, user=user, lan=lan)
-            for name, user, lan in DEVICES
+            world.add_device(name, user=user, lan=self.schedule.lan_of(name))
+            for name, user in DEVICES
             if any(name in s.devices for s in self.schedule.steps) or name == OWNER
         ]
+        world.trace.record("-", "lan.layout", name=self.schedule.lan_layout)
         owner = world.devices[OWNER]
         await world.create_share(owner, [d for d in devices if d is not owner])
         world.start_all()

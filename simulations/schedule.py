@@ -11,13 +11,22 @@ from dataclasses import dataclass, field
 from seams import SeededRandom
 
 # Five devices of three users; ada's laptop owns the share; cy is the user that may be removed.
-DEVICES: tuple[tuple[str, str, str | None], ...] = (
-    ("laptop", "ada", "home"),
-    ("phone", "ada", None),
-    ("desk", "bob", "home"),
-    ("tablet", "bob", "office"),
-    ("pc", "cy", "office"),
+DEVICES: tuple[tuple[str, str], ...] = (
+    ("laptop", "ada"),
+    ("phone", "ada"),
+    ("desk", "bob"),
+    ("tablet", "bob"),
+    ("pc", "cy"),
 )
+# Where the devices sit: each seed draws one layout (device → LAN segment; a device not named
+# reaches only the WAN). Swarm testing: a mix of features per seed finds more than every
+# feature in every seed, and seeds without LAN peers cost less, so a campaign covers more.
+LAN_LAYOUTS: dict[str, dict[str, str]] = {
+    "wan_only": {},
+    "two_sites": {"laptop": "home", "desk": "home", "tablet": "office", "pc": "office"},
+    "one_office": {"laptop": "office", "desk": "office", "tablet": "office", "pc": "office"},
+}
+LAYOUT_ODDS = (("wan_only", 0.35), ("two_sites", 0.4), ("one_office", 0.25))
 OWNER = "laptop"
 REMOVABLE_USER = "cy"
 # Planned operations per seed. Bursts on a device that is down do nothing, so about a fifth
@@ -57,6 +66,10 @@ class Schedule:
     seed: int
     steps: list[Step] = field(default_factory=list)
     move_folders: bool = True  # off: files still move, folders never do (to isolate a bug)
+    lan_layout: str = "two_sites"  # a key of LAN_LAYOUTS
+
+    def lan_of(self, device: str) -> str | None:
+        return LAN_LAYOUTS[self.lan_layout].get(device)
 
     @property
     def operations(self) -> int:
@@ -76,12 +89,17 @@ def generate(
     partitions: bool = True,
     removals: bool = True,
     move_folders: bool = True,
+    lan_layout: str | None = None,
 ) -> Schedule:
     """The schedule for ``seed``: bursts of file operations with races, partitions (in about
     two thirds of the seeds), crashes, a removal of ``cy`` (in about one seed in six)."""
     rng = SeededRandom(seed).fork("schedule")
     names = [d[0] for d in DEVICES[:devices]]
-    schedule = Schedule(seed, move_folders=move_folders)
+    if lan_layout is None:
+        lan_layout = _layout(SeededRandom(seed).fork("lan"))  # own fork: the steps stay the same
+    if lan_layout not in LAN_LAYOUTS:
+        raise ValueError(f"unknown LAN layout {lan_layout!r}; one of {', '.join(LAN_LAYOUTS)}")
+    schedule = Schedule(seed, move_folders=move_folders, lan_layout=lan_layout)
     steps = schedule.steps
     wants_partition = rng.uniform(0, 1) < 0.7 and partitions
     wants_restore = rng.uniform(0, 1) < 0.15
@@ -147,6 +165,15 @@ def _partition(rng: SeededRandom, names: list[str]) -> Step:
     cut = 1 + int(rng.uniform(0, len(shuffled) - 1))
     side_a = ("relay", *sorted(shuffled[:cut]))
     return Step("partition", groups=(side_a, tuple(sorted(shuffled[cut:]))))
+
+
+def _layout(rng: SeededRandom) -> str:
+    roll = rng.uniform(0, 1)
+    for name, odds in LAYOUT_ODDS:
+        if roll < odds:
+            return name
+        roll -= odds
+    return LAYOUT_ODDS[-1][0]
 
 
 def _two(rng: SeededRandom, names: list[str]) -> tuple[str, str]:

@@ -7,6 +7,7 @@ timer ties) stays the seed's; only the schedule gets shorter. Bounded by ``max_r
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from simulations.harness import Outcome
@@ -39,7 +40,7 @@ def shrink(
         start = 0
         while start < len(best) and runs < max_runs:
             trial: list[Step] = best[:start] + best[start + chunk :]
-            outcome = run(Schedule(schedule.seed, trial))
+            outcome = run(dataclasses.replace(schedule, steps=trial))
             runs += 1
             if failure_kinds(outcome) & target:
                 best, best_outcome = trial, outcome
@@ -47,4 +48,4 @@ def shrink(
             else:
                 start += chunk
         chunk //= 2
-    return Schedule(schedule.seed, best), best_outcome
+    return dataclasses.replace(schedule, steps=best), best_outcome

@@ -18,7 +18,7 @@ from simulations.harness import Outcome, Stats
 from simulations.invariants import Violation
 from simulations.plot import TITLE, X_LABEL, Y_LABEL, scatter
 from simulations.scenario import run_seed
-from simulations.schedule import Schedule, Step, generate
+from simulations.schedule import DEVICES, LAN_LAYOUTS, Schedule, Step, generate
 from simulations.shrink import shrink
 
 SMALL = {"target_ops": 60, "devices": 3, "move_folders": True}
@@ -38,6 +38,16 @@ def test_schedule_is_a_function_of_the_seed() -> None:
     assert generate(11).steps == generate(11).steps
     assert generate(11).steps != generate(12).steps
     assert generate(11).operations >= 200
+
+
+def test_seeds_draw_every_lan_layout_and_a_layout_can_be_fixed() -> None:
+    drawn = {generate(seed).lan_layout for seed in range(40)}
+    assert drawn == set(LAN_LAYOUTS)
+    fixed = generate(11, lan_layout="wan_only")
+    assert fixed.steps == generate(11).steps  # the layout has its own draws
+    assert [fixed.lan_of(name) for name, _ in DEVICES] == [None] * len(DEVICES)
+    with pytest.raises(ValueError, match="unknown LAN layout"):
+        generate(11, lan_layout="moon_base")
 
 
 def test_a_seed_replays_byte_for_byte_in_another_process() -> None:
