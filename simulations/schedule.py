@@ -20,13 +20,14 @@ DEVICES: tuple[tuple[str, str], ...] = (
 )
 # Where the devices sit: each seed draws one layout (device → LAN segment; a device not named
 # reaches only the WAN). Swarm testing: a mix of features per seed finds more than every
-# feature in every seed, and seeds without LAN peers cost less, so a campaign covers more.
+# feature in every seed. Measured cost per seed (function calls, seeds 0-5): WAN only 0.82,
+# two sites 1.0, an office of three 1.16, an office of four 1.64 (left out for that).
 LAN_LAYOUTS: dict[str, dict[str, str]] = {
     "wan_only": {},
     "two_sites": {"laptop": "home", "desk": "home", "tablet": "office", "pc": "office"},
-    "one_office": {"laptop": "office", "desk": "office", "tablet": "office", "pc": "office"},
+    "one_office": {"laptop": "office", "desk": "office", "tablet": "office"},
 }
-LAYOUT_ODDS = (("wan_only", 0.35), ("two_sites", 0.4), ("one_office", 0.25))
+LAYOUT_ODDS = (("wan_only", 0.35), ("two_sites", 0.45), ("one_office", 0.2))
 OWNER = "laptop"
 REMOVABLE_USER = "cy"
 # Planned operations per seed. Bursts on a device that is down do nothing, so about a fifth
