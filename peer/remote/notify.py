@@ -238,7 +238,12 @@ class Notifications:
         if not entries:
             return None
         page = kept[1]
-        return LogPage(entries, page.last_seq, page.more, page.chain_height)
+        # The page is as the relay saw it when it pushed; a head heard of since (an append too
+        # big to push) means there is more to read, or the pass would stop short of it.
+        more = page.more or self.heads.get(share, 0) > entries[-1][0]
+        return LogPage(
+            entries, max(page.last_seq, self.heads.get(share, 0)), more, page.chain_height
+        )
 
     def _note(self, share: str, seq: int) -> None:
         if seq > self.heads.get(share, 0):
