@@ -9,6 +9,7 @@ of a file). A change re-presents only the (folder, name key) buckets it touched
 from __future__ import annotations
 
 from crdt.entries import ROOT_ENTRY, Entry, EntryKind, FileVersion
+from crdt.errors import CorruptState
 from crdt.index import OpIndex
 from crdt.names import name_key
 from crdt.ops import ROOT
@@ -52,6 +53,8 @@ class VisibleTree:
             if e is None:
                 raise KeyError(cur)
             parts.append(e.name)
+            if len(parts) > len(self.entries) + len(old or ()):  # a cycle: never walk forever
+                raise CorruptState(f"entry {eid} does not lead to the root folder")
             cur = e.parent
         return "/".join(reversed(parts))
 

@@ -67,3 +67,13 @@ def test_a_head_announced_after_pushed_entries_is_read_at_once() -> None:
     assert outcome.violations == [], "replay: drift simulate --seed 90 --lan-layout two_sites"
     assert outcome.stats.convergence_s is not None
     assert outcome.stats.convergence_s < 30
+
+
+def test_a_folder_moved_into_a_merged_folder_leaves_no_cycle_in_the_presented_tree() -> None:
+    # Seed 1220: on desk, an update moving docs into photos left photos' stale entry (merged by
+    # name with another photos folder) under docs: a cycle in the presented tree, and the next
+    # path walk allocated until the kernel killed the process (24 GB: the campaign's worker
+    # died; the same once ended a whole campaign with BrokenProcessPool).
+    outcome = run_seed(1220, schedule=generate(1220))
+    assert outcome.error is None, f"{outcome.error}\n{outcome.trace_tail}"
+    assert outcome.violations == [], "replay: drift simulate --seed 1220"
