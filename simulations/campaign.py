@@ -58,7 +58,9 @@ class Summary:
 
     def lines(self) -> list[str]:
         n = len(self.results)
-        ops = [int(r.stats.get("operations") or 0) for r in self.results]
+        # A seed whose worker died brought no counters back: it counts as a failure, not as a
+        # seed that played no operations.
+        ops = [int(r.stats.get("operations") or 0) for r in self.results if r.stats]
         times = [
             float(r.stats["convergence_s"])  # type: ignore[arg-type]
             for r in self.results
@@ -70,7 +72,7 @@ class Summary:
             f"({(self.wall_s / n if n else 0):.2f} s per seed per campaign)",
             f"failures: {len(self.failed)}" + (f" (seeds {failed_seeds})" if self.failed else ""),
             f"operations: {sum(ops)} total, min {min(ops, default=0)} per seed, "
-            f"mean {sum(ops) / n if n else 0:.0f}",
+            f"mean {sum(ops) / len(ops) if ops else 0:.0f}",
             f"partitions: {int(self.total('partitions'))} "
             f"(in {self.share_with('partitions'):.0%} of seeds)",
             f"crashes: {int(self.total('crashes'))} (in {self.share_with('crashes'):.0%} of seeds)",
