@@ -61,15 +61,20 @@ async def plan_from_lan(
     if first is None or not lan.has_peers():
         return None
     whole_id = content_hash_of(content)
-    got = await lan.fetch([whole_id, first])
-    whole = got.get(whole_id)
-    if whole is not None and len(whole) == size:
-        return LanPlan([Want(whole_id, first, UNKNOWN_EPOCH, size)], whole=whole)
-    sealed = got.get(first)
+    # Kept here for the relay (``LanPass.hold_lan_blocks``): read here, not over the LAN again.
+    sealed = lan.store.deferred_block(first) or lan.store.manifest(first)
     if sealed is None:
-        return None
+        got = await lan.fetch([whole_id, first])
+        whole = got.get(whole_id)
+        if whole is not None and len(whole) == size:
+            return LanPlan([Want(whole_id, first, UNKNOWN_EPOCH, size)], whole=whole)
+        sealed = got.get(first)
+        if sealed is None:
+            return None
     try:
         if parse_header(sealed).block_type is not BlockType.MANIFEST:
+            if lan.store.deferred_block(first) is not None:
+                return LanPlan([Want(whole_id, first, UNKNOWN_EPOCH, size)])  # read as held
             return None
         top = open_manifest(crypto.share_keys, crypto.keyring, sealed, block_id=BlockId(first))
     except StorageError as exc:
@@ -120,8 +125,16 @@ async def read_planned(
 
     async def fetch(window: list[Want]) -> dict[bytes, bytes]:
         got: dict[bytes, bytes] = {}
+        for w in window:
+            held = lan.store.deferred_block(w.block_id)
+            if held is not None:
+                data = await executor.run(_open_held, crypto, held, w)
+                if data is not None:
+                    got[w.chunk_id] = data
         if cache is not None:
             for w in window:
+                if w.chunk_id in got:
+                    continue
                 data = await executor.run(cache.get, w.chunk_id, lan.chunk_id_of)
                 if data is not None:
                     got[w.chunk_id] = data
@@ -170,6 +183,22 @@ async def read_planned(
         raise IntegrityError("the content from LAN peers does not match the version")
     if cache is not None:
         await executor.run(cache.drop, [w.chunk_id for w in plan.wants])
+
+
+def _open_held(crypto: ShareCrypto, sealed: bytes, want: Want) -> bytes | None:
+    """The chunk of a block kept here, or None if it does not open to it (then peers serve it)."""
+    try:
+        return bytes(
+            open_chunk(
+                crypto.share_keys,
+                crypto.keyring,
+                sealed,
+                chunk_id=ChunkId(want.chunk_id),
+                expected_epoch=None if want.epoch == UNKNOWN_EPOCH else want.epoch,
+            )
+        )
+    except StorageError:
+        return None
 
 
 def _windows(wants: list[Want]) -> list[list[Want]]:

@@ -2,7 +2,8 @@
 
 With LAN peers (``ShareLan.active``), a pass no longer stops at an unreachable relay:
 
-- envelopes LAN peers sent are applied first, through the replica's checks (``apply_lan``);
+- envelopes LAN peers sent are applied first, through the replica's checks (``apply_lan``), and
+  the sealed blocks they name are fetched from the peers that keep them (``hold_lan_blocks``);
 - the relay's log is read for at most ``RELAY_PROBE_S``; once that failed, passes skip the relay
   until a background probe hears from it again, and go on without it: blocks of local changes
   are deferred (the relay records them as owed when the envelope reaches it), envelopes are
@@ -17,6 +18,7 @@ With LAN peers (``ShareLan.active``), a pass no longer stops at an unreachable r
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Callable
 
 from peer.engine.lanorder import causal_order
@@ -75,6 +77,7 @@ class LanPass(SyncParts):
         if not self.lan.active:
             await self.pull()
             return
+        await self.hold_lan_blocks()
         if self.relay_skipped():
             return
         try:
@@ -100,9 +103,43 @@ class LanPass(SyncParts):
             )
         if later:
             self.lan.requeue(later)
+        if report.blocks:
+            self._blocks_to_hold().update(report.blocks)
         if report.applied:
             self.apply_pending = True
         return report.applied
+
+    def _blocks_to_hold(self) -> set[bytes]:
+        if self.lan.to_hold is None:
+            # After a restart: those of envelopes accepted before it, not yet at the relay.
+            own = self.replica.device.device_id
+            self.lan.to_hold = {
+                b
+                for _, _, body in self.replica.envelopes.unrelayed(own)
+                for b in Envelope.decode(body).header.blocks
+            }
+        return self.lan.to_hold
+
+    async def hold_lan_blocks(self) -> None:
+        """Keep the sealed blocks that envelopes accepted from LAN peers name until the relay has
+        them: fetched at once from the peers that keep them (the author's deferred blocks,
+        another forwarder's). Whoever accepted a version then holds its blocks: the author may
+        be wiped or restored from an old backup seconds later, and forwarding its envelopes
+        without them leaves a version nobody can ever download (seed 1059). A block no peer
+        keeps went to the relay when it was written. Downloads read held blocks here
+        (``peer.engine.lanfetch``): no byte crosses the LAN twice."""
+        wanted = self._blocks_to_hold() - self.blocks.known
+        wanted -= self.lan.store.kept(wanted)
+        if not wanted or not self.lan.has_peers():
+            self.lan.to_hold = wanted  # tried again once a peer is there
+            return
+        self.lan.to_hold = set()
+        got = await self.lan.fetch(sorted(wanted))
+        # A peer may answer a block id with anything that verifies as a chunk: keep sealed
+        # blocks only (a block id is the SHA-256 of its sealed bytes).
+        self.lan.keep_deferred(
+            {b: data for b, data in got.items() if hashlib.sha256(data).digest() == b}
+        )
 
     async def push_outbox_to_lan(self) -> None:
         """While the relay is away, offer every envelope it has not acknowledged yet; peers take

@@ -56,6 +56,10 @@ class ShareLan:
         self.peers: LanPeers | None = None
         self.wake: Callable[[], None] = lambda: None
         self._inbox: list[Envelope] = []
+        # Blocks named by envelopes accepted from LAN peers, to fetch from them and keep until
+        # the relay has them (``LanPass.hold_lan_blocks``); None until the first pass lists
+        # those of envelopes accepted before a restart.
+        self.to_hold: set[bytes] | None = None
         self.bytes_from_peers = 0
         self.chunks_served = 0
 
@@ -96,7 +100,8 @@ class ShareLan:
                 yield envelope
 
     def chunk(self, share: bytes, chunk_id: bytes) -> bytes | None:
-        """A chunk from the file that holds it (checked first), or a sealed manifest by id."""
+        """A chunk from the file that holds it (checked first), or a sealed block kept here (a
+        manifest, or one the relay lacks) by id."""
         place = self.store.chunk_place(chunk_id)
         if place is not None:
             try:
@@ -111,7 +116,7 @@ class ShareLan:
             cached = self.cache.get(chunk_id, self._chunk_id)
             if cached is not None:
                 return cached
-        return self.store.manifest(chunk_id)
+        return self.store.manifest(chunk_id) or self.store.deferred_block(chunk_id)
 
     def verify(self, share: bytes, chunk_id: bytes, data: bytes) -> bool:
         """A chunk names its plaintext (keyed BLAKE3); a manifest block its sealed bytes."""

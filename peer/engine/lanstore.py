@@ -12,10 +12,11 @@ Three tables beside the share's own (``peer.device.store``), in the same SQLite 
   when the relay owes it.
 - ``lan_manifests``: sealed manifest blocks of the versions this device wrote or downloaded, served
   to LAN peers by block id (a LAN-only download needs the manifest to know the chunks).
-- ``lan_deferred``: sealed blocks this device wrote while the relay was away, kept until the relay
-  has them. Rebuilding them from the files is not enough: by the time the relay is back the file
-  may hold a later version or sit under another name (a conflicted copy), and a version nobody
-  can upload is lost to every device that did not take it over the LAN.
+- ``lan_deferred``: sealed blocks this device wrote while the relay was away, and those named by
+  envelopes it accepted from LAN peers (fetched from them at once), kept until the relay has them.
+  Rebuilding them from the files is not enough: by the time the relay is back the file may hold a
+  later version or sit under another name (a conflicted copy), the author may be gone (wiped,
+  restored from an old backup), and a version nobody can upload is lost to every device.
 """
 
 from __future__ import annotations
@@ -135,6 +136,18 @@ class LanStore:
             "SELECT sealed FROM lan_deferred WHERE block_id = ?", (block_id,)
         ).fetchone()
         return None if row is None else bytes(row[0])
+
+    def kept(self, block_ids: Iterable[bytes]) -> set[bytes]:
+        """Those of ``block_ids`` held sealed here (deferred, or a manifest)."""
+        return {
+            b
+            for b in block_ids
+            if self.db.execute(
+                "SELECT 1 FROM lan_deferred WHERE block_id = ? "
+                "UNION ALL SELECT 1 FROM lan_manifests WHERE block_id = ?",
+                (b, b),
+            ).fetchone()
+        }
 
     def deferred_ids(self) -> list[bytes]:
         return [r[0] for r in self.db.execute("SELECT block_id FROM lan_deferred ORDER BY 1")]

@@ -66,6 +66,8 @@ class ApplyReport:
     rejected: list[Rejected] = field(default_factory=list)
     needs_chain: bool = False
     needs_keys: bool = False  # stopped before an envelope of an epoch this device has no key for
+    # The blocks the envelopes applied from LAN peers name: the relay may not hold them yet.
+    blocks: set[bytes] = field(default_factory=set)
 
 
 class ShareReplica:
@@ -277,6 +279,7 @@ class ShareReplica:
                 outcome = self._apply_one(None, envelope, now_ms, None)
                 if outcome == "applied":
                     report.applied += 1
+                    report.blocks.update(header.blocks)
                 elif outcome not in (None, "own"):
                     report.rejected.append(Rejected(0, header.device, header.counter, outcome))
         return report, later

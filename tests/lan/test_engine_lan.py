@@ -180,6 +180,49 @@ async def test_after_edits_on_both_sides_of_a_lan_only_period_the_relay_gets_eve
         await stop_all([a, b], stop, tasks)
 
 
+async def test_a_version_taken_over_the_lan_survives_its_author_being_wiped(
+    tmp_path: Path,
+) -> None:
+    # b writes two versions of a file while the relay is away; a takes both over the LAN, so its
+    # disk holds only the second. b is then wiped (it never comes back): a alone must bring the
+    # relay b's envelopes and every block they name, or the first version is lost to everyone.
+    port = free_port()
+    async with running_relay(tmp_path / "relay", port) as url:
+        a, b = make_device(tmp_path, "a", url), make_device(tmp_path, "b", url)
+        share = await share_between(a, b)
+        await a.sync()
+        await b.sync()
+        for dev in (a, b):
+            await dev.node.close()
+            lan_on(dev)
+    stop_a, task_a = await start([a])
+    stop_b, task_b = await start([b])
+    try:
+        (b.folder / "notes.md").write_bytes(b"notes v1\n" * 40)
+        await wait_for(lambda: a.files().get("notes.md") == b"notes v1\n" * 40, 30)
+        (b.folder / "notes.md").write_bytes(b"notes v2\n" * 50)
+        await wait_for(lambda: a.files().get("notes.md") == b"notes v2\n" * 50, 30)
+        vector_b = device_vector(b, share)
+        await wait_for(lambda: device_vector(a, share) == vector_b, 30)
+        await stop_all([b], stop_b, task_b)
+        task_b = []
+        async with running_relay(tmp_path / "relay", port):
+
+            async def relay_has_all() -> bool:
+                return await relay_vector(a, share) == vector_b
+
+            deadline = asyncio.get_running_loop().time() + 30
+            while not await relay_has_all():
+                assert asyncio.get_running_loop().time() < deadline, "the relay never caught up"
+                await asyncio.sleep(0.2)
+            referenced = referenced_blocks(a, share)  # notes v1 among them
+            assert await a.node.link.have_blocks(share, referenced) == set(referenced)
+    finally:
+        await stop_all([a], stop_a, task_a)
+        if task_b:
+            await stop_all([b], stop_b, task_b)
+
+
 async def test_with_relay_and_lan_up_content_comes_over_the_lan(tmp_path: Path) -> None:
     async with running_relay(tmp_path / "relay") as url:
         a, b = make_device(tmp_path, "a", url), make_device(tmp_path, "b", url)

@@ -77,3 +77,13 @@ def test_a_folder_moved_into_a_merged_folder_leaves_no_cycle_in_the_presented_tr
     outcome = run_seed(1220, schedule=generate(1220))
     assert outcome.error is None, f"{outcome.error}\n{outcome.trace_tail}"
     assert outcome.violations == [], "replay: drift simulate --seed 1220"
+
+
+def test_a_version_taken_over_the_lan_survives_its_author_restored_from_an_old_backup() -> None:
+    # Seed 1059 (two sites, the relay away from 66 s to 282 s): tablet wrote work/q1/Notes.md
+    # twice; pc took the envelopes over the LAN but not the blocks, then tablet was restored
+    # from a backup older than both. pc forwarded the envelopes after the heal, the relay
+    # recorded their blocks as owed, and nobody could ever upload them: no device converged.
+    outcome = run_seed(1059)
+    assert outcome.error is None, f"{outcome.error}\n{outcome.trace_tail}"
+    assert outcome.violations == [], "replay: drift simulate --seed 1059"
