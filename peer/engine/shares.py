@@ -298,6 +298,17 @@ async def remove_member(
         if chain.role_at(user_id) is None:
             raise NotFound("that user is not a member of the share")
         certificates = {d: DeviceCertificate.decode(c) for d, c in store.certificates().items()}
+        # A device of theirs nothing of which was applied here yet may still have envelopes in
+        # the relay's log: left out of the cutoffs, they would all fall past cutoff 0 for this
+        # device, while devices that applied them before hearing of the removal keep them (the
+        # trees differ for good: simulation seed 330). The relay lists the user's devices; each
+        # certificate must be signed by that user's key.
+        for listed in await link.member_devices(share):
+            try:
+                certificate = DeviceCertificate.decode(listed.certificate).verify(user_key)
+            except ProtocolError:
+                continue
+            certificates.setdefault(certificate.device_id, certificate)
         vector = await link.server_vector(share)
         cutoffs = {
             bytes.fromhex(d): c

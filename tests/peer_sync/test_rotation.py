@@ -18,6 +18,7 @@ from peer.device.identity import load_user
 from peer.device.store import ShareStore
 from peer.engine.shares import remove_member, revoke_in_shares, state_path
 from peer.errors import RelayRefused
+from protocol.chain import ChainEntry
 from protocol.envelope import Envelope, open_envelope
 from protocol.errors import BadKey
 from protocol.keyschedule import KeyRing, wrap_keys
@@ -117,6 +118,48 @@ async def test_after_removal_new_writes_do_not_open_for_the_removed(tmp_path: Pa
                         with pytest.raises(StorageError):
                             open_block(share_keys, ring, sealed, expected_type=kind)
             assert "after.txt" not in gone.files()
+        finally:
+            for dev in devices:
+                await dev.node.close()
+
+
+async def test_a_removal_keeps_what_the_relay_holds_of_a_device_the_owner_never_heard_from(
+    tmp_path: Path,
+) -> None:
+    """The owner removes a user one of whose devices wrote only since the owner's last read:
+    the cutoff is what the relay holds of that device, so every device keeps its envelopes,
+    those that applied them before the removal and the owner alike (simulation seed 330)."""
+    relay_dir = tmp_path / "relay"
+    async with running_relay(relay_dir) as url:
+        owner = make_device(tmp_path, "owner", url)
+        editor = make_device(tmp_path, "editor", url)
+        gone = make_device(tmp_path, "gone", url)
+        devices = [owner, editor, gone]
+        try:
+            share = await share_between(owner, editor, gone)
+            await settle([owner, editor])
+            (gone.folder / "late.txt").write_bytes(b"written before the removal")
+            await gone.sync()
+            await editor.sync()  # applies it before it hears of the removal
+            assert editor.files()["late.txt"] == b"written before the removal"
+
+            done = await remove_member(
+                owner.home,
+                owner.node.device,
+                owner.node.link,
+                share,
+                gone.user_key,
+                clock=SystemClock(),
+                rng=OsRandom(),
+            )
+            # The cutoff is what the relay holds of that device (not 0: every device that heard
+            # of the removal would refuse what the others applied before they did).
+            raw = (await owner.node.link.chain(share, done.height))[0]
+            gone_device = gone.node.device.device_id
+            assert ChainEntry.decode(raw).cutoffs == {gone_device: 1}
+            await settle([owner, editor])
+            assert owner.files()["late.txt"] == b"written before the removal"
+            assert editor.files()["late.txt"] == b"written before the removal"
         finally:
             for dev in devices:
                 await dev.node.close()
