@@ -323,9 +323,10 @@ class Publisher(SyncParts):
             if entry is not None:
                 # The share has something else here (a first merge, or a race): keep ours as a
                 # conflicted copy beside it; the share's version is written to this path.
+                if not await self._still_uploaded(d, after, report):
+                    return
                 d = await self._set_aside(d)
                 report.conflicts += 1
-                after = await self.executor.run(self.fs.lstat, d)
             self._ensure_parents(d)
             self._emit(
                 self.tree.create_file(d, content, now_ms=self.clock.now_ms()), uploaded.blocks
@@ -334,6 +335,23 @@ class Publisher(SyncParts):
         except CrdtError as exc:
             self._file_error(d, "publish", str(exc))
             report.errors += 1
+
+    async def _still_uploaded(self, d: str, after: FileInfo, report: PassReport) -> bool:
+        """Whether the file at ``d`` is still the version this pass uploaded.
+
+        Set aside, it becomes a conflicted copy of the uploaded content. A write since (the
+        user saving again while the blocks were flushed, which may take long while the relay is
+        away) must not be renamed in its stead and recorded as synced: it would never be
+        published and the disk would not match the tree. It waits for the next pass.
+        """
+        try:
+            now = await self.executor.run(self.fs.lstat, d)
+        except FsError:
+            now = None
+        if now is not None and same_version(after, now):
+            return True
+        report.changing.append(d)
+        return False
 
     async def _set_aside(self, d: str) -> str:
         name = conflicted_copy_name(
@@ -381,8 +399,9 @@ class Publisher(SyncParts):
             if entry is None or entry.id != b.entry:
                 # Deleted or replaced remotely meanwhile: an edit beats a delete; it comes back.
                 if entry is not None:
+                    if not await self._still_uploaded(d, after, report):
+                        return
                     d = await self._set_aside(d)
-                    after = await self.executor.run(self.fs.lstat, d)
                     report.conflicts += 1
                 self.store.forget_file(b.path)
                 self._ensure_parents(d)
@@ -397,9 +416,10 @@ class Publisher(SyncParts):
                 self._record(b.path, d, after, uploaded.content)
             else:
                 # Both sides changed it: ours becomes a conflicted copy, theirs takes the path.
+                if not await self._still_uploaded(d, after, report):
+                    return
                 self.store.forget_file(b.path)
                 aside = await self._set_aside(d)
-                after = await self.executor.run(self.fs.lstat, aside)
                 self._ensure_parents(aside)
                 self._emit(
                     self.tree.create_file(aside, content, now_ms=self.clock.now_ms()),

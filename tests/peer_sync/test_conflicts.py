@@ -57,6 +57,44 @@ async def test_offline_edits_then_reconnect_conflicted_copy(tmp_path: Path) -> N
             await b.node.close()
 
 
+async def test_a_save_while_the_blocks_flush_is_not_set_aside_in_the_uploaded_ones_place(
+    tmp_path: Path,
+) -> None:
+    """Simulation seeds 143, 400, 877: the user saved the file again after its blocks were
+    uploaded and before the pass made it a conflicted copy (the flush waited on the relay).
+    The newer file was renamed aside, recorded as the uploaded version and never published:
+    its disk differed from the tree for good while the device said idle."""
+    async with running_relay(tmp_path / "relay") as url:
+        a, b = make_device(tmp_path, "a", url), make_device(tmp_path, "b", url)
+        try:
+            share = await share_between(a, b)
+            (a.folder / "n.txt").write_bytes(b"base")
+            await settle([a, b])
+            (a.folder / "n.txt").write_bytes(b"from a")
+            await a.sync()
+            (b.folder / "n.txt").write_bytes(b"from b")  # b has not pulled a's edit yet
+            sync = b.node.share(share)
+            flush = sync.blocks.flush
+            saved = []
+
+            async def flush_then_save() -> None:
+                await flush()
+                if not saved:
+                    saved.append(True)
+                    (b.folder / "n.txt").write_bytes(b"saved again by b meanwhile")
+
+            sync.blocks.flush = flush_then_save  # type: ignore[method-assign]
+            await b.sync()
+            assert saved
+            await settle([b, a])
+            assert a.files() == b.files()
+            assert b"saved again by b meanwhile" in a.files().values()
+            assert a.files()["n.txt"] == b"from a"
+        finally:
+            await a.node.close()
+            await b.node.close()
+
+
 async def test_edit_beats_delete(tmp_path: Path) -> None:
     async with running_relay(tmp_path / "relay") as url:
         a, b = make_device(tmp_path, "a", url), make_device(tmp_path, "b", url)

@@ -87,3 +87,14 @@ def test_a_version_taken_over_the_lan_survives_its_author_restored_from_an_old_b
     outcome = run_seed(1059)
     assert outcome.error is None, f"{outcome.error}\n{outcome.trace_tail}"
     assert outcome.violations == [], "replay: drift simulate --seed 1059"
+
+
+@pytest.mark.parametrize("seed", [143, 400, 877])
+def test_a_save_while_the_blocks_flush_is_not_set_aside_as_the_uploaded_version(seed: int) -> None:
+    # Seed 400: laptop uploaded music/c.bin (286 B) at 105.5 s, then its flush waited on the
+    # relay (away) until 156.0 s while the user saved the file twice; the pass then renamed the
+    # newer file (288 B) to the conflicted copy of the 286 B version and recorded it as synced:
+    # the edit was never published, and the disk never matched the tree (143, 877 alike).
+    outcome = run_seed(seed)
+    assert outcome.error is None, f"{outcome.error}\n{outcome.trace_tail}"
+    assert outcome.violations == [], f"replay: drift simulate --seed {seed}"
