@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from crdt.ops import ROOT, TRASH
 from crdt.tree import FolderTree
+from peer.engine.sync import ShareSync
 from peer.fs import MemFileSystem, is_temp_name
 from simulations.device import SimDevice
 from simulations.relayhost import LoggedEnvelope, SimRelay
@@ -117,6 +118,19 @@ def no_cycles(name: str, tree: FolderTree) -> list[Violation]:
 # -- after quiescence ------------------------------------------------------------------------------
 
 
+def disk_not_tree(sync: ShareSync, disk: dict[str, bytes | None]) -> list[str]:
+    """Where the disk (``user_tree``) does not hold what the device's tree shows: the paths,
+    sorted (sizes per path; a folder is ``None``)."""
+    expected: dict[str, int | None] = {}
+    for path, entry in sync.tree.walk():
+        size = entry.version.size if entry.version is not None else None
+        expected[sync.disk_path(path)] = None if entry.is_dir else size
+    actual = {p: (None if d is None else len(d)) for p, d in disk.items()}
+    return sorted(
+        p for p in set(expected) | set(actual) if expected.get(p, -1) != actual.get(p, -1)
+    )
+
+
 def same_tree(devices: list[SimDevice], share: str) -> list[Violation]:
     out = []
     if not devices:
@@ -145,15 +159,8 @@ def same_tree(devices: list[SimDevice], share: str) -> list[Violation]:
                     f"{device.name}'s disk differs from {first.name}'s at {diff_paths}",
                 )
             )
-        expected: dict[str, int | None] = {}
-        for path, entry in sync.tree.walk():
-            size = entry.version.size if entry.version is not None else None
-            expected[sync.disk_path(path)] = None if entry.is_dir else size
-        actual = {p: (None if d is None else len(d)) for p, d in disk.items()}
-        if expected != actual:
-            diff_paths = sorted(
-                p for p in set(expected) | set(actual) if expected.get(p, -1) != actual.get(p, -1)
-            )[:6]
+        diff_paths = disk_not_tree(sync, disk)[:6]
+        if diff_paths:
             out.append(
                 Violation(
                     "same_tree", f"{device.name}'s disk does not match its tree at {diff_paths}"

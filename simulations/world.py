@@ -32,7 +32,7 @@ from peer.fs.errors import SimulatedCrash
 from protocol.chain import Role
 from seams import SeededRandom
 from simulations.device import SimDevice
-from simulations.invariants import user_tree
+from simulations.invariants import disk_not_tree, user_tree
 from simulations.relayhost import RELAY_HOST, SimRelay
 from simulations.runtime.simulation import Simulation
 
@@ -265,7 +265,13 @@ class World:
                 if synced is None or (manifest is not None and synced.content != manifest):
                     self._unchanged_at = self.trace.count
                     return False
-            pictures.append((listing, user_tree(device.fs)))
+            disk = user_tree(device.fs)
+            if disk_not_tree(sync, disk):
+                # All alike is not enough: every device may hold the same stale folder while
+                # each one's retry (after a failed move) is still to come.
+                self._unchanged_at = self.trace.count
+                return False
+            pictures.append((listing, disk))
         if all(p == pictures[0] for p in pictures):
             return True
         self._unchanged_at = self.trace.count

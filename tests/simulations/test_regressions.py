@@ -98,3 +98,14 @@ def test_a_save_while_the_blocks_flush_is_not_set_aside_as_the_uploaded_version(
     outcome = run_seed(seed)
     assert outcome.error is None, f"{outcome.error}\n{outcome.trace_tail}"
     assert outcome.violations == [], f"replay: drift simulate --seed {seed}"
+
+
+def test_quiescence_waits_for_each_disk_to_match_its_tree() -> None:
+    # Seed 443: after the cross move of photos and docs (219 s), every device's apply at 259.7 s
+    # failed to move the old photos folder back to photos (a deleted folder there still held a
+    # newer one) and left it at photos/docs/photos; the retry 5 s later removes it. All five
+    # disks were alike, so the world called that convergence (at 261.2 s) before the retries,
+    # and the checker found each disk not matching its tree.
+    outcome = run_seed(443)
+    assert outcome.error is None, f"{outcome.error}\n{outcome.trace_tail}"
+    assert outcome.violations == [], "replay: drift simulate --seed 443"
