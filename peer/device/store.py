@@ -298,6 +298,9 @@ class ShareStore:
     def drop_outbox(self, up_to_counter: int) -> None:
         self.db.execute("DELETE FROM outbox WHERE counter <= ?", (up_to_counter,))
 
+    def drop_outbox_from(self, counter: int) -> None:
+        self.db.execute("DELETE FROM outbox WHERE counter >= ?", (counter,))
+
     # -- files and their errors ------------------------------------------------------------------
 
     def files(self) -> dict[str, SyncedFile]:

@@ -85,13 +85,37 @@ class LanStore:
             if counter > vector.get(device, 0):
                 yield body
 
-    def unrelayed(self, exclude_device: bytes, limit: int = 500) -> list[tuple[bytes, int, bytes]]:
-        """Others' envelopes the relay is not known to hold, each device's in counter order."""
+    def unrelayed(
+        self, exclude_device: bytes, limit: int | None = 500
+    ) -> list[tuple[bytes, int, bytes]]:
+        """Others' envelopes the relay is not known to hold, each device's in counter order
+        (``limit`` None: all of them)."""
         return self.db.execute(
             "SELECT device, counter, body FROM lan_envelopes WHERE relayed = 0 AND device != ? "
             "ORDER BY device, counter LIMIT ?",
-            (exclude_device, limit),
+            (exclude_device, -1 if limit is None else limit),
         ).fetchall()
+
+    def envelope(self, device: bytes, counter: int) -> bytes | None:
+        row = self.db.execute(
+            "SELECT body FROM lan_envelopes WHERE device = ? AND counter = ?", (device, counter)
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def envelopes_from(self, device: bytes, counter: int) -> list[bytes]:
+        """The device's envelopes from ``counter`` on, in counter order."""
+        rows = self.db.execute(
+            "SELECT body FROM lan_envelopes WHERE device = ? AND counter >= ? ORDER BY counter",
+            (device, counter),
+        )
+        return [bytes(r[0]) for r in rows]
+
+    def forget_from(self, device: bytes, counter: int) -> None:
+        """Drop the device's envelopes from ``counter`` on: a line the relay will never hold
+        (a fork that lost), never to be served to peers or forwarded again."""
+        self.db.execute(
+            "DELETE FROM lan_envelopes WHERE device = ? AND counter >= ?", (device, counter)
+        )
 
     # -- chunks and manifests --------------------------------------------------------------------
 

@@ -66,6 +66,10 @@ class ApplyReport:
     rejected: list[Rejected] = field(default_factory=list)
     needs_chain: bool = False
     needs_keys: bool = False  # stopped before an envelope of an epoch this device has no key for
+    # Envelopes taken back out because the relay holds others at their counters (a fork that
+    # lost), and how many of them were ours: the tree was rebuilt without them.
+    dropped: int = 0
+    dropped_own: int = 0
     # The blocks the envelopes applied from LAN peers name: the relay may not hold them yet.
     blocks: set[bytes] = field(default_factory=set)
 
@@ -241,7 +245,7 @@ class ShareReplica:
                 if self._lacks_key(envelope):
                     report.needs_keys = True
                     return report
-                outcome = self._apply_one(seq, envelope, now_ms, appended_ms)
+                outcome = self._apply_one(seq, envelope, now_ms, appended_ms, report)
                 if outcome == "own":
                     report.own += 1
                 elif outcome == "applied":
@@ -316,7 +320,12 @@ class ShareReplica:
         )
 
     def _apply_one(
-        self, seq: int | None, envelope: Envelope, now_ms: int, appended_ms: int | None
+        self,
+        seq: int | None,
+        envelope: Envelope,
+        now_ms: int,
+        appended_ms: int | None,
+        report: ApplyReport | None = None,
     ) -> str | None:
         """``seq`` is the relay's sequence, None for an envelope a LAN peer sent."""
         header = envelope.header
@@ -328,11 +337,26 @@ class ShareReplica:
             self._note_relay_place(envelope, seq, appended_ms)
             return "own"
         if last is not None and header.counter <= last[0]:
-            # Seen before (a resend, delivered twice, or first over the LAN).
-            if seq is not None:  # the relay holds it: nobody needs to forward it any more
-                self.envelopes.mark_relayed([(header.device, header.counter)])
-            self._note_relay_place(envelope, seq, appended_ms)
-            return None
+            held = self._held_hash(header.device, header.counter, last)
+            if held is None or held == envelope.envelope_hash:
+                # Seen before (a resend, delivered twice, or first over the LAN).
+                if seq is not None:  # the relay holds it: nobody needs to forward it any more
+                    self.envelopes.mark_relayed([(header.device, header.counter)])
+                self._note_relay_place(envelope, seq, appended_ms)
+                return None
+            # Another envelope of this device holds that counter here: a copy of the device
+            # restored from a backup (or cloned) wrote it again, and the two lines fork.
+            if seq is None:
+                # Both came over the LAN: the one applied first stays until the relay, which
+                # takes only one of them, shows which line the share goes on with.
+                return (
+                    f"another envelope of this device at counter {header.counter} was applied "
+                    "here first (a fork; the relay decides)"
+                )
+            refused = self._take_relay_line(envelope, last, report)
+            if refused is not None:
+                return refused
+            last = self.store.tips().get(header.device)
         try:
             payload = UpdatePayload.decode(
                 open_envelope(envelope, self.crypto.metadata_key(header.epoch))
@@ -376,6 +400,105 @@ class ShareReplica:
             )
         return "applied"
 
+    def _held_hash(self, device: bytes, counter: int, tip: tuple[int, bytes]) -> bytes | None:
+        """The hash of the device's envelope this replica applied at ``counter`` (at or below
+        its tip); None if not kept (applied before envelopes were kept for LAN peers)."""
+        if counter == tip[0]:
+            return tip[1]
+        if counter == 0:
+            return ZERO_HASH
+        body = self.envelopes.envelope(device, counter)
+        return None if body is None else Envelope.decode(body).envelope_hash
+
+    def _take_relay_line(
+        self, envelope: Envelope, last: tuple[int, bytes], report: ApplyReport | None
+    ) -> str | None:
+        """The relay serves ``envelope`` where this replica applied another one of its device
+        (received over the LAN only: the relay holds a single envelope per counter). The
+        relay's line is the share's: once the envelope proves to be the device's and to follow
+        the envelope before the fork as applied here, the line it replaces is taken back out
+        (see :meth:`_drop_lost_lines`). A refusal's reason, or None."""
+        header = envelope.header
+        before = self._held_hash(header.device, header.counter - 1, last)
+        if before != header.prev:
+            return (
+                f"fork at counter {header.counter} of this device reaches back past envelopes "
+                "this replica holds no copy of; not applied"
+            )
+        try:
+            payload = UpdatePayload.decode(
+                open_envelope(envelope, self.crypto.metadata_key(header.epoch))
+            )
+            certificate = DeviceCertificate.decode(payload.certificate)
+            tip = None if header.counter == 1 else EnvelopeTip(header.counter - 1, header.prev)
+            verify_envelope(envelope, certificate, self.chain, tip)
+        except UnknownHeight:
+            return "the envelope names a chain height this device has not verified yet"
+        except (ProtocolError, IntegrityError) as exc:
+            return f"envelope refused: {exc}"
+        dropped, own = self._drop_lost_lines(header.device, header.counter)
+        logger.warning(
+            "share %s: device %s forked at counter %d (restored from a backup?); the relay "
+            "holds the other envelope: %d envelope(s) taken back out, %d of them ours",
+            self.share_id.hex(),
+            header.device.hex()[:16],
+            header.counter,
+            dropped,
+            own,
+        )
+        if report is not None:
+            report.dropped += dropped
+            report.dropped_own += own
+        return None
+
+    def _drop_lost_lines(self, device: bytes, counter: int) -> tuple[int, int]:
+        """Take the device's envelopes from ``counter`` on back out of this replica, with every
+        envelope not at the relay that has seen one of them (ours unsent included): the relay
+        will never hold them (it holds other envelopes at those counters, or they name updates
+        nobody else will have), and anything sealed on top of them would carry updates that
+        depend on what no other replica applies. The tree is rebuilt from the updates left;
+        ours come back as local changes (the caller forgets the bases they made). Returns
+        (envelopes dropped, of them ours)."""
+        own = self.device.device_id
+        lost = {device: counter}
+        rows = self.envelopes.unrelayed(own, limit=None)
+        rows += [(own, c, raw) for c, raw in self.store.outbox()]
+        grew = True
+        while grew:  # what saw a lost envelope is lost too, whoever wrote it
+            grew = False
+            for d, c, body in rows:
+                if c >= lost.get(d, c + 1):
+                    continue
+                seen = Envelope.decode(body).header.seen
+                if any(seen.get(ld, 0) >= lc for ld, lc in lost.items()):
+                    lost[d] = c
+                    grew = True
+        dropped = own_dropped = 0
+        for d, c in lost.items():
+            if d == own:
+                own_dropped = self.abandon_unsent(from_counter=c)
+                dropped += own_dropped
+                continue
+            bodies = self.envelopes.envelopes_from(d, c)
+            for body in bodies:
+                self._forget_updates_of(Envelope.decode(body))
+            if bodies:
+                first = Envelope.decode(bodies[0]).header
+                if first.counter > 1:
+                    self.store.set_tip(d, first.counter - 1, first.prev)
+                else:
+                    self.store.forget_tip(d)
+            self.envelopes.forget_from(d, c)
+            dropped += len(bodies)
+        self._replay()
+        return dropped, own_dropped
+
+    def _forget_updates_of(self, envelope: Envelope) -> None:
+        payload = UpdatePayload.decode(
+            open_envelope(envelope, self.crypto.metadata_key(envelope.header.epoch))
+        )
+        self.store.forget_update(envelope.header.device, payload.install, payload.seq)
+
     def _note_relay_place(
         self, envelope: Envelope, seq: int | None, appended_ms: int | None
     ) -> None:
@@ -401,26 +524,26 @@ class ShareReplica:
             self.store.set("counter", counter)
             self.store.set("prev", envelope_hash)
 
-    def abandon_unsent(self) -> int:
-        """After a fork: drop our envelopes the relay refused and the CRDT updates inside them.
+    def abandon_unsent(self, from_counter: int = 0) -> int:
+        """After a fork: drop our unsent envelopes (those from ``from_counter`` on) and the CRDT
+        updates inside them.
 
-        Our counter goes back to the last envelope the relay holds from this device; the
-        relay's envelopes after it (written by the other copy of this device) arrive with the
-        next pull, and the caller reopens the replica so the tree no longer holds the dropped
-        updates. Returns how many envelopes were dropped.
+        Our counter goes back to the envelope before the first one dropped (after a refusal,
+        the last one the relay holds from this device); the relay's envelopes after it
+        (written by the other copy of this device) arrive with the next pull, and the tree is
+        rebuilt so that it no longer holds the dropped updates (the caller reopens the replica,
+        or :meth:`_drop_lost_lines` replays). Returns how many envelopes were dropped.
         """
-        outbox = self.store.outbox()
+        outbox = [(c, raw) for c, raw in self.store.outbox() if c >= from_counter]
         if not outbox:
             return 0
         first = Envelope.decode(outbox[0][1]).header
         with self.store.transaction():
             for _, raw in outbox:
-                envelope = Envelope.decode(raw)
-                payload = UpdatePayload.decode(
-                    open_envelope(envelope, self.crypto.metadata_key(envelope.header.epoch))
-                )
-                self.store.forget_update(self.device.device_id, payload.install, payload.seq)
-            self.store.drop_outbox(outbox[-1][0])
+                self._forget_updates_of(Envelope.decode(raw))
+            self.store.drop_outbox_from(first.counter)
+            # Peers must never be served them: other envelopes will take these counters.
+            self.envelopes.forget_from(self.device.device_id, first.counter)
             self.store.set("counter", first.counter - 1)
             self.store.set("prev", first.prev)
             if first.counter > 1:

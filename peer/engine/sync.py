@@ -256,6 +256,8 @@ class ShareSync(LanPass, Publisher, Applier):
                 return applied
             report = self.replica.apply_page(page.entries, self.clock.now_ms())
             applied += report.applied
+            if report.dropped:
+                self._after_lost_fork(report.dropped_own)
             if report.applied:
                 self.apply_pending = True  # the disk has yet to follow the tree
             for rejected in report.rejected:
@@ -403,14 +405,28 @@ class ShareSync(LanPass, Publisher, Applier):
             dropped,
         )
         self.replica = ShareReplica.open(self.store, self.replica.device, self.replica.rng)
+        self._forget_lost_bases()
+        self.state = ShareState.SYNCING
+        self.reason = "recovering from a fork: republishing this device's changes"
+
+    def _after_lost_fork(self, own_dropped: int) -> None:
+        """The pull took a fork's losing line back out of the tree (another device's envelopes
+        that only came over the LAN, and whatever was sealed on top of them, ours included)."""
+        self._forget_lost_bases()
+        if own_dropped:
+            self.state = ShareState.SYNCING
+            self.reason = "recovering from a fork: republishing this device's changes"
+
+    def _forget_lost_bases(self) -> None:
+        """Forget the base of every path whose synced state the tree no longer holds: what the
+        disk has there is published again (a conflicted copy where the share now holds
+        something else) instead of being overwritten as if the share had changed it."""
         versions = self.tree.index.versions
         for b in self.store.files().values():
             lost_version = b.version is not None and b.version not in versions
             if lost_version or b.entry not in self.tree.index.creates:
                 self.store.forget_file(b.path)
         self.apply_pending = True
-        self.state = ShareState.SYNCING
-        self.reason = "recovering from a fork: republishing this device's changes"
 
     # -- errors and status -----------------------------------------------------------------------
 
