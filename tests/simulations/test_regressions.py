@@ -109,3 +109,14 @@ def test_quiescence_waits_for_each_disk_to_match_its_tree() -> None:
     outcome = run_seed(443)
     assert outcome.error is None, f"{outcome.error}\n{outcome.trace_tail}"
     assert outcome.violations == [], "replay: drift simulate --seed 443"
+
+
+def test_a_device_restored_on_a_lan_island_does_not_fork_its_peers_for_good() -> None:
+    # Seed 941 (two LAN sites, the relay cut off): pc sealed counters 30-40 that only tablet
+    # received, then was restored from an older backup and sealed other envelopes at 30-35,
+    # which the relay took after the heal. tablet held the first ones and passed the relay's
+    # over as seen: it never converged, and its own changes (which had seen pc's 40) were
+    # refused by the relay for good.
+    outcome = run_seed(941, schedule=generate(941))
+    assert outcome.error is None, f"{outcome.error}\n{outcome.trace_tail}"
+    assert outcome.violations == [], "replay: drift simulate --seed 941"
