@@ -3,7 +3,8 @@
 With LAN peers (``ShareLan.active``), a pass no longer stops at an unreachable relay:
 
 - envelopes LAN peers sent are applied first, through the replica's checks (``apply_lan``), and
-  the sealed blocks they name are fetched from the peers that keep them (``hold_lan_blocks``);
+  the sealed blocks they name are fetched from the peers that keep them (``hold_lan_blocks``;
+  what no peer delivered is asked for again next pass);
 - the relay's log is read for at most ``RELAY_PROBE_S``; once that failed, passes skip the relay
   until a background probe hears from it again, and go on without it: blocks of local changes
   are deferred (the relay records them as owed when the envelope reaches it), envelopes are
@@ -127,19 +128,22 @@ class LanPass(SyncParts):
         be wiped or restored from an old backup seconds later, and forwarding its envelopes
         without them leaves a version nobody can ever download (seed 1059). A block no peer
         keeps went to the relay when it was written. Downloads read held blocks here
-        (``peer.engine.lanfetch``): no byte crosses the LAN twice."""
+        (``peer.engine.lanfetch``): no byte crosses the LAN twice.
+
+        A block no peer delivered now (its keeper's link down, or not up yet after a restart)
+        is asked for again by the next pass, until the relay has it: dropped, it was never asked
+        for again, and an author restored from a backup later took the only copy along."""
         wanted = self._blocks_to_hold() - self.blocks.known
         wanted -= self.lan.store.kept(wanted)
+        self.lan.to_hold = wanted
         if not wanted or not self.lan.has_peers():
-            self.lan.to_hold = wanted  # tried again once a peer is there
-            return
-        self.lan.to_hold = set()
+            return  # tried again once a peer is there
         got = await self.lan.fetch(sorted(wanted))
         # A peer may answer a block id with anything that verifies as a chunk: keep sealed
         # blocks only (a block id is the SHA-256 of its sealed bytes).
-        self.lan.keep_deferred(
-            {b: data for b, data in got.items() if hashlib.sha256(data).digest() == b}
-        )
+        sealed = {b: data for b, data in got.items() if hashlib.sha256(data).digest() == b}
+        self.lan.keep_deferred(sealed)
+        self.lan.to_hold = wanted - sealed.keys()
 
     async def push_outbox_to_lan(self) -> None:
         """While the relay is away, offer every envelope it has not acknowledged yet; peers take
@@ -169,6 +173,12 @@ class LanPass(SyncParts):
         }
         if unsure:
             await self._upload_owed(sorted(unsure))
+        undelivered = (self.lan.to_hold or set()) - self.blocks.known
+        if undelivered:
+            # Blocks of LAN envelopes no peer could deliver yet: those the relay has need no
+            # copy here (most blocks no peer keeps went to the relay when they were written),
+            # and asking the peers for them every pass would go on for ever.
+            self.blocks.known.update(await self.link.have_blocks(self.share, sorted(undelivered)))
         others = self.replica.envelopes.unrelayed(self.replica.device.device_id)
         if not others:
             return  # the outbox alone is in order
