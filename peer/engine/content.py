@@ -90,6 +90,8 @@ class RelayBlocks:
         # the files when it is back (``peer.engine.lanpass``); ``offline`` skips trying.
         self.defer_when_unreachable = False
         self.offline = False
+        # Told when a batch found the relay unreachable, so the pass goes on without it.
+        self.on_unreachable: Callable[[RelayUnreachable], None] | None = None
         self.deferred: set[bytes] = set()
         self.keep_deferred: Callable[[Mapping[bytes, bytes | bytearray]], None] | None = None
         # Sealed manifests seen going up or coming down, so LAN peers can be served them.
@@ -137,10 +139,12 @@ class RelayBlocks:
             return
         try:
             have = await self.link.have_blocks(self.share, list(pending))
-        except RelayUnreachable:
+        except RelayUnreachable as exc:
             if not self.defer_when_unreachable:
                 raise
             self.offline = True
+            if self.on_unreachable is not None:
+                self.on_unreachable(exc)
             self._defer(pending)
             return
         missing = [(b, d) for b, d in pending.items() if b not in have]
@@ -165,6 +169,8 @@ class RelayBlocks:
         requests in flight) and return: ``get`` takes each as it arrives, so fetching overlaps
         opening and writing. A failed prefetch costs only time: ``get`` then asks for the block
         alone."""
+        if self.offline:
+            return  # the relay is away: downloads take what LAN peers have, and nothing more
         wanted = [b for b in dict.fromkeys(block_ids) if b not in self.prefetched]
         wanted = [b for b in wanted if b not in self.incoming]
         if not wanted:

@@ -5,10 +5,13 @@ With LAN peers (``ShareLan.active``), a pass no longer stops at an unreachable r
 - envelopes LAN peers sent are applied first, through the replica's checks (``apply_lan``), and
   the sealed blocks they name are fetched from the peers that keep them (``hold_lan_blocks``;
   what no peer delivered is asked for again next pass);
-- the relay's log is read for at most ``RELAY_PROBE_S``; once that failed, passes skip the relay
-  until a background probe hears from it again, and go on without it: blocks of local changes
-  are deferred (the relay records them as owed when the envelope reaches it), envelopes are
-  pushed to LAN peers, downloads come from LAN peers alone;
+- the relay's log is read for at most ``RELAY_PROBE_S``, and every other relay call of the pass
+  fails at once when no connection to the relay opens or no answer comes in time
+  (``relay_fail_fast``). Once one failed (the log read is skipped while the notification socket
+  says the log is quiet, so the first to find the relay away may be an upload), passes skip the
+  relay until a background probe hears from it again, and go on without it: blocks of local
+  changes are deferred (the relay records them as owed when the envelope reaches it),
+  envelopes are pushed to LAN peers, downloads come from LAN peers alone;
 - once the relay answers again, before the outbox: blocks it owes that this device can rebuild
   (``ShareLan.regenerate``) are uploaded, then envelopes of others that only came over the LAN are
   forwarded together with the outbox, in causal order (``peer.engine.lanorder``: each device's
@@ -25,6 +28,7 @@ from collections.abc import Callable
 from peer.engine.lanorder import causal_order
 from peer.engine.parts import APPEND_BATCH, SyncParts, logger
 from peer.errors import RelayRefused, RelayUnreachable
+from peer.remote.link import relay_fail_fast
 from protocol.envelope import Envelope
 
 RELAY_PROBE_S = 3.0
@@ -63,8 +67,9 @@ class LanPass(SyncParts):
         while self.relay_down is not None and self.lan.active:
             await self.clock.sleep(RELAY_RETRY_S)
             try:
-                async with asyncio.timeout(RELAY_PROBE_TIMEOUT_S):
-                    await self.link.server_vector(self.share)
+                with relay_fail_fast():  # this loop is the retry
+                    async with asyncio.timeout(RELAY_PROBE_TIMEOUT_S):
+                        await self.link.server_vector(self.share)
             except (RelayUnreachable, TimeoutError):
                 continue
             except RelayRefused:

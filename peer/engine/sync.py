@@ -52,7 +52,7 @@ from peer.local.ignore import IgnoreRules
 from peer.local.index import SyncState
 from peer.local.names import NameRules
 from peer.local.scan import ChangeKind, Scanner, ScanResult, minimal_roots, record_scan
-from peer.remote.link import RelayLink
+from peer.remote.link import RelayLink, relay_fail_fast
 from protocol.ids import short_id
 from protocol.keys import DeviceCertificate
 from seams import Clock, Executor
@@ -83,6 +83,7 @@ class ShareSync(LanPass, Publisher, Applier):
         self.rules = name_rules or NameRules.for_platform()
         self.share = replica.share_id.hex()
         self.blocks = RelayBlocks(link, self.share, executor)
+        self.blocks.on_unreachable = self._relay_failed
         self.lan = ShareLan(
             lambda: self.replica,
             LanStore(self.store.db),
@@ -130,7 +131,18 @@ class ShareSync(LanPass, Publisher, Applier):
     async def run_pass(self) -> PassReport:
         report = PassReport()
         try:
-            return await self._run_pass(report)
+            if not self.lan.active:
+                return await self._run_pass(report)
+            # With LAN peers the pass has work to do without the relay: a relay call that cannot
+            # connect fails at once (not after a minute of retries, while envelopes peers sent
+            # wait in the inbox and their authors may go away), and the relay is marked away,
+            # so the rest of the pass skips it and the probe wakes the share when it is back.
+            with relay_fail_fast():
+                return await self._run_pass(report)
+        except RelayUnreachable as exc:
+            if self.lan.active and self.relay_down is None:
+                self._relay_failed(exc)
+            raise
         except RelayRefused:
             # A refusal may come from a chain the relay moved past (a role changed, a device
             # revoked): the next pass fetches it whatever the log page says.

@@ -5,7 +5,8 @@ URL it dialled as origin) and gets a short-lived JWT, sent in the Authorization 
 renewed a minute before it expires (or at once when the relay says ``unauthenticated``). Link
 trouble — refused or reset connections, timeouts, 5xx, 429 — is retried with exponential backoff
 and jitter from the injected random source; after ``Backoff.attempts`` tries it surfaces as
-``RelayUnreachable``. Typed refusals surface at once as ``RelayRefused``.
+``RelayUnreachable`` (at once, inside ``peer.remote.link.relay_fail_fast``, when no connection
+opens or no answer comes in time). Typed refusals surface at once as ``RelayRefused``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ import aiohttp
 
 from peer.errors import RelayRefused, RelayUnreachable
 from peer.remote.backoff import DEFAULT_BACKOFF, Backoff
-from peer.remote.link import AddressedWrap, AppendAck, LogPage, MemberDevice, RemoteShare
+from peer.remote.link import (
+    AddressedWrap,
+    AppendAck,
+    LogPage,
+    MemberDevice,
+    RemoteShare,
+    failing_fast,
+)
 from peer.remote.notify import Notifications
 from peer.remote.pages import answer_field as _field
 from peer.remote.pages import parse_page
@@ -43,6 +51,13 @@ def normalize_url(url: str) -> str:
     if not url.startswith(("http://", "https://")):
         raise ValueError(f"a relay URL starts with http:// or https://, got {url!r}")
     return url
+
+
+def _no_relay(exc: BaseException | None) -> bool:
+    """Whether a transport error says the relay is not there: no connection could be opened, or
+    no answer came in time. A connection dropped under a request is not enough: most often it
+    is a kept-alive one the relay closed meanwhile, and a new one tells."""
+    return isinstance(exc, aiohttp.ClientConnectorError | TimeoutError)
 
 
 def _tcp_connector() -> aiohttp.BaseConnector:
@@ -133,8 +148,10 @@ class HttpRelayLink:
             try:
                 await self._login_once(register=register, invite=invite)
                 return
-            except RelayUnreachable:
-                if attempt >= self.backoff.attempts:
+            except RelayUnreachable as exc:
+                if attempt >= self.backoff.attempts or (
+                    failing_fast() and _no_relay(exc.__cause__)
+                ):
                     raise
                 await self.clock.sleep(self.backoff.delay(attempt, self.rng))
 
@@ -192,7 +209,11 @@ class HttpRelayLink:
                     retry_after = resp.headers.get("Retry-After")
                     is_msgpack = resp.headers.get("Content-Type", "").startswith(CONTENT_TYPE)
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                if not retry or attempt >= self.backoff.attempts:
+                if (
+                    not retry
+                    or attempt >= self.backoff.attempts
+                    or (failing_fast() and _no_relay(exc))
+                ):
                     raise RelayUnreachable(
                         f"cannot reach the relay at {self.base}: {exc or type(exc).__name__}",
                         hint="check the network and the relay URL; drift retries by itself",

@@ -7,9 +7,39 @@ entries, envelopes, sealed blocks), so an implementation needs nothing of the pe
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Protocol
+
+_FAIL_FAST: ContextVar[bool] = ContextVar("drift_relay_fail_fast", default=False)
+
+
+@contextmanager
+def relay_fail_fast() -> Iterator[None]:
+    """Within (and in tasks started within): a request that cannot open a connection to the
+    relay, or gets no answer in time, raises ``RelayUnreachable`` at once instead of trying
+    again with backoff; so does a login.
+
+    For callers with other work to go on with meanwhile (a sync pass with LAN peers), which
+    retry the relay on their own schedule: six tries of a connection that is not there cost up
+    to a minute or more, and the caller learns nothing from the last five. A relay that answers,
+    even with an error (5xx, 429), is there, and a connection dropped under a request may be a
+    kept-alive one it closed: those are still retried as usual. A context variable, not a
+    setting of the link, because the link is shared by the device's shares and its
+    notification task, which keep their retries.
+    """
+    token = _FAIL_FAST.set(True)
+    try:
+        yield
+    finally:
+        _FAIL_FAST.reset(token)
+
+
+def failing_fast() -> bool:
+    """Whether the caller is inside :func:`relay_fail_fast`."""
+    return _FAIL_FAST.get()
 
 
 @dataclass(frozen=True, slots=True)
