@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -39,6 +39,22 @@ logger = logging.getLogger("peer.remote")
 RENEW_MARGIN_MS = 60_000
 PUSHED_MAX_ENTRIES = 256
 """Entries pushed and not yet taken, per share; a device that falls further behind reads the log."""
+
+
+async def _end(*tasks: asyncio.Future[Any]) -> None:
+    """Cancel ``tasks`` and wait until they are over, without taking their cancellation for ours.
+
+    Awaiting a cancelled task inside ``suppress(CancelledError)`` also swallowed a cancellation
+    of the caller arriving meanwhile (``Notifications.close``): the socket task went on renewing
+    its token and ``close`` waited for it for ever (a test with three-second tokens, whose
+    socket renews every second and a half, hung past its timeout once).
+    """
+    for task in tasks:
+        task.cancel()
+    await asyncio.wait(tasks)
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()  # retrieved: an error of a receive nobody waits for any more
 
 
 def renew_at_ms(opened_ms: int, expires_ms: int) -> int:
@@ -144,11 +160,7 @@ class Notifications:
                     return_when=asyncio.FIRST_COMPLETED,
                 )
             finally:
-                for task in (resub, receive):
-                    if not task.done():
-                        task.cancel()
-                        with contextlib.suppress(asyncio.CancelledError, Exception):
-                            await task
+                await _end(resub, receive)
             if not done:
                 continue  # time to renew the token
             if receive not in done:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
 
 from crdt.identity import replica_for
+from peer.remote.backoff import Backoff
 from peer.remote.http import HttpRelayLink
+from peer.remote.notify import Notifications
 from seams import SystemClock
 from seams.random import OsRandom
-from tests.peer_sync.harness import make_device, running_relay, share_between
+from tests.peer_sync.harness import make_device, running_relay, share_between, wait_for
 
 
 class NoWebSocket(HttpRelayLink):
@@ -128,3 +131,66 @@ async def test_own_appends_take_their_relay_place_without_being_read_back(tmp_pa
         finally:
             await a.node.close()
             await b.node.close()
+
+
+class _Socket:
+    """A notification socket that stays silent; cancelling its receive runs ``on_cancel``."""
+
+    def __init__(self) -> None:
+        self.on_cancel: Callable[[], None] | None = None
+
+    async def send_bytes(self, data: bytes) -> None:
+        pass
+
+    async def receive(self) -> aiohttp.WSMessage:
+        try:
+            await asyncio.get_running_loop().create_future()  # nothing comes
+        except asyncio.CancelledError:
+            if self.on_cancel is not None:
+                self.on_cancel()
+            raise
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        pass
+
+
+class _Link:
+    """What ``Notifications`` asks of the link, for tokens of a quarter of a second."""
+
+    def __init__(self, sock: _Socket) -> None:
+        self.clock = SystemClock()
+        self.rng = OsRandom()
+        self.backoff = Backoff()
+        self.sock = sock
+
+    def expiry(self) -> int:
+        return self.clock.now_ms() + 250
+
+    async def ws_connect(self) -> tuple[_Socket, int]:
+        return self.sock, self.expiry()
+
+    async def token_outliving(self, expires_ms: int) -> tuple[str, int]:
+        return "token", self.expiry()
+
+
+async def test_closing_ends_the_socket_task_whenever_the_close_comes() -> None:
+    """``close`` cancels the socket task; a cancellation arriving while the task waits for a
+    receive it gave up on (at a token renewal: every 1.5 s with three-second tokens) was
+    swallowed, the task went on, and ``close`` waited for it for ever."""
+    sock = _Socket()
+    notes = Notifications(_Link(sock))  # type: ignore[arg-type]
+    notes.shares = {"share"}
+    task = asyncio.create_task(notes._run())
+    notes._task = task
+    await wait_for(lambda: notes.connected, 5)
+    # The next renewal (in an eighth of a second) gives up on the receive: close then.
+
+    def close_now() -> None:
+        sock.on_cancel = None
+        task.cancel()
+
+    sock.on_cancel = close_now
+    done, _ = await asyncio.wait({task}, timeout=2)
+    assert task in done, "the socket task swallowed its cancellation"
+    assert task.cancelled()
