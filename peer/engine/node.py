@@ -36,6 +36,7 @@ from protocol.keys import CertifiedDevice
 from seams import Clock, Executor, RandomSource, SystemClock, ThreadExecutor
 from seams.random import OsRandom
 from seams.statedb import FileStateDatabases, StateDatabases
+from seams.tasks import end_tasks
 
 logger = logging.getLogger("peer.engine")
 
@@ -227,11 +228,7 @@ class DeviceNode:
             if self.lan is not None:
                 await self.lan.close()
                 self.lan = None
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await end_tasks(tasks, logger)
             for sync in self.syncs.values():
                 sync.blocks.cancel_prefetch()
             for watcher in watchers:

@@ -28,6 +28,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 
 from peer.local.ignore import IgnoreRules
 from seams import Clock, Executor
+from seams.tasks import end_tasks
 
 log = logging.getLogger(__name__)
 
@@ -226,11 +227,7 @@ class Watcher:
         self._set_status(WatchState.POLLING, message)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await end_tasks(self._tasks, log)
         self._tasks = []
         observer, self._observer = self._observer, None
         if observer is not None:

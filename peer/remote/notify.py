@@ -30,6 +30,7 @@ from peer.remote.link import LogPage
 from peer.remote.pages import parse_page
 from protocol.codec import pack, unpack
 from protocol.errors import ProtocolError
+from seams.tasks import end_tasks
 
 if TYPE_CHECKING:
     from peer.remote.http import HttpRelayLink
@@ -264,7 +265,5 @@ class Notifications:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await end_tasks([self._task], logger)
             self._task = None

@@ -34,6 +34,7 @@ from relay.metrics import RelayMetrics
 from relay.runtime import Seams, build_service, close_service
 from relay.settings import Settings
 from seams import Clock
+from seams.tasks import end_tasks
 
 logger = logging.getLogger("relay.http")
 
@@ -164,11 +165,7 @@ def create_app(settings: Settings, seams: Seams | None = None) -> web.Applicatio
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await end_tasks(tasks, logger)
             await close_service(service)
             if own_seams:
                 used.executor.shutdown()

@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 
 from relay.notify.hub import Hub, Subscription
 from seams import Clock, RandomSource
+from seams.tasks import end_tasks
 
 log = logging.getLogger("relay.notify")
 
@@ -93,9 +94,7 @@ class RedisNotifier:
     async def close(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await end_tasks([task], log)
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()

@@ -139,8 +139,14 @@ def test_devices_sync_over_the_lan_while_the_relay_is_unreachable_then_it_gets_e
     for name in names:
         wait_until(lambda n=name: folder_digest(lan.folder(n)) == expected, 40, f"{name} synced")
     for name in names:  # found by mDNS alone: no address was configured
-        peers = {p["name"] for p in lan.lan_peers(name)}
-        assert peers == set(names) - {name}, (name, peers)
+        # The status lists live sessions as last written: on a loaded machine a session may be
+        # between a dropped link and the next one when the file is read.
+        others = set(names) - {name}
+        wait_until(
+            lambda n=name, o=others: {p["name"] for p in lan.lan_peers(n)} == o,
+            20,
+            f"{name} lists {sorted(others)} as LAN peers",
+        )
 
     lan.bed.link_up(lan.relay_ns)
 
