@@ -134,7 +134,7 @@ def create_app(settings: Settings, seams: Seams | None = None) -> web.Applicatio
     metrics = RelayMetrics()
     app[METRICS] = metrics
     app[SETTINGS] = settings
-    app[SOCKETS] = weakref.WeakSet()
+    app[SOCKETS] = weakref.WeakKeyDictionary()
     own_seams = seams is None
 
     async def service_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -16,10 +16,13 @@ from relay.tokens import Principal
 SERVICE = web.AppKey("service", RelayService)
 METRICS = web.AppKey("metrics", RelayMetrics)
 SETTINGS = web.AppKey("settings", Settings)
-SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])
+#: Open WebSockets, in the order they opened: a WeakSet would iterate by address, and the
+#: closing frames sent at shutdown would come in an order no simulation seed replays.
+SOCKETS = web.AppKey("sockets", weakref.WeakKeyDictionary[web.WebSocketResponse, None])
 THROTTLE = web.AppKey("throttle", LoginThrottle)
-#: Open notification sessions by user id (see :func:`relay.http.ws.recheck_user`).
-USER_SESSIONS = web.AppKey("user_sessions", dict[str, set[object]])
+#: Open notification sessions by user id, in the order they opened (see
+#: :func:`relay.http.ws.recheck_user`).
+USER_SESSIONS = web.AppKey("user_sessions", dict[str, dict[object, None]])
 PRINCIPAL = web.RequestKey("principal", Principal)
 #: The bearer token of the request, kept in memory only (WebSockets re-check its expiry).
 TOKEN = web.RequestKey("token", str)

@@ -238,11 +238,11 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     service = request.app[SERVICE]
     expires_ms = service.tokens.expires_ms(request[TOKEN], service.clock.now_ms())
     await sock.prepare(request)
-    request.app[SOCKETS].add(sock)
+    request.app[SOCKETS][sock] = None
     session = _Session(service, sock, who, expires_ms)
     session.arm()
     by_user = request.app[USER_SESSIONS]
-    by_user.setdefault(who.user_id, set()).add(session)
+    by_user.setdefault(who.user_id, {})[session] = None
     try:
         async for msg in sock:
             if sock.closed:
@@ -277,7 +277,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         session.stop()
         mine = by_user.get(who.user_id)
         if mine is not None:
-            mine.discard(session)
+            mine.pop(session, None)
             if not mine:
                 del by_user[who.user_id]
     return sock
