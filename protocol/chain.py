@@ -301,6 +301,25 @@ class MembershipChain:
     def is_revoked(self, device_id: bytes) -> bool:
         return device_id in self._revoked
 
+    def last_valid_counter(self, user_id: bytes, device_id: bytes) -> int | None:
+        """The highest counter any valid envelope of ``device_id`` can carry, now that the device
+        is revoked or its user may no longer write; None while they may write on.
+
+        An envelope that has seen a later counter of that device depends on one every replica
+        refuses: a replica holding it must refuse it too (the relay never appends it).
+        """
+        limit: int | None = None
+        revoked = self._revoked.get(device_id)
+        if revoked is not None:
+            limit = revoked[1]
+        removals = self._removals.get(user_id)
+        if removals and self.role_at(user_id) not in WRITERS:
+            # The last removal's cutoff bounds every height below it; above it they are no
+            # writers (an earlier removal's lower cutoff bounds only heights before a re-add).
+            cutoff = removals[-1].cutoffs.get(device_id, 0)
+            limit = cutoff if limit is None else min(limit, cutoff)
+        return limit
+
     def check_device_counter(
         self, user_id: bytes, device_id: bytes, counter: int, height: int
     ) -> None:
