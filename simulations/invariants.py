@@ -28,6 +28,7 @@ from crdt.ops import ROOT, TRASH
 from crdt.tree import FolderTree
 from peer.engine.sync import ShareSync
 from peer.fs import MemFileSystem, is_temp_name
+from protocol.envelope import Envelope
 from simulations.device import SimDevice
 from simulations.relayhost import LoggedEnvelope, SimRelay
 
@@ -250,15 +251,21 @@ def relay_agrees(
 def removed_receive_nothing(
     device: SimDevice, share: str, removal_height: int, log: list[LoggedEnvelope]
 ) -> list[Violation]:
-    heights = {(env.device, env.counter): env.height for env in log}
-    own = device.share_sync(share).replica.device.device_id.hex()
+    # By envelope hash, not by (device, counter) alone: a device that took back envelopes a
+    # removal made invalid seals new ones at the same counters (peer.engine.retract), and the
+    # removed device may still hold the old ones it wrote or saw before the removal.
+    written = {(env.device, env.counter): env for env in log}
+    replica = device.share_sync(share).replica
+    own = replica.device.device_id.hex()
     out = []
-    for update in device.share_sync(share).store.updates():
-        key = (update.device.hex(), update.seq)
-        if key[0] == own:
+    for body in replica.envelopes.envelopes_after({}):
+        envelope = Envelope.decode(body)
+        key = (envelope.header.device.hex(), envelope.header.counter)
+        logged = written.get(key)
+        if key[0] == own or logged is None or logged.envelope_hash != envelope.envelope_hash:
             continue
-        height = heights.get(key)
-        if height is not None and height >= removal_height:
+        height = logged.height
+        if height >= removal_height:
             out.append(
                 Violation(
                     "removed_receive_nothing",
