@@ -239,3 +239,17 @@ def test_malformed_entry_shape_is_refused(world, now_ms) -> None:
         world.chain.append(bad)
     with pytest.raises(DecodeError):
         ChainEntry.decode(entry.encode()[:-3])
+
+
+def test_the_last_valid_counter_of_a_device_whose_writing_ended(world, now_ms) -> None:
+    chain, laptop = world.chain, world.owner_laptop
+    phone, editor = world.editor_phone.device_id, world.editor.user_id
+    assert chain.last_valid_counter(editor, phone) is None  # an editor writes on
+    chain.append(make_remove_user(chain, laptop, world.editor.public_key, {phone: 4}, now_ms))
+    assert chain.last_valid_counter(editor, phone) == 4
+    assert chain.last_valid_counter(editor, bytes(32)) == 0  # a device the cutoffs leave out
+    chain.append(make_add_user(chain, laptop, world.editor.public_key, Role.EDITOR, now_ms))
+    assert chain.last_valid_counter(editor, phone) is None  # an editor again
+    revocation = world.editor.revoke(phone, now_ms)
+    chain.append(make_revoke_device(chain, laptop, revocation, 7, now_ms))
+    assert chain.last_valid_counter(editor, phone) == 7
