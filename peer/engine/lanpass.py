@@ -79,6 +79,7 @@ class LanPass(SyncParts):
 
     async def pull_everything(self) -> None:
         """LAN envelopes, then the relay's log (bounded in time, or skipped, with LAN peers)."""
+        self.take_back()  # a chain from a LAN peer, or one fetched late in the last pass
         self.apply_lan_inbox()
         if not self.lan.active:
             await self.pull()

@@ -112,7 +112,8 @@ class LanStore:
 
     def forget_from(self, device: bytes, counter: int) -> None:
         """Drop the device's envelopes from ``counter`` on: a line the relay will never hold
-        (a fork that lost), never to be served to peers or forwarded again."""
+        (a fork that lost, envelopes a removal made invalid), never to be served to peers or
+        forwarded again."""
         self.db.execute(
             "DELETE FROM lan_envelopes WHERE device = ? AND counter >= ?", (device, counter)
         )

@@ -100,6 +100,23 @@ class SyncParts:
     def tree(self) -> FolderTree:
         return self.replica.tree
 
+    def take_back(self) -> None:
+        """Take back what the chain made invalid since the last look (``peer.engine.retract``);
+        at the pass's safe points only: before envelopes are applied, with nothing published
+        half-way."""
+        done = self.replica.retract_if_due()
+        if done is None:
+            return
+        self.apply_pending = True  # the tree lost entries the disk still holds
+        logger.warning(
+            "share %s: %d envelope(s) of others and %d of ours taken back (invalid under the "
+            "membership chain); %d local change(s) to publish again",
+            self.share,
+            done.others,
+            done.own,
+            done.rows,
+        )
+
     def disk_path(self, tree_path: str) -> str:
         return "/".join(encode_name(p, self.rules) for p in tree_path.split("/"))
 

@@ -26,6 +26,7 @@ from peer.device.store import ShareStore, StoredUpdate
 from peer.engine.keys import ShareCrypto
 from peer.engine.lanstore import LanStore
 from peer.engine.payload import UpdatePayload
+from peer.engine.retract import Retraction, retract_invalid, seen_past_limit, write_limits
 from peer.engine.warm import (
     SAVE_EVERY_UPDATES,
     read_snapshot,
@@ -35,7 +36,7 @@ from peer.engine.warm import (
 )
 from peer.errors import IntegrityError, ShareError
 from peer.remote.link import AppendAck
-from protocol.chain import ZERO_HASH, ChainEntry, MembershipChain, Role, verify_chain
+from protocol.chain import ZERO_HASH, ChainEntry, EntryKind, MembershipChain, Role, verify_chain
 from protocol.envelope import (
     Envelope,
     EnvelopeTip,
@@ -49,6 +50,10 @@ from protocol.keyschedule import KeyRing
 from seams import RandomSource
 
 logger = logging.getLogger("peer.engine")
+
+# Chain entries after which envelopes held here may be invalid: a removal, a revocation, and a
+# writer's demotion (the one change_role that carries cutoffs).
+_ENDS_WRITING = frozenset({EntryKind.REMOVE_USER, EntryKind.REVOKE_DEVICE, EntryKind.CHANGE_ROLE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +101,13 @@ class ShareReplica:
         self.saved_at = 0  # the store position (updates.ord) the saved tree covers
         self.warm = False  # whether open() started from the saved tree
         self.envelopes = LanStore(store.db)  # what LAN peers are served, and the relay caught up
+        # Whether the chain may have made envelopes held here invalid (see peer.engine.retract):
+        # checked on open, since a crash can come between storing an entry and taking back.
+        self.retract_due = True
+        # Device → the highest counter a valid envelope of it can carry (its writing ended);
+        # None: to be worked out again (the chain grew, or a device's certificate came).
+        self._limits: dict[bytes, int] | None = None
+        self._limits_of: set[bytes] = set()  # the devices whose certificates _limits covers
 
     # -- opening ---------------------------------------------------------------------------------
 
@@ -115,6 +127,10 @@ class ShareReplica:
             replica._replay()
         replica._note_install()
         return replica
+
+    def rebuild_tree(self) -> None:
+        """The tree again from the stored updates (after some were dropped)."""
+        self._replay()
 
     def _replay(self) -> None:
         self.tree = FolderTree(self.identity)
@@ -214,8 +230,21 @@ class ShareReplica:
                 continue
             if self.chain.append(entry):
                 added.append(raw)
+                self._limits = None
+                kind = EntryKind(entry.kind)
+                if kind in _ENDS_WRITING and (entry.cutoffs or kind is EntryKind.REMOVE_USER):
+                    self.retract_due = True
         if added:
             self.store.add_chain_entries(start, added)
+
+    def retract_if_due(self) -> Retraction | None:
+        """Take back the envelopes held here that the chain has made invalid since the last
+        look (:mod:`peer.engine.retract`). Call it where no pass step holds tree entries or
+        index rows: before applying envelopes, with nothing being published."""
+        if not self.retract_due:
+            return None
+        self.retract_due = False
+        return retract_invalid(self)
 
     def set_keys(self, ring: KeyRing) -> None:
         ring.check_against(self.chain)
@@ -357,6 +386,14 @@ class ShareReplica:
             if refused is not None:
                 return refused
             last = self.store.tips().get(header.device)
+        invalid = None if seq is not None else seen_past_limit(header.seen, self._write_limits())
+        if invalid is not None:
+            # It saw an envelope a removal made invalid (the relay's log is authoritative and
+            # never holds such a one: only a LAN peer brings it); its author writes it again.
+            return (
+                f"the envelope has seen envelopes of device {invalid.hex()[:16]} past the last "
+                "one the membership chain allows"
+            )
         try:
             payload = UpdatePayload.decode(
                 open_envelope(envelope, self.crypto.metadata_key(header.epoch))
@@ -372,6 +409,8 @@ class ShareReplica:
             return f"envelope refused: {exc}"
         self.store.set_tip(header.device, header.counter, envelope.envelope_hash)
         self.store.add_certificate(header.device, payload.certificate)
+        if header.device not in self._limits_of:
+            self._limits = None  # a device not covered yet: it may be one whose writing ended
         self.envelopes.add_envelope(
             header.device, header.counter, envelope.encode(), relayed=seq is not None
         )
@@ -498,6 +537,15 @@ class ShareReplica:
             open_envelope(envelope, self.crypto.metadata_key(envelope.header.epoch))
         )
         self.store.forget_update(envelope.header.device, payload.install, payload.seq)
+
+    def _write_limits(self) -> dict[bytes, int]:
+        if self._limits is None:
+            certificates = {
+                d: DeviceCertificate.decode(raw) for d, raw in self.store.certificates().items()
+            }
+            self._limits = write_limits(self.chain, certificates)
+            self._limits_of = set(certificates)
+        return self._limits
 
     def _note_relay_place(
         self, envelope: Envelope, seq: int | None, appended_ms: int | None

@@ -157,6 +157,7 @@ class ShareSync(LanPass, Publisher, Applier):
         except RelayUnreachable:
             await self._scan_offline()
             raise
+        self.take_back()  # the key work may have fetched the chain
         if not keys_ready:
             # A new key epoch began and this device has no key for it yet: it may neither
             # publish under the old epoch nor read what is written under the new one.
@@ -289,6 +290,9 @@ class ShareSync(LanPass, Publisher, Applier):
                         "the relay serves envelopes naming a membership chain it does not serve",
                         hint="try again later; if it persists, report it to the relay operator",
                     )
+                # Before the log goes on: it may hold envelopes at counters of ones held here
+                # that the new entries make invalid, which would pass for seen before.
+                self.take_back()
                 continue
             if not page.more and not report.needs_keys:
                 return applied
