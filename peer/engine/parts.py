@@ -104,7 +104,7 @@ class SyncParts:
         """Take back what the chain made invalid since the last look (``peer.engine.retract``);
         at the pass's safe points only: before envelopes are applied, with nothing published
         half-way."""
-        done = self.replica.retract_if_due()
+        done = self.replica.retract_if_due(self.disk_path)
         if done is None:
             return
         self.apply_pending = True  # the tree lost entries the disk still holds

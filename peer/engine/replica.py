@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from crdt.errors import UpdateRefused
@@ -237,14 +237,14 @@ class ShareReplica:
         if added:
             self.store.add_chain_entries(start, added)
 
-    def retract_if_due(self) -> Retraction | None:
+    def retract_if_due(self, disk_path: Callable[[str], str]) -> Retraction | None:
         """Take back the envelopes held here that the chain has made invalid since the last
         look (:mod:`peer.engine.retract`). Call it where no pass step holds tree entries or
         index rows: before applying envelopes, with nothing being published."""
         if not self.retract_due:
             return None
         self.retract_due = False
-        return retract_invalid(self)
+        return retract_invalid(self, disk_path)
 
     def set_keys(self, ring: KeyRing) -> None:
         ring.check_against(self.chain)
@@ -301,6 +301,12 @@ class ShareReplica:
                 if header.height > self.chain.height:
                     report.needs_chain = True
                     later.append(envelope)
+                    continue
+                limit = self._write_limits().get(header.device)
+                if limit is not None and header.counter > limit:
+                    # Refused whenever it comes: never kept waiting for its predecessor.
+                    reason = "past the last counter the membership chain allows this device"
+                    report.rejected.append(Rejected(0, header.device, header.counter, reason))
                     continue
                 last = self.store.tips().get(header.device)
                 if header.counter > (last[0] if last is not None else 0) + 1:

@@ -25,7 +25,7 @@ changes from the relay for good. So a replica takes them back once its chain sho
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -113,8 +113,11 @@ def _invalid(
     return False
 
 
-def retract_invalid(replica: ShareReplica) -> Retraction | None:
-    """Take back what the replica's chain makes invalid; None when nothing is."""
+def retract_invalid(
+    replica: ShareReplica, disk_path: Callable[[str], str]
+) -> Retraction | None:
+    """Take back what the replica's chain makes invalid; None when nothing is. ``disk_path``
+    maps a tree path to the disk (for the local index's rows)."""
     store = replica.store
     own = replica.device.device_id
     certificates = {d: DeviceCertificate.decode(raw) for d, raw in store.certificates().items()}
@@ -149,6 +152,6 @@ def retract_invalid(replica: ShareReplica) -> Retraction | None:
                 store.set("counter", counter - 1)
                 store.set("prev", before)
         replica.rebuild_tree()
-        rows = rebase_rows(store, old_tree, replica.tree, replica.identity.replica)
+        rows = rebase_rows(store, old_tree, replica.tree, replica.identity.replica, disk_path)
     own_dropped = sum(1 for e in dropped if e.header.device == own)
     return Retraction(first, len(dropped) - own_dropped, own_dropped, rows)
