@@ -111,7 +111,8 @@ def _delete_again(
 def _valid_base(version: VersionOp, old: FolderTree, new: FolderTree) -> VersionOp | None:
     """The latest version ``version`` came from that ``new`` still holds."""
     found: list[VersionOp] = []
-    frontier, looked = list(version.base), set()
+    frontier = list(version.base)
+    looked: set[str] = set()
     while frontier:
         vid = frontier.pop()
         if vid in looked:
@@ -124,9 +125,7 @@ def _valid_base(version: VersionOp, old: FolderTree, new: FolderTree) -> Version
     return max(found, key=lambda v: v.key, default=None)
 
 
-def _edit_again(
-    store: ShareStore, b: SyncedFile, new: FolderTree, base: VersionOp | None
-) -> int:
+def _edit_again(store: ShareStore, b: SyncedFile, new: FolderTree, base: VersionOp | None) -> int:
     """Our version of a file that is still there went: the disk holds an edit of ``base``."""
     entry = new.entry(b.entry)
     if entry is None or base is None:

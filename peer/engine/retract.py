@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from crdt.tree import FolderTree
 from peer.engine.payload import UpdatePayload
 from peer.engine.rebase import rebase_rows
 from protocol.chain import MembershipChain
@@ -113,9 +114,7 @@ def _invalid(
     return False
 
 
-def retract_invalid(
-    replica: ShareReplica, disk_path: Callable[[str], str]
-) -> Retraction | None:
+def retract_invalid(replica: ShareReplica, disk_path: Callable[[str], str]) -> Retraction | None:
     """Take back what the replica's chain makes invalid; None when nothing is. ``disk_path``
     maps a tree path to the disk (for the local index's rows)."""
     store = replica.store
@@ -134,6 +133,27 @@ def retract_invalid(
     by_counter = {(e.header.device, e.header.counter): e for e in held}
     dropped = [e for e in held if e.header.counter >= first.get(e.header.device, math.inf)]
     old_tree = replica.tree
+    try:
+        rows = _take_back(replica, dropped, first, by_counter, old_tree, disk_path)
+    except BaseException:
+        replica.rebuild_tree()  # the store rolled back: the tree follows it
+        raise
+    own_dropped = sum(1 for e in dropped if e.header.device == own)
+    return Retraction(first, len(dropped) - own_dropped, own_dropped, rows)
+
+
+def _take_back(
+    replica: ShareReplica,
+    dropped: list[Envelope],
+    first: dict[bytes, int],
+    by_counter: dict[tuple[bytes, int], Envelope],
+    old_tree: FolderTree,
+    disk_path: Callable[[str], str],
+) -> int:
+    """Drop ``dropped`` from the store in one transaction, rebuild the tree, and rebase the
+    local index; how many index rows changed."""
+    store = replica.store
+    own = replica.device.device_id
     with store.transaction():
         for envelope in dropped:
             payload = UpdatePayload.decode(
@@ -152,6 +172,4 @@ def retract_invalid(
                 store.set("counter", counter - 1)
                 store.set("prev", before)
         replica.rebuild_tree()
-        rows = rebase_rows(store, old_tree, replica.tree, replica.identity.replica, disk_path)
-    own_dropped = sum(1 for e in dropped if e.header.device == own)
-    return Retraction(first, len(dropped) - own_dropped, own_dropped, rows)
+        return rebase_rows(store, old_tree, replica.tree, replica.identity.replica, disk_path)
