@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from crdt.errors import UpdateRefused
@@ -462,7 +462,7 @@ class ShareReplica:
         (received over the LAN only: the relay holds a single envelope per counter). The
         relay's line is the share's: once the envelope proves to be the device's and to follow
         the envelope before the fork as applied here, the line it replaces is taken back out
-        (see :meth:`_drop_lost_lines`). A refusal's reason, or None."""
+        (see :meth:`drop_lost_lines`). A refusal's reason, or None."""
         header = envelope.header
         before = self._held_hash(header.device, header.counter - 1, last)
         if before != header.prev:
@@ -481,7 +481,7 @@ class ShareReplica:
             return "the envelope names a chain height this device has not verified yet"
         except (ProtocolError, IntegrityError) as exc:
             return f"envelope refused: {exc}"
-        dropped, own = self._drop_lost_lines(header.device, header.counter)
+        dropped, own = self.drop_lost_lines({header.device: header.counter})
         logger.warning(
             "share %s: device %s forked at counter %d (restored from a backup?); the relay "
             "holds the other envelope: %d envelope(s) taken back out, %d of them ours",
@@ -496,16 +496,17 @@ class ShareReplica:
             report.dropped_own += own
         return None
 
-    def _drop_lost_lines(self, device: bytes, counter: int) -> tuple[int, int]:
-        """Take the device's envelopes from ``counter`` on back out of this replica, with every
-        envelope not at the relay that has seen one of them (ours unsent included): the relay
-        will never hold them (it holds other envelopes at those counters, or they name updates
-        nobody else will have), and anything sealed on top of them would carry updates that
-        depend on what no other replica applies. The tree is rebuilt from the updates left;
-        ours come back as local changes (the caller forgets the bases they made). Returns
-        (envelopes dropped, of them ours)."""
+    def drop_lost_lines(self, lines: Mapping[bytes, int]) -> tuple[int, int]:
+        """Take each device's envelopes from its counter in ``lines`` on back out of this
+        replica, with every envelope not at the relay that has seen one of them (ours unsent
+        included): the relay will never hold them (it holds other envelopes at those counters,
+        a removal made them invalid, or they name updates nobody else will have), and anything
+        sealed on top of them would carry updates that depend on what no other replica
+        applies. The tree is rebuilt from the updates left; ours come back as local changes
+        (the caller rebases or forgets the bases they made). Returns (envelopes dropped, of
+        them ours)."""
         own = self.device.device_id
-        lost = {device: counter}
+        lost = dict(lines)
         rows = self.envelopes.unrelayed(own, limit=None)
         rows += [(own, c, raw) for c, raw in self.store.outbox()]
         grew = True
@@ -586,7 +587,7 @@ class ShareReplica:
         the last one the relay holds from this device); the relay's envelopes after it
         (written by the other copy of this device) arrive with the next pull, and the tree is
         rebuilt so that it no longer holds the dropped updates (the caller reopens the replica,
-        or :meth:`_drop_lost_lines` replays). Returns how many envelopes were dropped.
+        or :meth:`drop_lost_lines` replays). Returns how many envelopes were dropped.
         """
         outbox = [(c, raw) for c, raw in self.store.outbox() if c >= from_counter]
         if not outbox:

@@ -15,10 +15,12 @@ changes from the relay for good. So a replica takes them back once its chain sho
   taken back: its log is authoritative, and it judged them by the same chain.
 - what: their CRDT updates leave the store and the tree is rebuilt without them; each device's
   tip goes back to the envelope before; ours leave the outbox and our counter goes back, so what
-  they held is sealed again on top of the valid state, at the same counters. The relay never
-  held those counters, and a replica that holds the old envelopes takes them back by the same
-  verdict before it can apply the new ones (those name the removal's chain height or later, so
-  the replica fetches the chain first).
+  they held is sealed again on top of the valid state, at the same counters
+  (``ShareReplica.drop_lost_lines``, which also takes a fork's losing line back out). The relay
+  never held those counters, and a replica that holds the old envelopes takes them back by the
+  same verdict before it can apply the new ones (those name the removal's chain height or
+  later, so the replica fetches the chain first; and the relay's copy at a counter held here
+  takes the other line back out, as for a fork).
 - the local index: :mod:`peer.engine.rebase` turns what the user did into local changes again.
 """
 
@@ -29,11 +31,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from crdt.tree import FolderTree
-from peer.engine.payload import UpdatePayload
 from peer.engine.rebase import rebase_rows
 from protocol.chain import MembershipChain
-from protocol.envelope import Envelope, check_envelope_authority, open_envelope
+from protocol.envelope import Envelope, check_envelope_authority
 from protocol.errors import Forbidden, PastCutoff, Revoked
 from protocol.keys import DeviceCertificate
 
@@ -130,46 +130,12 @@ def retract_invalid(replica: ShareReplica, disk_path: Callable[[str], str]) -> R
     )
     if not first:
         return None
-    by_counter = {(e.header.device, e.header.counter): e for e in held}
-    dropped = [e for e in held if e.header.counter >= first.get(e.header.device, math.inf)]
     old_tree = replica.tree
     try:
-        rows = _take_back(replica, dropped, first, by_counter, old_tree, disk_path)
+        with store.transaction():
+            dropped, own_dropped = replica.drop_lost_lines(first)
+            rows = rebase_rows(store, old_tree, replica.tree, replica.identity.replica, disk_path)
     except BaseException:
         replica.rebuild_tree()  # the store rolled back: the tree follows it
         raise
-    own_dropped = sum(1 for e in dropped if e.header.device == own)
-    return Retraction(first, len(dropped) - own_dropped, own_dropped, rows)
-
-
-def _take_back(
-    replica: ShareReplica,
-    dropped: list[Envelope],
-    first: dict[bytes, int],
-    by_counter: dict[tuple[bytes, int], Envelope],
-    old_tree: FolderTree,
-    disk_path: Callable[[str], str],
-) -> int:
-    """Drop ``dropped`` from the store in one transaction, rebuild the tree, and rebase the
-    local index; how many index rows changed."""
-    store = replica.store
-    own = replica.device.device_id
-    with store.transaction():
-        for envelope in dropped:
-            payload = UpdatePayload.decode(
-                open_envelope(envelope, replica.crypto.metadata_key(envelope.header.epoch))
-            )
-            store.forget_update(envelope.header.device, payload.install, payload.seq)
-        for device, counter in first.items():
-            before = by_counter[(device, counter)].header.prev
-            replica.envelopes.forget_from(device, counter)
-            if counter > 1:
-                store.set_tip(device, counter - 1, before)
-            else:
-                store.forget_tip(device)
-            if device == own:
-                store.drop_outbox_from(counter)
-                store.set("counter", counter - 1)
-                store.set("prev", before)
-        replica.rebuild_tree()
-        return rebase_rows(store, old_tree, replica.tree, replica.identity.replica, disk_path)
+    return Retraction(first, dropped - own_dropped, own_dropped, rows)
