@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from simulations.harness import Outcome, Stats
 
 HASH_SEED = "0"
+SLOWEST_NAMED = 3  # seeds named in the summary as the slowest to converge
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +91,19 @@ class Summary:
             ),
             f"bytes: LAN {int(self.total('bytes_lan'))}, relay {int(self.total('bytes_relay'))}",
         ]
+        slowest = sorted(
+            (r for r in self.results if r.stats.get("convergence_s") is not None),
+            key=lambda r: (-float(r.stats["convergence_s"]), r.seed),  # type: ignore[arg-type]
+        )[:SLOWEST_NAMED]
+        if slowest:
+            # The seeds to replay when a convergence time looks wrong (a device left unwoken).
+            out.append(
+                "slowest to converge: "
+                + ", ".join(
+                    f"seed {r.seed} {float(r.stats['convergence_s']):.1f} s"  # type: ignore[arg-type]
+                    for r in slowest
+                )
+            )
         kinds: dict[str, int] = {}
         for result in self.failed:
             for failure in result.failures:

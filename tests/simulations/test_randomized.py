@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from simulations.campaign import run_campaign
+from simulations.campaign import SeedResult, Summary, run_campaign
 from simulations.glyphs import GLYPH_HEIGHT, GLYPH_WIDTH, GLYPHS, pixels
 from simulations.harness import Outcome, Stats
 from simulations.invariants import Violation
@@ -69,6 +69,17 @@ def test_campaign_summary_counts_what_happened() -> None:
     for counter in ("seeds: 2", "operations:", "partitions:", "crashes:", "conflicted copies"):
         assert counter in text
     assert summary.total("operations") > 0
+
+
+def test_the_summary_names_the_seeds_slowest_to_converge() -> None:
+    times = {4: 3.0, 5: 130.0, 6: None, 7: 9.5, 8: 125.0}
+    summary = Summary(
+        [
+            SeedResult(s, True, (), {"operations": 200, "convergence_s": t}, "", 0.0)
+            for s, t in times.items()
+        ]
+    )
+    assert "slowest to converge: seed 5 130.0 s, seed 8 125.0 s, seed 7 9.5 s" in summary.lines()
 
 
 def test_scatter_is_a_valid_png() -> None:
