@@ -138,6 +138,15 @@ class StaleChainHead(Conflict):
     code = "chain_head"
 
 
+class StaleCutoffs(Conflict):
+    """A chain entry that ends a device's writing (removal, demotion, revocation) with a cutoff
+    below a counter of that device the log already holds: the envelope landed after the owner
+    read the relay's vector. Accepting the entry would make every replica refuse an envelope the
+    relay keeps serving; ``device``, ``have`` (the relay's counter) and ``cutoff`` are given."""
+
+    code = "stale_cutoffs"
+
+
 class PayloadTooLarge(RelayError):
     status = 413
     code = "too_large"

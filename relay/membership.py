@@ -8,9 +8,12 @@ that depends on it, so replicas never judge by a stale chain.
 
 from __future__ import annotations
 
-from protocol.chain import ChainEntry, MembershipChain, Role
+from dataclasses import dataclass
+
+from protocol.chain import WRITERS, ChainEntry, EntryKind, MembershipChain, Role
+from protocol.keys import user_id_of
 from relay.db import Tx
-from relay.errors import NotFound
+from relay.errors import NotFound, StaleCutoffs
 
 
 async def share_row(tx: Tx, share_id: str, *, lock: bool = False) -> tuple[str, int, int]:
@@ -88,6 +91,71 @@ async def write_members(tx: Tx, share_id: str, chain: MembershipChain) -> None:
         "INSERT INTO members (share_id, user_id, role) VALUES (?, ?, ?)",
         [(share_id, user.hex(), role.value) for user, role in chain.members().items()],
     )
+
+
+@dataclass(frozen=True, slots=True)
+class EndedWriting:
+    """Whose writing a chain entry ends, and the last counter of each device that stays valid."""
+
+    user_id: str
+    cutoffs: dict[str, int]  # device id → cutoff, as the entry names them
+    whole_user: bool  # every device of the user stops (its devices the entry omits: cutoff 0)
+
+
+def writing_ended(role_before: Role | None, entry: ChainEntry) -> EndedWriting | None:
+    """What ``entry`` ends, judged with the subject's role just before it; None if nothing.
+
+    These are the entries that carry cutoffs (see :mod:`protocol.chain`): a writer removed or
+    demoted to a non-writer, and a revoked device. A viewer removed stopped writing earlier.
+    """
+    cutoffs = {d.hex(): c for d, c in entry.cutoffs.items()}
+    kind = EntryKind(entry.kind)
+    if kind is EntryKind.REVOKE_DEVICE:
+        assert entry.revocation is not None
+        return EndedWriting(entry.revocation.user_id.hex(), cutoffs, whole_user=False)
+    if kind not in (EntryKind.REMOVE_USER, EntryKind.CHANGE_ROLE) or role_before not in WRITERS:
+        return None
+    if kind is EntryKind.CHANGE_ROLE and entry.role is not None and Role(entry.role) in WRITERS:
+        return None
+    assert entry.user_key is not None
+    return EndedWriting(user_id_of(entry.user_key).hex(), cutoffs, whole_user=True)
+
+
+async def check_cutoffs(tx: Tx, share_id: str, ended: EndedWriting) -> None:
+    """Refuse an entry whose cutoff is below a counter the log already holds for that device.
+
+    The owner's device reads the relay's vector before it signs; the removed device may append
+    meanwhile (it is still a member). Every replica would then refuse an envelope this log keeps
+    serving, while those that applied it first keep it: the trees would differ for good. Appends
+    and chain extensions of a share run under its locked row, so the vector read here is the one
+    the entry would land on. Devices are attributed to users by the devices they logged in with;
+    a device named in the cutoffs counts unless it is known as another user's.
+    """
+    rows = await tx.fetchall(
+        "SELECT v.device_id, v.counter, d.user_id FROM share_vectors v "
+        "LEFT JOIN devices d ON d.device_id = v.device_id WHERE v.share_id = ?",
+        share_id,
+    )
+    for row in sorted(rows, key=lambda r: str(r[0])):
+        device, have = str(row[0]), int(row[1])  # type: ignore[call-overload]
+        owner = None if row[2] is None else str(row[2])
+        if owner is not None and owner != ended.user_id:
+            continue
+        if device in ended.cutoffs:
+            cutoff = ended.cutoffs[device]
+        elif ended.whole_user and owner == ended.user_id:
+            cutoff = 0
+        else:
+            continue
+        if have > cutoff:
+            raise StaleCutoffs(
+                f"the relay holds counter {have} of device {device}, past the entry's cutoff "
+                f"{cutoff} for it (it wrote after the cutoffs were read); make the removal again "
+                "from the relay's current log",
+                device=device,
+                have=have,
+                cutoff=cutoff,
+            )
 
 
 class ChainCache:

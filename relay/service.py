@@ -287,10 +287,16 @@ class RelayService:
             # Extend a copy of the verified chain: the cached one changes only once this
             # transaction has committed (a refused or rolled-back entry never reaches it).
             chain = copy.deepcopy(await self.chains.at_height(tx, share_id, height))
+            subject = entry.subject_user_id
+            role_before = None if subject is None else chain.role_at(subject)
             try:
                 added = chain.append(entry)
             except ProtocolError as exc:
                 raise from_protocol(exc, head=chain.height) from exc
+            ended = membership.writing_ended(role_before, entry) if added else None
+            if ended is not None:
+                # Under the share's locked row, as appends are: no envelope lands in between.
+                await membership.check_cutoffs(tx, share_id, ended)
             if added:
                 await membership.record_entry(tx, share_id, entry)
                 await membership.write_members(tx, share_id, chain)
