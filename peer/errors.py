@@ -90,6 +90,7 @@ def _relay_hint(code: str) -> str:
         "rate_limited": "wait a minute and try again",
         "registration_closed": "this relay needs an invite code: drift relay login URL --invite",
         "fork": "another copy of this device wrote to the share; see `drift status`",
+        "stale_cutoffs": "the removed member's device kept writing meanwhile; run it again",
         "expired": "show a new code with `drift device link` on a device of yours",
         "link_refused": "run `drift device link` again for a new code and type it carefully",
     }.get(code, "")

@@ -44,7 +44,7 @@ from peer.errors import (
     ShareError,
     UsageError,
 )
-from peer.remote.link import RelayLink
+from peer.remote.link import STALE_CUTOFFS, RelayLink
 from protocol.chain import (
     ChainEntry,
     MembershipChain,
@@ -67,6 +67,10 @@ from seams.statedb import FILE_STATE_DATABASES, StateDatabases
 SECRET_BYTES = 32
 KEY_PACKAGE_PERSON = b"drift-invite-key"
 SEPARATOR = "~"
+# How many times a removal or revocation is signed again with cutoffs read anew when the relay
+# finds that the device kept writing after they were read (each try is a few round trips; a
+# device that wins every race is writing faster than a removal can be signed).
+CUTOFF_TRIES = 4
 
 
 def state_path(home: Home, share_id: str) -> Path:
@@ -297,31 +301,82 @@ async def remove_member(
         user_id = user_id_of(user_key)
         if chain.role_at(user_id) is None:
             raise NotFound("that user is not a member of the share")
-        certificates = {d: DeviceCertificate.decode(c) for d, c in store.certificates().items()}
-        # A device of theirs nothing of which was applied here yet may still have envelopes in
-        # the relay's log: left out of the cutoffs, they would all fall past cutoff 0 for this
-        # device, while devices that applied them before hearing of the removal keep them (the
-        # trees differ for good: simulation seed 330). The relay lists the user's devices; each
-        # certificate must be signed by that user's key.
-        for listed in await link.member_devices(share):
-            try:
-                certificate = DeviceCertificate.decode(listed.certificate).verify(user_key)
-            except ProtocolError:
-                continue
-            certificates.setdefault(certificate.device_id, certificate)
-        vector = await link.server_vector(share)
-        cutoffs = {
-            bytes.fromhex(d): c
-            for d, c in vector.items()
-            if (cert := certificates.get(bytes.fromhex(d))) is not None and cert.user_id == user_id
-        }
-        entry = make_remove_user(chain, device, user_key, cutoffs, clock.now_ms())
-        await link.extend_chain(share, entry.encode())
-        chain.append(entry)
-        store.add_chain_entries(entry.height, [entry.encode()])
+        cutoffs = await removal_cutoffs(store, link, share, user_key)
+        entry = await append_removal(store, link, chain, device, user_key, cutoffs, clock=clock)
         return await _rotate_after(store, chain, device, link, entry.height, clock=clock, rng=rng)
     finally:
         store.close()
+
+
+async def removal_cutoffs(
+    store: ShareStore, link: RelayLink, share: str, user_key: bytes, *, named: str | None = None
+) -> dict[bytes, int]:
+    """Each device of the user at the counter the relay's log holds now for it.
+
+    ``named``: a device (hex) the relay named as the user's when it refused stale cutoffs; it is
+    given its counter even if we never saw its certificate. The relay attributes devices to
+    users by their logins, and one of theirs not listed among member devices (a revoked one,
+    say) would otherwise be refused on every try. A device of another user in a removal's
+    cutoffs changes nothing (they bind only the removed user's devices), so the relay's word is
+    enough: it is the same word as the vector the cutoffs come from.
+    """
+    user_id = user_id_of(user_key)
+    certificates = {d: DeviceCertificate.decode(c) for d, c in store.certificates().items()}
+    # A device of theirs nothing of which was applied here yet may still have envelopes in
+    # the relay's log: left out of the cutoffs, they would all fall past cutoff 0 for this
+    # device, while devices that applied them before hearing of the removal keep them (the
+    # trees differ for good: simulation seed 330). The relay lists the user's devices; each
+    # certificate must be signed by that user's key.
+    for listed in await link.member_devices(share):
+        try:
+            certificate = DeviceCertificate.decode(listed.certificate).verify(user_key)
+        except ProtocolError:
+            continue
+        certificates.setdefault(certificate.device_id, certificate)
+    vector = await link.server_vector(share)
+    return {
+        bytes.fromhex(d): c
+        for d, c in vector.items()
+        if d == named
+        or ((cert := certificates.get(bytes.fromhex(d))) is not None and cert.user_id == user_id)
+    }
+
+
+async def append_removal(
+    store: ShareStore,
+    link: RelayLink,
+    chain: MembershipChain,
+    device: CertifiedDevice,
+    user_key: bytes,
+    cutoffs: dict[bytes, int],
+    *,
+    clock: Clock,
+) -> ChainEntry:
+    """Sign the removal of ``user_key`` with ``cutoffs`` and append it to the relay's chain and
+    ours; the entry that landed.
+
+    Until the entry lands the user's devices are members and may append: the relay refuses an
+    entry whose cutoff is below a counter it already holds (``stale_cutoffs``), since every
+    replica would refuse that envelope while those that applied it keep it. Then the cutoffs
+    are read again and the entry signed anew, a few times.
+    """
+    share = chain.share_id.hex()
+    for attempt in range(1, CUTOFF_TRIES + 1):
+        entry = make_remove_user(chain, device, user_key, cutoffs, clock.now_ms())
+        try:
+            await link.extend_chain(share, entry.encode())
+        except RelayRefused as exc:
+            if exc.code != STALE_CUTOFFS or attempt == CUTOFF_TRIES:
+                raise
+            named = exc.details.get("device")
+            cutoffs = await removal_cutoffs(
+                store, link, share, user_key, named=named if isinstance(named, str) else None
+            )
+            continue
+        chain.append(entry)
+        store.add_chain_entries(entry.height, [entry.encode()])
+        return entry
+    raise AssertionError("unreachable: the last try returns or raises")
 
 
 async def revoke_in_shares(
@@ -348,9 +403,7 @@ async def revoke_in_shares(
             chain = await _fresh_chain(link, store, share)
             if chain.is_revoked(target) or chain.role_at(revocation.user_id) is None:
                 continue
-            cutoff = (await link.server_vector(share)).get(target.hex(), 0)
-            entry = make_revoke_device(chain, device, revocation, cutoff, clock.now_ms())
-            await link.extend_chain(share, entry.encode())
+            entry = await _append_revocation(link, chain, device, revocation, clock=clock)
             chain.append(entry)
             store.add_chain_entries(entry.height, [entry.encode()])
             if chain.role_at(device.certificate.user_id) is not Role.OWNER:
@@ -364,6 +417,33 @@ async def revoke_in_shares(
         finally:
             store.close()
     return done
+
+
+async def _append_revocation(
+    link: RelayLink,
+    chain: MembershipChain,
+    device: CertifiedDevice,
+    revocation: DeviceRevocation,
+    *,
+    clock: Clock,
+) -> ChainEntry:
+    """Append the revocation with the device's counter in the relay's log as its cutoff.
+
+    The device may still append until the entry lands (a stolen one is not told it is revoked):
+    the relay then refuses the stale cutoff, and it is read again, a few times, as for a removal.
+    """
+    share = chain.share_id.hex()
+    for attempt in range(1, CUTOFF_TRIES + 1):
+        cutoff = (await link.server_vector(share)).get(revocation.device_id.hex(), 0)
+        entry = make_revoke_device(chain, device, revocation, cutoff, clock.now_ms())
+        try:
+            await link.extend_chain(share, entry.encode())
+        except RelayRefused as exc:
+            if exc.code != STALE_CUTOFFS or attempt == CUTOFF_TRIES:
+                raise
+            continue
+        return entry
+    raise AssertionError("unreachable: the last try returns or raises")
 
 
 async def _rotate_after(

@@ -13,6 +13,11 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Protocol
 
+# The relay's wire code for a chain entry whose cutoffs are below a counter its log already holds
+# for a device whose writing the entry ends (it wrote after the cutoffs were read): nothing
+# changed, the entry is to be made again from the relay's current vector.
+STALE_CUTOFFS = "stale_cutoffs"
+
 _FAIL_FAST: ContextVar[bool] = ContextVar("drift_relay_fail_fast", default=False)
 
 

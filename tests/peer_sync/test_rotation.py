@@ -10,14 +10,17 @@ the device shows in its status.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from peer.device.identity import load_user
 from peer.device.store import ShareStore
-from peer.engine.shares import remove_member, revoke_in_shares, state_path
+from peer.engine.shares import CUTOFF_TRIES, remove_member, revoke_in_shares, state_path
 from peer.errors import RelayRefused
+from peer.remote.link import RelayLink
 from protocol.chain import ChainEntry
 from protocol.envelope import Envelope, open_envelope
 from protocol.errors import BadKey
@@ -160,6 +163,121 @@ async def test_a_removal_keeps_what_the_relay_holds_of_a_device_the_owner_never_
             await settle([owner, editor])
             assert owner.files()["late.txt"] == b"written before the removal"
             assert editor.files()["late.txt"] == b"written before the removal"
+        finally:
+            for dev in devices:
+                await dev.node.close()
+
+
+class _RacingLink:
+    """The owner's link, with something run just before each chain extension is sent: after
+    the cutoffs were read from the relay's vector, before the entry lands."""
+
+    def __init__(self, link: RelayLink, before_extend: Callable[[], Awaitable[None]]) -> None:
+        self._link = link
+        self._before_extend = before_extend
+        self.refused: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._link, name)
+
+    async def extend_chain(self, share: str, entry: bytes) -> int:
+        await self._before_extend()
+        try:
+            return await self._link.extend_chain(share, entry)
+        except RelayRefused as exc:
+            self.refused.append(exc.code)
+            raise
+
+
+async def test_a_removal_raced_by_the_removed_device_is_made_again_from_the_log(
+    tmp_path: Path,
+) -> None:
+    """The removed user's device appends after the owner read the relay's vector and before
+    the removal lands: the relay refuses the stale cutoffs, the owner's device reads them again
+    and the removal keeps the raced envelope, so every device ends with the same tree."""
+    relay_dir = tmp_path / "relay"
+    async with running_relay(relay_dir) as url:
+        owner = make_device(tmp_path, "owner", url)
+        editor = make_device(tmp_path, "editor", url)
+        gone = make_device(tmp_path, "gone", url)
+        devices = [owner, editor, gone]
+        try:
+            share = await share_between(owner, editor, gone)
+            (gone.folder / "early.txt").write_bytes(b"before the removal began")
+            await settle(devices)
+            raced = False
+
+            async def gone_writes_once() -> None:
+                nonlocal raced
+                if raced:
+                    return
+                raced = True
+                (gone.folder / "raced.txt").write_bytes(b"written while the removal was signed")
+                await gone.sync()
+                await editor.sync()  # applies it before it hears of the removal
+
+            link = _RacingLink(owner.node.link, gone_writes_once)
+            done = await remove_member(
+                owner.home,
+                owner.node.device,
+                link,  # type: ignore[arg-type]
+                share,
+                gone.user_key,
+                clock=SystemClock(),
+                rng=OsRandom(),
+            )
+            assert link.refused == ["stale_cutoffs"]
+            assert editor.files()["raced.txt"] == b"written while the removal was signed"
+            gone_device = gone.node.device.device_id
+            held = (await owner.node.link.server_vector(share))[gone_device.hex()]
+            raw = (await owner.node.link.chain(share, done.height))[0]
+            assert ChainEntry.decode(raw).cutoffs == {gone_device: held}
+            assert done.rotation is not None
+
+            await settle([owner, editor])
+            assert owner.files()["raced.txt"] == b"written while the removal was signed"
+            assert owner.files() == editor.files() == gone.files()
+            with pytest.raises(RelayRefused) as refused:
+                await gone.sync()
+            assert refused.value.code == "not_member"
+        finally:
+            for dev in devices:
+                await dev.node.close()
+
+
+async def test_a_removal_raced_every_time_gives_up_after_a_few_tries(tmp_path: Path) -> None:
+    relay_dir = tmp_path / "relay"
+    async with running_relay(relay_dir) as url:
+        owner = make_device(tmp_path, "owner", url)
+        gone = make_device(tmp_path, "gone", url)
+        devices = [owner, gone]
+        try:
+            share = await share_between(owner, gone)
+            await settle(devices)
+            writes = 0
+
+            async def gone_writes() -> None:
+                nonlocal writes
+                writes += 1
+                (gone.folder / f"w{writes}.txt").write_bytes(b"again")
+                await gone.sync()
+
+            link = _RacingLink(owner.node.link, gone_writes)
+            with pytest.raises(RelayRefused) as refused:
+                await remove_member(
+                    owner.home,
+                    owner.node.device,
+                    link,  # type: ignore[arg-type]
+                    share,
+                    gone.user_key,
+                    clock=SystemClock(),
+                    rng=OsRandom(),
+                )
+            assert refused.value.code == "stale_cutoffs"
+            assert refused.value.details["device"] == gone.node.device.device_id.hex()
+            assert link.refused == ["stale_cutoffs"] * CUTOFF_TRIES
+            # Nothing changed: the user is still a member and may sync.
+            await gone.sync()
         finally:
             for dev in devices:
                 await dev.node.close()
