@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from simulations.campaign import HASH_SEED, SeedResult, run_campaign
+from simulations.campaign import HASH_SEED, SeedResult, run_campaign, tune_gc
 from simulations.harness import Outcome, run_world
 from simulations.runtime.seed import fresh_seed
 from simulations.schedule import LAN_LAYOUTS, TARGET_OPERATIONS, Schedule, generate
@@ -70,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def one_seed(args: argparse.Namespace, out: TextIO) -> int:
     seed = args.seed if args.seed is not None else fresh_seed()
+    tune_gc()
     out.write(f"SEED={seed}\n")
     sink = None if args.quiet else out
     if args.scripted:
