@@ -91,6 +91,16 @@ class EnvelopeHeader(Record):
         ("nonce", Bin.exact(NONCE_BYTES)),
     )
 
+    def encode(self) -> bytes:
+        # The header is the AEAD's associated data: sealing and every opening encode it again.
+        # A header is immutable, so its checked encoding is kept with it (decoded envelopes are
+        # shared through the decode memo, so each header is checked and packed once).
+        canonical: bytes | None = self.__dict__.get("_canonical")
+        if canonical is None:
+            canonical = super().encode()
+            self.__dict__["_canonical"] = canonical
+        return canonical
+
 
 @dataclasses.dataclass(frozen=True)
 class Envelope(Record):
@@ -115,8 +125,13 @@ class Envelope(Record):
         return envelope
 
     def encode(self) -> bytes:
+        # Immutable, so encoded (and checked) once: a sealed envelope is encoded for its hash,
+        # its signature check, the outbox and the relay.
         canonical: bytes | None = self.__dict__.get("_canonical")
-        return canonical if canonical is not None else super().encode()
+        if canonical is None:
+            canonical = super().encode()
+            self.__dict__["_canonical"] = canonical
+        return canonical
 
     def signed_bytes(self) -> bytes:
         # ``sig`` is the last field and a fixed-size bin, so the encoding with a zero signature
