@@ -108,9 +108,11 @@ class Notifications:
                 for share, seq in heads.items():
                     self.heads[share] = max(self.heads.get(share, 0), seq)
                 continue
+            # Woken by a new head, by the socket giving up (``_run``: then long-poll), or at
+            # the deadline; nothing else can change the answer, so no periodic re-check.
             self.changed.clear()
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(min(remaining, 1.0)):
+                async with asyncio.timeout(remaining):
                     await self.changed.wait()
 
     async def _run(self) -> None:
@@ -120,6 +122,8 @@ class Notifications:
                 sock, expires_ms = await self.link.ws_connect()
             except (aiohttp.ClientError, TimeoutError, OSError, RelayError) as exc:
                 self.ws_failures += 1
+                if self.ws_failures == 2:
+                    self.changed.set()  # a waiter switches to long-polling (see ``wait``)
                 attempt += 1
                 logger.info("notification socket unavailable: %s", exc)
                 await self.link.clock.sleep(self.link.backoff.delay(attempt, self.link.rng))
