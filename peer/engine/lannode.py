@@ -130,7 +130,9 @@ class DeviceLan:
         self.addresses = list(config.lan_addresses) or local_addresses()
         self.server: LanServer | None = None
         self.discovery: LanDiscovery[bytes] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        # Insertion-ordered (a dict, not a set): ``close`` cancels tasks in the order they were
+        # spawned, not in an order of memory addresses, so a simulated run replays the same.
+        self._tasks: dict[asyncio.Task[None], None] = {}
         self._dialers: dict[str, asyncio.Task[None]] = {}
         self._seen: dict[str, PeerSeen[bytes]] = {}
         self.banned: dict[bytes, float] = {}  # device id → until (monotonic)
@@ -204,10 +206,13 @@ class DeviceLan:
         if self.home is not None:
             remove_status(self.home)
 
+    def _forget_task(self, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(task, None)
+
     def _spawn(self, coro: object) -> None:
         task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks[task] = None
+        task.add_done_callback(self._forget_task)
         task.add_done_callback(_report_failure)
 
     # -- finding and dialling peers --------------------------------------------------------------

@@ -321,7 +321,9 @@ class LanServer:
         self._limits = limits
         self._streams = streams or device.tls_streams(limits)
         self._server: LanListener | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        # Insertion-ordered (a dict, not a set): closing cancels connections in the order they
+        # came, not in an order of memory addresses, so a simulated run replays the same.
+        self._tasks: dict[asyncio.Task[None], None] = {}
 
     @property
     def port(self) -> int:
@@ -345,11 +347,11 @@ class LanServer:
             return
         task = asyncio.current_task()
         assert task is not None
-        self._tasks.add(task)
+        self._tasks[task] = None
         try:
             await self._serve_one(reader, writer, peer_key)
         finally:
-            self._tasks.discard(task)
+            self._tasks.pop(task, None)
 
     async def _serve_one(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer_key: ProvenKey
