@@ -196,7 +196,12 @@ def seal_envelope(
     )
     unsigned = Envelope(header=header, payload=payload, sig=bytes(SIGNATURE_BYTES))
     sig = sign(device.signing_key, Purpose.ENVELOPE, unsigned.signed_bytes())
-    return dataclasses.replace(unsigned, sig=sig)
+    signed = dataclasses.replace(unsigned, sig=sig)
+    if len(sig) == SIGNATURE_BYTES:
+        # ``sig`` is the last field, a fixed-size bin: the checked encoding of the unsigned
+        # envelope with its last bytes replaced is the signed one's (no second round of checks).
+        signed.__dict__["_canonical"] = unsigned.encode()[:-SIGNATURE_BYTES] + sig
+    return signed
 
 
 def verify_envelope_signature(envelope: Envelope, device_public_key: bytes) -> None:

@@ -28,8 +28,11 @@ _SPACE = re.compile(r"\s")
 
 
 def _format_value(value: object) -> str:
-    if type(value) is int:
+    kind = type(value)
+    if kind is int:
         return str(value)
+    if kind is str:  # the commonest after int; a subclass may print otherwise, so not those
+        return repr(value) if (not value or _SPACE.search(value)) else value  # type: ignore[arg-type]
     if isinstance(value, bytes | bytearray):
         return f"{len(value)}B"
     if isinstance(value, float):
@@ -56,11 +59,14 @@ class Trace:
         self.count = 0
 
     def record(self, host: str, event: str, **details: object) -> None:
-        fields = " ".join(f"{key}={_format_value(value)}" for key, value in details.items())
         now = self._now()
         # Outside a running loop (set-up, or after the run ended) events keep the last time seen.
         self._last_s = now if now is not None else self._last_s
-        line = f"{self._last_s * 1000:12.3f} {host:<10} {event}" + (f" {fields}" if fields else "")
+        line = f"{self._last_s * 1000:12.3f} {host:<10} {event}"
+        if details:  # every network frame records a line: a list join, no generator
+            line += " " + " ".join(
+                [f"{key}={_format_value(value)}" for key, value in details.items()]
+            )
         self._hash.update(line.encode() + b"\n")
         self.count += 1
         self._lines.append(line)
