@@ -147,8 +147,13 @@ class VersionOp:
 Op = MoveOp | VersionOp
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+"""``json.dumps`` with these options builds a new encoder at every call; every op decoded is
+encoded again (the canonical check), so one is kept (encoders hold no state between calls)."""
+
+
 def encode_op(op: Op) -> str:
-    return json.dumps(op.record(), separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(op.record())
 
 
 class MalformedOp(ValueError):
