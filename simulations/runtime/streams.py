@@ -62,8 +62,11 @@ class _Pipe:
         self.in_flight_bytes += len(payload)
         self._arm()
 
+    def has_space(self, nbytes: int, window: int) -> bool:
+        return self.in_flight_bytes <= 0 or self.in_flight_bytes + nbytes <= window
+
     async def wait_for_space(self, nbytes: int, window: int) -> None:
-        while self.in_flight_bytes > 0 and self.in_flight_bytes + nbytes > window:
+        while not self.has_space(nbytes, window):
             waiter = asyncio.get_running_loop().create_future()
             self._space_waiters.append(waiter)
             await waiter
@@ -228,6 +231,21 @@ class SimConnection:
         await self.out.wait_for_space(len(data), net.faults.window_bytes)
         if self._closed:
             raise ConnectionReset(f"send on connection {self.connection_id} after close()")
+        self._transmit(data)
+
+    def send_now(self, frame: bytes) -> bool:
+        """``send`` if the window has room for ``frame`` now; False (nothing sent) if it must
+        wait. What a socket transport does: write to the socket at once, queue only when full."""
+        self.raise_if_failed()
+        if self._closed:
+            raise ConnectionReset(f"send on connection {self.connection_id} after close()")
+        if not self.out.has_space(len(frame), self._path.net.faults.window_bytes):
+            return False
+        self._transmit(bytes(frame))
+        return True
+
+    def _transmit(self, data: bytes) -> None:
+        net = self._path.net
         link = self.out.link
         link.counters.frames_sent += 1
         link.counters.bytes_sent += len(data)

@@ -60,6 +60,15 @@ class SimTransport(asyncio.Transport):
         if not data:
             return
         chunk = bytes(data)
+        if not self._outgoing and (self._writer is None or self._writer.done()):
+            # Nothing queued before it: the frame goes now, as a socket transport writes to its
+            # socket at once; only a frame that must wait for the window takes the writer task.
+            try:
+                if self._conn.send_now(chunk):
+                    return
+            except ConnectionResetError as exc:
+                self._connection_lost(exc)
+                return
         self._outgoing.append(chunk)
         self._outgoing_bytes += len(chunk)
         if self._writer is None or self._writer.done():

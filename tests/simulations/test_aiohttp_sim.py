@@ -194,6 +194,9 @@ class _Recorder(asyncio.Protocol):
         self.lost.set_result(None)
 
 
+FRAMES = 40  # 1.25 MiB: the window's 1 MiB, and 256 KiB more
+
+
 def test_protocols_get_flow_control_eof_and_exactly_one_connection_lost() -> None:
     sim = _sim()
 
@@ -212,8 +215,10 @@ def test_protocols_get_flow_control_eof_and_exactly_one_connection_lost() -> Non
             "peer": transport.get_extra_info("peername"),
             "socket": transport.get_extra_info("socket"),
         }
-        for _ in range(4):
-            transport.write(bytes(32 * 1024))  # past the 64 KiB high-water mark
+        # Frames go straight into the connection's 1 MiB window, as into a socket's buffer;
+        # what the window cannot take waits in the transport, past the 64 KiB high-water mark.
+        for _ in range(FRAMES):
+            transport.write(bytes(32 * 1024))
         transport.close()
         transport.write(b"dropped after close")
         await client.lost
@@ -223,7 +228,7 @@ def test_protocols_get_flow_control_eof_and_exactly_one_connection_lost() -> Non
     client_events, server_events, received, info = sim.run(main())
     assert client_events == ["made", "pause", "resume", "lost None"]
     assert server_events == ["made", "eof", "lost None"]
-    assert received == 4 * 32 * 1024
+    assert received == FRAMES * 32 * 1024
     assert info == {"peer": ("relay", 443), "socket": None}
 
 
