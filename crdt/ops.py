@@ -16,6 +16,7 @@ are totally ordered by ``(t, replica, counter)``.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ def op_id(replica: str, counter: int) -> str:
     return f"{replica}.{counter}"
 
 
+@functools.lru_cache(maxsize=16384)  # every reference in every op is parsed (~5 per op)
 def parse_op_id(value: str) -> tuple[str, int]:
     """Split an op id, refusing anything that is not ``<replica>.<positive counter>``."""
     replica, dot, counter = value.partition(".")

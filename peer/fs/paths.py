@@ -73,5 +73,7 @@ def name_key(name: str, case_insensitive: bool) -> str:
 
     NFC both before and after folding, because ``casefold`` can leave a string denormalized.
     """
+    if name.isascii():  # NFC is the identity on ASCII, and casefold is lower (most names)
+        return name.lower() if case_insensitive else name
     nfc = unicodedata.normalize("NFC", name)
     return unicodedata.normalize("NFC", nfc.casefold()) if case_insensitive else nfc
