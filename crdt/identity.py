@@ -14,6 +14,7 @@ refused.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from dataclasses import dataclass
 
@@ -32,12 +33,15 @@ def _digest(device_id: bytes, install_id: bytes) -> bytes:
     return h.digest()
 
 
+# Both asked for with every update received (a handful of devices per share): derived once each.
+@functools.lru_cache(maxsize=1024)
 def replica_for(device_id: bytes, install_id: bytes) -> str:
     """The replica string used as op-id prefix: 10 lowercase base32 characters (50 bits)."""
     text = base64.b32encode(_digest(device_id, install_id)[:8]).decode("ascii").lower()
     return text[:REPLICA_CHARS]
 
 
+@functools.lru_cache(maxsize=1024)
 def client_id_for(device_id: bytes, install_id: bytes) -> int:
     """The Yjs client id of a replica: a uint32 taken from the same digest as the replica string."""
     return int.from_bytes(_digest(device_id, install_id)[8:12], "big")
