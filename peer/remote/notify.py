@@ -170,13 +170,28 @@ class Notifications:
         await sock.send_bytes(pack({"type": "subscribe", "cursors": cursors}))
         clock = self.link.clock
         renew_ms = renew_at_ms(clock.now_ms(), expires_ms)
+        # One waiter for a resubscription for the socket's life, not one per message.
+        resub = asyncio.ensure_future(self._resubscribe.wait())
+        try:
+            await self._read_messages(sock, expires_ms, renew_ms, subscribed, resub)
+        finally:
+            await _end(resub)
+
+    async def _read_messages(
+        self,
+        sock: aiohttp.ClientWebSocketResponse,
+        expires_ms: int,
+        renew_ms: int,
+        subscribed: set[str],
+        resub: asyncio.Future[Any],
+    ) -> None:
+        clock = self.link.clock
         while True:
             if self._resubscribe.is_set():
                 return  # reconnect with the larger set of shares
             if clock.now_ms() >= renew_ms:
                 renew_ms = await self._renew(sock, expires_ms)
             receive = asyncio.ensure_future(sock.receive())
-            resub = asyncio.ensure_future(self._resubscribe.wait())
             try:
                 done, _ = await asyncio.wait(
                     {receive, resub},
@@ -184,7 +199,7 @@ class Notifications:
                     return_when=asyncio.FIRST_COMPLETED,
                 )
             finally:
-                await _end(resub, receive)
+                await _end(receive)
             if not done:
                 continue  # time to renew the token
             if receive not in done:
