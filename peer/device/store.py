@@ -120,6 +120,9 @@ class ShareStore:
         # it several times, and only this connection writes it.
         self._files: dict[str, SyncedFile] | None = None
         self._tree_of: dict[str, str] = {}  # disk path → tree path, of the rows in _files
+        # The tips table as last read, kept in step by set_tip/forget_tip (only this connection
+        # writes it): every envelope applied asks for all of them.
+        self._tips: dict[bytes, tuple[int, bytes]] | None = None
 
     def close(self) -> None:
         self.db.close()
@@ -142,6 +145,7 @@ class ShareStore:
         except BaseException:
             self.db.execute("ROLLBACK")
             self._files = None
+            self._tips = None
             raise
         self.db.execute("COMMIT")
 
@@ -270,11 +274,16 @@ class ShareStore:
 
     def forget_tip(self, device: bytes) -> None:
         self.db.execute("DELETE FROM tips WHERE device = ?", (device,))
+        if self._tips is not None:
+            self._tips.pop(device, None)
 
     def tips(self) -> dict[bytes, tuple[int, bytes]]:
-        return {
-            r[0]: (r[1], r[2]) for r in self.db.execute("SELECT device, counter, hash FROM tips")
-        }
+        if self._tips is None:
+            self._tips = {
+                r[0]: (r[1], r[2])
+                for r in self.db.execute("SELECT device, counter, hash FROM tips")
+            }
+        return dict(self._tips)
 
     def set_tip(self, device: bytes, counter: int, envelope_hash: bytes) -> None:
         self.db.execute(
@@ -282,6 +291,8 @@ class ShareStore:
             "DO UPDATE SET counter = excluded.counter, hash = excluded.hash",
             (device, counter, envelope_hash),
         )
+        if self._tips is not None:
+            self._tips[bytes(device)] = (counter, bytes(envelope_hash))
 
     def certificates(self) -> dict[bytes, bytes]:
         return {r[0]: r[1] for r in self.db.execute("SELECT device, cert FROM certs")}
