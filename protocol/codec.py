@@ -280,9 +280,13 @@ class Seq(Kind):
         return items
 
     def to_wire(self, value: Any) -> Any:
+        if _plain(self.item):
+            return list(value)
         return [self.item.to_wire(v) for v in value]
 
     def unchecked_wire(self, value: Any) -> Any:
+        if _plain(self.item):
+            return list(value)
         return [self.item.unchecked_wire(v) for v in value]
 
     def describe(self) -> str:
@@ -308,9 +312,13 @@ class Pair(Kind):
         )
 
     def to_wire(self, value: Any) -> Any:
+        if _plain(self.first) and _plain(self.second):
+            return [value[0], value[1]]
         return [self.first.to_wire(value[0]), self.second.to_wire(value[1])]
 
     def unchecked_wire(self, value: Any) -> Any:
+        if _plain(self.first) and _plain(self.second):
+            return [value[0], value[1]]
         return [self.first.unchecked_wire(value[0]), self.second.unchecked_wire(value[1])]
 
     def describe(self) -> str:
@@ -378,10 +386,11 @@ class Record:
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for name, kind in self.SCHEMA:
+        for name, kind, plain in _plan(type(self)):
             try:
                 # Records nested in this field are checked once, by ``kind.check``.
-                wire = kind.unchecked_wire(getattr(self, name))
+                value = getattr(self, name)
+                wire = value if plain else kind.unchecked_wire(value)
                 kind.check(wire, f"{type(self).__name__}.{name}")
             except DecodeError as exc:
                 raise EncodeError(f"cannot encode {exc.message}", reason=exc.reason) from exc
@@ -394,7 +403,10 @@ class Record:
 
     def unchecked_wire(self) -> dict[str, Any]:
         """The wire form of a record known to be valid (one just decoded): no checks."""
-        return {name: kind.unchecked_wire(getattr(self, name)) for name, kind in self.SCHEMA}
+        return {
+            name: getattr(self, name) if plain else kind.unchecked_wire(getattr(self, name))
+            for name, kind, plain in _plan(type(self))
+        }
 
     @classmethod
     def from_wire(cls, obj: Any, where: str | None = None) -> Self:
@@ -454,6 +466,23 @@ author) is decoded once. Failures are never kept: bad bytes are refused every ti
 @functools.cache
 def _field_names(record: type[Record]) -> frozenset[str]:
     return frozenset(name for name, _ in record.SCHEMA)
+
+
+@functools.cache
+def _plan(record: type[Record]) -> tuple[tuple[str, Kind, bool], ...]:
+    """Each field with its kind, and whether its wire form is its value (see ``_plain``)."""
+    return tuple((name, kind, _plain(kind)) for name, kind in record.SCHEMA)
+
+
+def _plain(kind: Kind) -> bool:
+    """Whether ``kind``'s wire form is the value itself (bytes, ints, strings, flags): most
+    fields of every record, so encoding skips two calls per such field and item."""
+    return _plain_type(type(kind))
+
+
+@functools.cache
+def _plain_type(kind: type[Kind]) -> bool:
+    return kind.to_wire is Kind.to_wire and kind.unchecked_wire is Kind.unchecked_wire
 
 
 def schema_table(record: type[Record], type_name: str | None = None) -> str:
