@@ -283,22 +283,15 @@ def _usable(device: SimDevice) -> bool:
 
 
 def _walk(device: SimDevice) -> dict[str, FileKind]:
-    out: dict[str, FileKind] = {}
-    todo = [""]
-    while todo:
-        folder = todo.pop()
-        try:
-            entries = device.fs.list_dir(folder)
-        except (FsError, SimulatedCrash):
-            continue
-        for info in sorted(entries, key=lambda i: i.name):
-            path = f"{folder}/{info.name}".lstrip("/")
-            if path == ".drift" or info.name.startswith(".~drift-"):
-                continue
-            out[path] = info.kind
-            if info.kind is FileKind.DIR:
-                todo.append(path)
-    return out
+    """What the user sees in the folder (callers sort what they pick from)."""
+    try:
+        return device.fs.kinds_below(_hidden)
+    except (FsError, SimulatedCrash):
+        return {}
+
+
+def _hidden(path: str, name: str) -> bool:
+    return path == ".drift" or name.startswith(".~drift-")
 
 
 def _files(device: SimDevice) -> list[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -278,6 +278,25 @@ class MemFileSystem:
         self._alive()
         node = self._dir_node(split_path(path), "list", path)
         return [self._info(name, self._nodes[ino]) for name, ino in node.entries.values()]
+
+    def kinds_below(self, skip: Callable[[str, str], bool]) -> dict[str, FileKind]:
+        """Every entry below the root by path, as walking it with ``list_dir`` finds them, in
+        one go (a simulated user picks what to act on from this before every operation);
+        ``skip(path, name)`` leaves an entry out, and everything below it."""
+        self._alive()
+        out: dict[str, FileKind] = {}
+        todo = [("", self._nodes[_ROOT_INO])]
+        while todo:
+            folder, node = todo.pop()
+            for name, ino in node.entries.values():
+                path = f"{folder}/{name}" if folder else name
+                if skip(path, name):
+                    continue
+                child = self._nodes[ino]
+                out[path] = child.kind
+                if child.kind is FileKind.DIR:
+                    todo.append((path, child))
+        return out
 
     def read_link(self, path: str) -> str:
         parent, name = self._parent(path, "readlink")
