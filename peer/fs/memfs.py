@@ -65,6 +65,9 @@ class _Node:
     durable_mtime_ns: int = 0
     durable_executable: bool = False
     durable_entries: dict[str, tuple[str, int]] = field(default_factory=dict)
+    # What ``lstat``/``list_dir`` said last (kind and ino never change): handed out again while
+    # it still holds, since building a frozen FileInfo costs more than checking this one.
+    info: FileInfo | None = field(default=None, compare=False, repr=False)
 
 
 def _flag(value: str) -> bool:
@@ -232,14 +235,25 @@ class MemFileSystem:
 
     @staticmethod
     def _info(name: str, node: _Node) -> FileInfo:
-        return FileInfo(
-            name=name,
-            kind=node.kind,
-            size=len(node.data) if node.kind is not FileKind.DIR else 0,
-            mtime_ns=node.mtime_ns,
-            inode=node.ino,
-            executable=node.kind is FileKind.FILE and node.executable,
-        )
+        size = len(node.data) if node.kind is not FileKind.DIR else 0
+        executable = node.kind is FileKind.FILE and node.executable
+        info = node.info
+        if (
+            info is None
+            or info.name != name
+            or info.size != size
+            or info.mtime_ns != node.mtime_ns
+            or info.executable != executable
+        ):
+            info = node.info = FileInfo(
+                name=name,
+                kind=node.kind,
+                size=size,
+                mtime_ns=node.mtime_ns,
+                inode=node.ino,
+                executable=executable,
+            )
+        return info
 
     def _new_node(self, kind: FileKind, **fields: object) -> _Node:
         node = _Node(self._next_ino, kind, mtime_ns=self._now_ns(), **fields)  # type: ignore[arg-type]
