@@ -7,8 +7,7 @@ until a pass takes them (``pushed_page``) instead of reading the log. This keeps
 head per share; ``wait`` returns as soon as one is past the caller's cursor. The socket
 reconnects with backoff and resubscribes with the shares it follows; a caller never misses
 anything, because it catches up by cursor anyway.
-When the relay answers but the socket cannot be opened (a proxy), ``wait`` falls back to
-the relay's HTTP long-poll; while the relay cannot be reached at all it only waits.
+When the socket cannot be opened, ``wait`` falls back to the relay's HTTP long-poll.
 
 A socket lives no longer than the token it was opened with, unless renewed on the socket itself:
 a minute before it expires (half way, for tokens shorter than two minutes) this sends
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from peer.errors import RelayError, RelayUnreachable
+from peer.errors import RelayError
 from peer.remote.link import LogPage
 from peer.remote.pages import parse_page
 from protocol.codec import pack, unpack
@@ -39,8 +38,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("peer.remote")
 
 RENEW_MARGIN_MS = 60_000
-_UNREACHABLE = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, RelayUnreachable)
-"""Socket failures that say the relay cannot be reached at all, not that sockets are refused."""
 PUSHED_MAX_ENTRIES = 256
 """Entries pushed and not yet taken, per share; a device that falls further behind reads the log."""
 
@@ -81,7 +78,6 @@ class Notifications:
         self.connected = False
         self.connections = 0  # sockets opened so far: one while renewals keep working
         self.ws_failures = 0
-        self.poll_failures = 0  # long-polls failed in a row (see ``wait``)
         self._task: asyncio.Task[None] | None = None
         self._resubscribe = asyncio.Event()
 
@@ -107,18 +103,8 @@ class Notifications:
                 try:
                     heads = await self.link.poll(cursors, min(remaining, 25.0))
                 except RelayError:
-                    # Most often the relay itself is away (the socket failed for that reason
-                    # too) and each poll already retried it several times: back off as the
-                    # socket does, rather than poll again every second of an outage; a socket
-                    # that opens meanwhile wakes this at once.
-                    self.poll_failures += 1
-                    pause = max(1.0, self.link.backoff.delay(self.poll_failures, self.link.rng))
-                    self.changed.clear()
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(min(remaining, pause)):
-                            await self.changed.wait()
+                    await self.link.clock.sleep(min(remaining, 1.0))
                     continue
-                self.poll_failures = 0
                 for share, seq in heads.items():
                     self.heads[share] = max(self.heads.get(share, 0), seq)
                 continue
@@ -135,13 +121,9 @@ class Notifications:
             try:
                 sock, expires_ms = await self.link.ws_connect()
             except (aiohttp.ClientError, TimeoutError, OSError, RelayError) as exc:
-                if not isinstance(exc, _UNREACHABLE):
-                    # The relay answered, the socket did not open (a proxy refusing upgrades):
-                    # after two of these a waiter long-polls instead (see ``wait``). A relay
-                    # that cannot be reached at all would not answer a long-poll either.
-                    self.ws_failures += 1
-                    if self.ws_failures == 2:
-                        self.changed.set()
+                self.ws_failures += 1
+                if self.ws_failures == 2:
+                    self.changed.set()  # a waiter switches to long-polling (see ``wait``)
                 attempt += 1
                 logger.info("notification socket unavailable: %s", exc)
                 await self.link.clock.sleep(self.link.backoff.delay(attempt, self.link.rng))
@@ -150,7 +132,6 @@ class Notifications:
             self.ws_failures = 0
             self.connections += 1
             self.connected = True
-            self.changed.set()  # a waiter backing off from long-polls listens to the socket
             try:
                 await self._follow(sock, expires_ms)
             except (aiohttp.ClientError, TimeoutError, OSError, RelayError) as exc:
