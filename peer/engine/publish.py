@@ -206,6 +206,11 @@ class Publisher(SyncParts):
             for r in [b, *below]:
                 r = dataclasses.replace(r, path=_after(r.path, retargeted))
                 gone[r.disk_path] = r
+                if r.state is SyncState.DELETED:
+                    # Deleted here after the move (a row the scanner carried along with the
+                    # folder): nothing is on disk to publish. Made new from its stale row, it
+                    # would be an entry in the tree, synced in the index, missing on disk.
+                    continue
                 new[r.disk_path] = _info(
                     r.disk_path, FileKind(r.kind), r.size, r.mtime_ns, r.inode, r.executable
                 )

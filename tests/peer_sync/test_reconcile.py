@@ -164,3 +164,38 @@ async def test_a_file_put_back_inside_a_folder_moved_here_stays_the_same_entry(
         finally:
             await a.node.close()
             await b.node.close()
+
+
+async def test_a_folder_deleted_inside_a_moved_folder_the_share_moved_too_stays_deleted(
+    tmp_path: Path,
+) -> None:
+    """Seed 52: b moves music into work and deletes music/q1 in it, while a moves music into
+    old. b's move cannot be followed, so its folder is published as new with what it holds —
+    and that used to include q1 from its index row, though it was gone from the disk: the tree
+    got work/music/q1 back, b's index held it as synced, and nothing told b's disk until a
+    full rescan found it deleted again (120 s later)."""
+    async with running_relay(tmp_path / "relay") as url:
+        a, b = make_device(tmp_path, "a", url), make_device(tmp_path, "b", url)
+        try:
+            share = await share_between(a, b)
+            for folder in ("music/q1", "old", "work"):
+                (a.folder / folder).mkdir(parents=True)
+            (a.folder / "music" / "a.txt").write_bytes(b"song")
+            await settle([a, b])
+            (a.folder / "music").rename(a.folder / "old" / "music")
+            await a.sync()
+            (b.folder / "music").rename(b.folder / "work" / "music")
+            (b.folder / "work" / "music" / "q1").rmdir()
+            await b.sync()
+            store = b.node.share(share).store
+            assert "work/music/q1" not in store.files()
+            assert store.unsynced() == {}
+            await settle([a, b])
+            # b's delete does not reach the share's q1 (moved away meanwhile): it stays there.
+            folders = {"old", "old/music", "old/music/q1", "work", "work/music"}
+            assert a.dirs() == b.dirs() == folders
+            songs = {"old/music/a.txt": b"song", "work/music/a.txt": b"song"}
+            assert a.files() == b.files() == songs
+        finally:
+            await a.node.close()
+            await b.node.close()
