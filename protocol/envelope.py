@@ -65,8 +65,21 @@ MAX_UPDATE_BYTES = 8 * 1024 * 1024
 MAX_BLOCK_REFS = 16384
 
 
+class _KeepsEncoding(Record):
+    """A record encoded (and checked) once: it is immutable, and encoded again and again."""
+
+    def encode(self) -> bytes:
+        canonical: bytes | None = self.__dict__.get("_canonical")
+        if canonical is None:
+            canonical = super().encode()
+            self.__dict__["_canonical"] = canonical
+        return canonical
+
+
 @dataclasses.dataclass(frozen=True)
-class EnvelopeHeader(Record):
+class EnvelopeHeader(_KeepsEncoding):
+    # The AEAD's associated data: sealing and every opening encode it again (decoded envelopes
+    # are shared through the decode memo, so each header is checked and packed once).
     v: int
     share: bytes
     epoch: int
@@ -91,19 +104,10 @@ class EnvelopeHeader(Record):
         ("nonce", Bin.exact(NONCE_BYTES)),
     )
 
-    def encode(self) -> bytes:
-        # The header is the AEAD's associated data: sealing and every opening encode it again.
-        # A header is immutable, so its checked encoding is kept with it (decoded envelopes are
-        # shared through the decode memo, so each header is checked and packed once).
-        canonical: bytes | None = self.__dict__.get("_canonical")
-        if canonical is None:
-            canonical = super().encode()
-            self.__dict__["_canonical"] = canonical
-        return canonical
-
 
 @dataclasses.dataclass(frozen=True)
-class Envelope(Record):
+class Envelope(_KeepsEncoding):
+    # Encoded for its hash, its signature check, the outbox and the relay.
     header: EnvelopeHeader
     payload: bytes
     sig: bytes
@@ -124,14 +128,6 @@ class Envelope(Record):
         envelope.__dict__["_canonical"] = bytes(data)
         return envelope
 
-    def encode(self) -> bytes:
-        # Immutable, so encoded (and checked) once: a sealed envelope is encoded for its hash,
-        # its signature check, the outbox and the relay.
-        canonical: bytes | None = self.__dict__.get("_canonical")
-        if canonical is None:
-            canonical = super().encode()
-            self.__dict__["_canonical"] = canonical
-        return canonical
 
     def signed_bytes(self) -> bytes:
         # ``sig`` is the last field and a fixed-size bin, so the encoding with a zero signature
