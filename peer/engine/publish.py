@@ -265,6 +265,12 @@ class Publisher(SyncParts):
                 report.moved += 1
                 self.store.retarget(source, target)
                 retargeted.append((source, target))
+                # A row deleted below the folder names its old tree path: its deletion (and the
+                # forgetting of its row) must look where the entry is now. Rows ``as_new`` adds
+                # later are mapped through every move when added.
+                for d, g in list(gone.items()):
+                    if (after := _after(g.path, [(source, target)])) != g.path:
+                        gone[d] = dataclasses.replace(g, path=after)
             moved_b = dataclasses.replace(b, path=target)
             if b.kind == "dir":
                 self._record(target, target, _info(target, FileKind.DIR, 0, b.mtime_ns, b.inode))

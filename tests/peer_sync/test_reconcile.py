@@ -199,3 +199,59 @@ async def test_a_folder_deleted_inside_a_moved_folder_the_share_moved_too_stays_
         finally:
             await a.node.close()
             await b.node.close()
+
+
+async def test_a_file_deleted_inside_a_moved_folder_is_settled_by_the_same_pass(
+    tmp_path: Path,
+) -> None:
+    """Seed 843: b moves music into photos and deletes music's c.bin there, while a edits it.
+    b's pass published the move, but the deletion still looked up c.bin at its old tree path
+    (music/c.bin, empty once music moved): neither the deletion nor the forgetting of its row
+    happened, so b's index kept photos/music/c.bin as deleted with nothing to wake b, and the
+    winning edit came down only with the periodic rescan, two minutes later."""
+    async with running_relay(tmp_path / "relay") as url:
+        a, b = make_device(tmp_path, "a", url), make_device(tmp_path, "b", url)
+        try:
+            share = await share_between(a, b)
+            (a.folder / "music").mkdir()
+            (a.folder / "photos").mkdir()
+            (a.folder / "music" / "c.bin").write_bytes(b"first")
+            await settle([a, b])
+            (a.folder / "music" / "c.bin").write_bytes(b"edited on a")
+            await a.sync()
+            (b.folder / "music").rename(b.folder / "photos" / "music")
+            (b.folder / "photos" / "music" / "c.bin").unlink()
+            await b.sync()
+            # The edit wins over the delete: it comes back at its new place in this pass.
+            assert b.node.share(share).store.unsynced() == {}
+            assert b.files() == {"photos/music/c.bin": b"edited on a"}
+            await a.sync()
+            assert a.files() == b.files()
+        finally:
+            await a.node.close()
+            await b.node.close()
+
+
+async def test_a_deletion_inside_a_moved_folder_is_published_with_the_move(
+    tmp_path: Path,
+) -> None:
+    """Seed 843, unedited: the deletion of a file in a folder moved in the same pass reaches
+    the share with the move, not with a later full rescan."""
+    async with running_relay(tmp_path / "relay") as url:
+        a, b = make_device(tmp_path, "a", url), make_device(tmp_path, "b", url)
+        try:
+            share = await share_between(a, b)
+            (a.folder / "music").mkdir()
+            (a.folder / "photos").mkdir()
+            (a.folder / "music" / "c.bin").write_bytes(b"song")
+            await settle([a, b])
+            (b.folder / "music").rename(b.folder / "photos" / "music")
+            (b.folder / "photos" / "music" / "c.bin").unlink()
+            await b.sync()
+            assert b.node.share(share).store.unsynced() == {}
+            await a.sync()
+            assert a.dirs() == b.dirs() == {"photos", "photos/music"}
+            assert a.files() == b.files() == {}
+        finally:
+            await a.node.close()
+            await b.node.close()

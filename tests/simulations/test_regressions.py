@@ -82,6 +82,19 @@ def test_a_folder_deleted_inside_a_folder_published_as_new_is_not_made_again() -
     assert outcome.stats.convergence_s < 30
 
 
+def test_a_file_deleted_inside_a_folder_moved_in_the_same_pass_is_settled_at_once() -> None:
+    # Seed 843: during the partition phone moved music to photos/music and deleted c.bin in it,
+    # while laptop edited music/c.bin. After the heal (and the mass-deletion guard's resume)
+    # phone's pass published the move, but looked for the deleted c.bin at its old tree path:
+    # the row stayed deleted in the index with nothing to wake phone, and laptop's winning edit
+    # came down only with the periodic rescan (convergence 132.5 s; 13 s without it).
+    outcome = run_seed(843)
+    assert outcome.error is None, f"{outcome.error}\n{outcome.trace_tail}"
+    assert outcome.violations == [], "replay: drift simulate --seed 843"
+    assert outcome.stats.convergence_s is not None
+    assert outcome.stats.convergence_s < 30
+
+
 def test_a_folder_moved_into_a_merged_folder_leaves_no_cycle_in_the_presented_tree() -> None:
     # Seed 1220: on desk, an update moving docs into photos left photos' stale entry (merged by
     # name with another photos folder) under docs: a cycle in the presented tree, and the next
