@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -361,22 +362,43 @@ async def append_removal(
     are read again and the entry signed anew, a few times.
     """
     share = chain.share_id.hex()
-    for attempt in range(1, CUTOFF_TRIES + 1):
-        entry = make_remove_user(chain, device, user_key, cutoffs, clock.now_ms())
-        try:
-            await link.extend_chain(share, entry.encode())
-        except RelayRefused as exc:
-            if exc.code != STALE_CUTOFFS or attempt == CUTOFF_TRIES:
-                raise
-            named = exc.details.get("device")
+
+    async def sign(refusal: RelayRefused | None) -> ChainEntry:
+        nonlocal cutoffs
+        if refusal is not None:
+            named = refusal.details.get("device")
             cutoffs = await removal_cutoffs(
                 store, link, share, user_key, named=named if isinstance(named, str) else None
             )
+        return make_remove_user(chain, device, user_key, cutoffs, clock.now_ms())
+
+    entry = await _extend_while_cutoffs_stale(link, share, sign)
+    chain.append(entry)
+    store.add_chain_entries(entry.height, [entry.encode()])
+    return entry
+
+
+async def _extend_while_cutoffs_stale(
+    link: RelayLink,
+    share: str,
+    sign: Callable[[RelayRefused | None], Awaitable[ChainEntry]],
+) -> ChainEntry:
+    """Append the entry ``sign`` makes to the relay's chain; the entry that landed. While the
+    relay refuses it as ``stale_cutoffs`` (a device whose writing it ends appended meanwhile),
+    ``sign`` is asked again with that refusal, up to ``CUTOFF_TRIES`` entries in all."""
+    refusal: RelayRefused | None = None
+    tries = 0
+    while True:
+        entry = await sign(refusal)
+        tries += 1
+        try:
+            await link.extend_chain(share, entry.encode())
+        except RelayRefused as exc:
+            if exc.code != STALE_CUTOFFS or tries >= CUTOFF_TRIES:
+                raise
+            refusal = exc
             continue
-        chain.append(entry)
-        store.add_chain_entries(entry.height, [entry.encode()])
         return entry
-    raise AssertionError("unreachable: the last try returns or raises")
 
 
 async def revoke_in_shares(
@@ -433,17 +455,12 @@ async def _append_revocation(
     the relay then refuses the stale cutoff, and it is read again, a few times, as for a removal.
     """
     share = chain.share_id.hex()
-    for attempt in range(1, CUTOFF_TRIES + 1):
+
+    async def sign(_: RelayRefused | None) -> ChainEntry:
         cutoff = (await link.server_vector(share)).get(revocation.device_id.hex(), 0)
-        entry = make_revoke_device(chain, device, revocation, cutoff, clock.now_ms())
-        try:
-            await link.extend_chain(share, entry.encode())
-        except RelayRefused as exc:
-            if exc.code != STALE_CUTOFFS or attempt == CUTOFF_TRIES:
-                raise
-            continue
-        return entry
-    raise AssertionError("unreachable: the last try returns or raises")
+        return make_revoke_device(chain, device, revocation, cutoff, clock.now_ms())
+
+    return await _extend_while_cutoffs_stale(link, share, sign)
 
 
 async def _rotate_after(
