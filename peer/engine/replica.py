@@ -401,12 +401,8 @@ class ShareReplica:
                 "one the membership chain allows"
             )
         try:
-            payload = UpdatePayload.decode(
-                open_envelope(envelope, self.crypto.metadata_key(header.epoch))
-            )
-            certificate = DeviceCertificate.decode(payload.certificate)
             tip = None if last is None else EnvelopeTip(last[0], last[1])
-            verify_envelope(envelope, certificate, self.chain, tip)
+            payload = self._verified_payload(envelope, tip)
         except CounterReplay:
             return None
         except UnknownHeight:
@@ -471,12 +467,8 @@ class ShareReplica:
                 "this replica holds no copy of; not applied"
             )
         try:
-            payload = UpdatePayload.decode(
-                open_envelope(envelope, self.crypto.metadata_key(header.epoch))
-            )
-            certificate = DeviceCertificate.decode(payload.certificate)
             tip = None if header.counter == 1 else EnvelopeTip(header.counter - 1, header.prev)
-            verify_envelope(envelope, certificate, self.chain, tip)
+            self._verified_payload(envelope, tip)
         except UnknownHeight:
             return "the envelope names a chain height this device has not verified yet"
         except (ProtocolError, IntegrityError) as exc:
@@ -539,10 +531,20 @@ class ShareReplica:
         self._replay()
         return dropped, own_dropped
 
-    def _forget_updates_of(self, envelope: Envelope) -> None:
-        payload = UpdatePayload.decode(
+    def _payload_of(self, envelope: Envelope) -> UpdatePayload:
+        return UpdatePayload.decode(
             open_envelope(envelope, self.crypto.metadata_key(envelope.header.epoch))
         )
+
+    def _verified_payload(self, envelope: Envelope, tip: EnvelopeTip | None) -> UpdatePayload:
+        """The opened payload of an envelope checked against its certificate, the chain and
+        ``tip`` (its device's envelope before it, as applied here)."""
+        payload = self._payload_of(envelope)
+        verify_envelope(envelope, DeviceCertificate.decode(payload.certificate), self.chain, tip)
+        return payload
+
+    def _forget_updates_of(self, envelope: Envelope) -> None:
+        payload = self._payload_of(envelope)
         self.store.forget_update(envelope.header.device, payload.install, payload.seq)
 
     def _write_limits(self) -> dict[bytes, int]:
@@ -565,9 +567,7 @@ class ShareReplica:
         if seq is None:
             return  # from a LAN peer: the relay has not placed it (yet)
         try:
-            payload = UpdatePayload.decode(
-                open_envelope(envelope, self.crypto.metadata_key(envelope.header.epoch))
-            )
+            payload = self._payload_of(envelope)
         except (ProtocolError, IntegrityError):
             return
         self.store.set_relay_seq(
