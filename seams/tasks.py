@@ -14,15 +14,16 @@ from collections.abc import Iterable
 from typing import Any
 
 
-async def end_tasks(tasks: Iterable[asyncio.Future[Any]], logger: logging.Logger) -> None:
+async def end_tasks(tasks: Iterable[asyncio.Future[Any]], logger: logging.Logger | None) -> None:
     """Cancel ``tasks``, wait until every one is over, and log (not raise) what any of them
-    failed with: one failing task must not keep the others from being ended. A cancellation of
-    the caller while it waits propagates as usual."""
+    failed with: one failing task must not keep the others from being ended. With no
+    ``logger`` the failures are only retrieved: the caller reads the results it wants itself.
+    A cancellation of the caller while it waits propagates as usual."""
     every = list(tasks)
     for task in every:
         task.cancel()
     if every:
         await asyncio.wait(every)
     for task in every:
-        if not task.cancelled() and task.exception() is not None:
+        if not task.cancelled() and task.exception() is not None and logger is not None:
             logger.error("a background task had failed: %r", task.exception())

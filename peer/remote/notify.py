@@ -42,22 +42,6 @@ PUSHED_MAX_ENTRIES = 256
 """Entries pushed and not yet taken, per share; a device that falls further behind reads the log."""
 
 
-async def _end(*tasks: asyncio.Future[Any]) -> None:
-    """Cancel ``tasks`` and wait until they are over, without taking their cancellation for ours.
-
-    Awaiting a cancelled task inside ``suppress(CancelledError)`` also swallowed a cancellation
-    of the caller arriving meanwhile (``Notifications.close``): the socket task went on renewing
-    its token and ``close`` waited for it for ever (a test with three-second tokens, whose
-    socket renews every second and a half, hung past its timeout once).
-    """
-    for task in tasks:
-        task.cancel()
-    await asyncio.wait(tasks)
-    for task in tasks:
-        if not task.cancelled():
-            task.exception()  # retrieved: an error of a receive nobody waits for any more
-
-
 def renew_at_ms(opened_ms: int, expires_ms: int) -> int:
     """When to renew a socket's token: a minute before it expires, or half way for short ones."""
     return expires_ms - min(RENEW_MARGIN_MS, max(0, expires_ms - opened_ms) // 2)
@@ -156,7 +140,7 @@ class Notifications:
         try:
             await self._read_messages(sock, expires_ms, renew_ms, subscribed, resub)
         finally:
-            await _end(resub)
+            await end_tasks([resub], None)
 
     async def _read_messages(
         self,
@@ -180,7 +164,7 @@ class Notifications:
                     return_when=asyncio.FIRST_COMPLETED,
                 )
             finally:
-                await _end(receive)
+                await end_tasks([receive], None)  # its result, if any, is read below
             if not done:
                 continue  # time to renew the token
             if receive not in done:
